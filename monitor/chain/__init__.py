@@ -1,0 +1,1 @@
+"""Everything that talks JSON-RPC: transport, failover, retries, Multicall3, logs."""

@@ -1,0 +1,598 @@
+"""Load and validate the YAML configuration strictly.
+
+Every problem raises :class:`~monitor.errors.ConfigError` with a one-line message of the
+shape ``"{file}: {key path}: {problem}"``. RPC URLs may reference environment variables as
+``${NAME}``; the expanded values are secrets: they are kept in :attr:`RpcEndpoint.url` only,
+print as ``<secret>`` and never appear in error messages (see also :func:`redact`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, NoReturn
+from urllib.parse import quote, urlsplit
+
+import yaml
+from eth_utils.address import is_checksum_address, to_checksum_address
+
+from monitor.errors import ConfigError
+
+__all__ = [
+    "CANONICAL_MULTICALL3",
+    "DEFAULT_STORE_PATH",
+    "SUPPORTED_PROTOCOLS",
+    "ChainConfig",
+    "Config",
+    "MarketConfig",
+    "RpcEndpoint",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+    "redact",
+]
+
+CANONICAL_MULTICALL3: Final = "0xcA11bde05977b3631167028862bE2a173976CA11"
+"""Multicall3 is deployed at this address on (nearly) every EVM chain."""
+
+SUPPORTED_PROTOCOLS: Final[frozenset[str]] = frozenset({"aave_v3"})
+"""Values accepted for ``markets[].protocol``."""
+
+DEFAULT_STORE_PATH: Final = "liqmon.db"
+
+SECRET_MASK: Final = "<secret>"
+
+_CHAIN_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_MARKET_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
+_ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLAIN_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+_ZERO_ADDRESS: Final = "0x" + "0" * 40
+
+_TOP_KEYS: Final = ("chains", "markets", "store")
+_CHAIN_KEYS: Final = (
+    "chain_id",
+    "rpc_urls",
+    "request_timeout_s",
+    "max_retries",
+    "max_log_range",
+    "confirmations",
+    "calls_per_batch",
+    "multicall3",
+    "rate_limit_per_s",
+)
+_MARKET_KEYS: Final = (
+    "name",
+    "protocol",
+    "chain",
+    "pool_addresses_provider",
+    "start_block",
+    "accounts",
+)
+_STORE_KEYS: Final = ("path",)
+
+
+# --------------------------------------------------------------------------- data model
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RpcEndpoint:
+    """One JSON-RPC endpoint; ``url`` holds secrets, ``display`` is safe to print."""
+
+    url: str
+    display: str
+    secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return self.display
+
+    def __str__(self) -> str:
+        return self.display
+
+
+@dataclass(frozen=True, slots=True)
+class ChainConfig:
+    name: str
+    chain_id: int
+    rpc_urls: tuple[RpcEndpoint, ...]
+    request_timeout_s: float
+    max_retries: int
+    max_log_range: int
+    confirmations: int
+    calls_per_batch: int
+    multicall3: str
+    rate_limit_per_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
+    name: str
+    protocol: str
+    chain: str
+    pool_addresses_provider: str
+    start_block: int
+    accounts: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: Path
+    chains: Mapping[str, ChainConfig]
+    markets: tuple[MarketConfig, ...]
+    store: StoreConfig
+
+    def chain_for(self, market: MarketConfig) -> ChainConfig:
+        """The chain ``market`` lives on."""
+        try:
+            return self.chains[market.chain]
+        except KeyError:
+            raise ConfigError(
+                f"{self.source}: market {market.name!r} names chain {market.chain!r}, "
+                f"which this config does not define"
+            ) from None
+
+    def market(self, name: str) -> MarketConfig:
+        """The market called ``name``; the error lists the configured markets."""
+        for market in self.markets:
+            if market.name == name:
+                return market
+        names = [m.name for m in self.markets]
+        hint = _did_you_mean(name, names)
+        raise ConfigError(
+            f"{self.source}: unknown market {_show(name)}"
+            f"{'; did you mean ' + repr(hint) + '?' if hint else ''}"
+            f" (available: {', '.join(names)})"
+        )
+
+
+def redact(text: str, config: Config) -> str:
+    """Replace every expanded secret of ``config`` occurring in ``text`` with ``<secret>``."""
+    variants: set[str] = set()
+    for chain in config.chains.values():
+        for endpoint in chain.rpc_urls:
+            for secret in endpoint.secrets:
+                if secret:
+                    variants.add(secret)
+                    variants.add(quote(secret, safe=""))
+    # Longest first, so a secret containing another one is masked whole.
+    for secret in sorted(variants, key=len, reverse=True):
+        text = text.replace(secret, SECRET_MASK)
+    return text
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+_INT_TAG: Final = "tag:yaml.org,2002:int"
+# PyYAML's YAML 1.1 int pattern minus the ``0x...`` alternative, so that unquoted
+# addresses such as 0x2f39d2... stay strings instead of becoming huge integers.
+_INT_NO_HEX_RE: Final = re.compile(
+    r"""^(?:[-+]?0b[0-1_]+
+        |[-+]?0[0-7_]+
+        |[-+]?(?:0|[1-9][0-9_]*)
+        |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$""",
+    re.X,
+)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that keeps ``0x...`` scalars as strings and rejects duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            ident = (key_node.tag, key_node.value)
+            if ident in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                )
+            seen.add(ident)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, _INT_NO_HEX_RE if tag == _INT_TAG else regexp) for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_error_message(label: str, exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        reason = exc.problem or exc.context or "syntax error"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        return _one_line(f"{label}: {where}invalid YAML: {reason}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        if isinstance(exc.character, bytes):
+            problem = f"cannot decode as {exc.encoding} ({exc.reason})"
+        else:
+            problem = f"invalid YAML: {exc.reason}"
+        return _one_line(f"{label}: byte {exc.position}: {problem}")
+    return _one_line(f"{label}: invalid YAML: {exc}")
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate the YAML config at ``path``.
+
+    ``env`` supplies ``${NAME}`` values (defaults to :data:`os.environ`).
+    """
+    label = str(path)
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{label}: cannot read config file (permission denied)") from None
+    except OSError as exc:
+        raise ConfigError(
+            _one_line(f"{label}: cannot read config file ({exc.strerror or type(exc).__name__})")
+        ) from None
+    try:
+        data: object = yaml.load(raw, Loader=_StrictLoader)  # _StrictLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_error_message(label, exc)) from None
+    if data is None:
+        raise ConfigError(
+            f"{label}: the config file is empty (expected a mapping with 'chains' and 'markets')"
+        )
+    return parse_config(data, file.absolute(), env, label=label)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def parse_config(
+    data: object,
+    source: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    label: str | None = None,
+) -> Config:
+    """Validate already-loaded config ``data`` (e.g. built in code).
+
+    ``source`` is the config file's path (a relative store path is resolved against its
+    directory); ``label`` is how errors name the file (defaults to ``str(source)``).
+    """
+    v = _Validator(label if label is not None else str(source), os.environ if env is None else env)
+    if not isinstance(data, Mapping):
+        v.fail_top(f"expected a mapping at the top level, got {_describe(data)}")
+    v.check_keys(data, _TOP_KEYS, "")
+    for key in ("chains", "markets"):
+        if key not in data:
+            v.fail(key, "required key is missing")
+
+    chains = v.chains(data["chains"])
+    markets = v.markets(data["markets"], chains)
+    store = v.store(data.get("store"), source)
+    return Config(
+        source=source,
+        chains=MappingProxyType(chains),
+        markets=markets,
+        store=store,
+    )
+
+
+class _Validator:
+    def __init__(self, label: str, env: Mapping[str, str]) -> None:
+        self.label = label
+        self.env = env
+
+    # -- reporting
+
+    def fail_top(self, problem: str) -> NoReturn:
+        raise ConfigError(_one_line(f"{self.label}: {problem}"))
+
+    def fail(self, path: str, problem: str) -> NoReturn:
+        raise ConfigError(_one_line(f"{self.label}: {path}: {problem}"))
+
+    def check_keys(self, mapping: Mapping[Any, Any], allowed: Sequence[str], path: str) -> None:
+        for key in mapping:
+            if not isinstance(key, str) or key not in allowed:
+                hint = _did_you_mean(key, allowed) if isinstance(key, str) else None
+                suffix = f" (did you mean {hint!r}?)" if hint else ""
+                self.fail(_join(path, key), f"unknown key{suffix}")
+
+    def mapping(self, value: object, path: str, what: str) -> Mapping[Any, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(path, f"expected {what}, got {_describe(value)}")
+        return value
+
+    def sequence(self, value: object, path: str, what: str) -> Sequence[Any]:
+        if not isinstance(value, list | tuple):
+            self.fail(path, f"expected {what}, got {_describe(value)}")
+        return value
+
+    def required(self, mapping: Mapping[Any, Any], keys: Iterable[str], path: str) -> None:
+        for key in keys:
+            if key not in mapping:
+                self.fail(_join(path, key), "required key is missing")
+
+    # -- scalars
+
+    def integer(self, value: object, path: str, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"expected an integer, got {_describe(value)}")
+        if value < minimum:
+            self.fail(path, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def positive_number(self, value: object, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(path, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(value) or value <= 0:
+            self.fail(path, f"expected a finite number > 0, got {_describe(value)}")
+        return float(value)
+
+    def string(self, value: object, path: str) -> str:
+        if not isinstance(value, str):
+            self.fail(path, f"expected a string, got {_describe(value)}")
+        return value
+
+    def name(self, value: object, path: str, pattern: re.Pattern[str], chars: str) -> str:
+        text = self.string(value, path)
+        if not pattern.fullmatch(text):
+            self.fail(
+                path,
+                f"invalid name {_show(text)} (expected lowercase letters, digits{chars}, "
+                "starting with a letter or digit)",
+            )
+        return text
+
+    def address(self, value: object, path: str) -> str:
+        if not isinstance(value, str):
+            self.fail(path, f"expected an address string, got {_describe(value)}")
+        if not _ADDRESS_RE.fullmatch(value):
+            self.fail(
+                path, f"{_show(value)} is not an address (expected 0x followed by 40 hex digits)"
+            )
+        digits = value[2:]
+        if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(value):
+            self.fail(
+                path,
+                f"{_show(value)} has a bad checksum (mixed-case addresses must be EIP-55 "
+                "checksummed: check for a typo, or write it all-lowercase)",
+            )
+        if value.lower() == _ZERO_ADDRESS:
+            self.fail(path, "the zero address is not allowed here")
+        return str(to_checksum_address(value))
+
+    def endpoint(self, value: object, path: str) -> RpcEndpoint:
+        template = self.string(value, path)
+        if "${" in _ENV_REF_RE.sub("", template):
+            self.fail(
+                path,
+                f"malformed environment reference in {_show(template)} (expected ${{NAME}} "
+                "with NAME made of letters, digits and '_')",
+            )
+        secrets: list[str] = []
+
+        def expand(match: re.Match[str]) -> str:
+            var = match.group(1)
+            secret = self.env.get(var)
+            if secret is None:
+                self.fail(path, f"environment variable {var} is not set")
+            if not secret:
+                self.fail(path, f"environment variable {var} is empty")
+            if secret not in secrets:
+                secrets.append(secret)
+            return secret
+
+        url = _ENV_REF_RE.sub(expand, template)
+        display = _ENV_REF_RE.sub(SECRET_MASK, template)
+        shown = _show(display)
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+            self.fail(path, f"{shown} contains whitespace or control characters")
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme in ("ws", "wss"):
+            self.fail(
+                path,
+                f"{shown} is a websocket URL; websocket endpoints are not supported "
+                "(use an http:// or https:// URL)",
+            )
+        if scheme not in ("http", "https") or "://" not in url:
+            self.fail(path, f"{shown} is not an http:// or https:// URL")
+        try:
+            host = parts.hostname
+            _ = parts.port  # raises ValueError on a bad port
+        except ValueError:
+            self.fail(path, f"{shown} has an invalid host or port")
+        if not host:
+            self.fail(path, f"{shown} has no host")
+        return RpcEndpoint(url=url, display=display, secrets=tuple(secrets))
+
+    # -- sections
+
+    def chains(self, value: object) -> dict[str, ChainConfig]:
+        raw = self.mapping(value, "chains", "a mapping of chain name to chain settings")
+        if not raw:
+            self.fail("chains", "expected at least one chain")
+        chains: dict[str, ChainConfig] = {}
+        for key, body in raw.items():
+            if not isinstance(key, str):
+                self.fail("chains", f"chain name {_describe(key)} is not a string (quote it)")
+            self.name(key, "chains", _CHAIN_NAME_RE, ", '_' or '-'")
+            chains[key] = self.chain(key, body, f"chains.{key}")
+        return chains
+
+    def chain(self, name: str, value: object, path: str) -> ChainConfig:
+        raw = self.mapping(value, path, "a mapping of chain settings")
+        self.check_keys(raw, _CHAIN_KEYS, path)
+        self.required(raw, ("chain_id", "rpc_urls"), path)
+        chain_id = self.integer(raw["chain_id"], f"{path}.chain_id", 1)
+
+        urls_path = f"{path}.rpc_urls"
+        urls = self.sequence(raw["rpc_urls"], urls_path, "a non-empty list of RPC URLs")
+        if not urls:
+            self.fail(urls_path, "expected a non-empty list of RPC URLs")
+        endpoints: list[RpcEndpoint] = []
+        for i, item in enumerate(urls):
+            endpoint = self.endpoint(item, f"{urls_path}[{i}]")
+            for j, earlier in enumerate(endpoints):
+                if earlier.url == endpoint.url:
+                    self.fail(f"{urls_path}[{i}]", f"duplicate of {urls_path}[{j}]")
+            endpoints.append(endpoint)
+
+        rate = raw.get("rate_limit_per_s")
+        return ChainConfig(
+            name=name,
+            chain_id=chain_id,
+            rpc_urls=tuple(endpoints),
+            request_timeout_s=self.positive_number(
+                raw.get("request_timeout_s", 15), f"{path}.request_timeout_s"
+            ),
+            max_retries=self.integer(raw.get("max_retries", 4), f"{path}.max_retries", 0),
+            max_log_range=self.integer(raw.get("max_log_range", 2000), f"{path}.max_log_range", 1),
+            confirmations=self.integer(raw.get("confirmations", 0), f"{path}.confirmations", 0),
+            calls_per_batch=self.integer(
+                raw.get("calls_per_batch", 500), f"{path}.calls_per_batch", 1
+            ),
+            multicall3=self.address(
+                raw.get("multicall3", CANONICAL_MULTICALL3), f"{path}.multicall3"
+            ),
+            rate_limit_per_s=(
+                None if rate is None else self.positive_number(rate, f"{path}.rate_limit_per_s")
+            ),
+        )
+
+    def markets(self, value: object, chains: Mapping[str, ChainConfig]) -> tuple[MarketConfig, ...]:
+        items = self.sequence(value, "markets", "a non-empty list of markets")
+        if not items:
+            self.fail("markets", "expected a non-empty list of markets")
+        markets: list[MarketConfig] = []
+        first_index: dict[str, int] = {}
+        for i, item in enumerate(items):
+            market = self.market(item, f"markets[{i}]", chains)
+            if market.name in first_index:
+                self.fail(
+                    f"markets[{i}].name",
+                    f"duplicate market name {market.name!r} "
+                    f"(already used by markets[{first_index[market.name]}])",
+                )
+            first_index[market.name] = i
+            markets.append(market)
+        return tuple(markets)
+
+    def market(self, value: object, path: str, chains: Mapping[str, ChainConfig]) -> MarketConfig:
+        raw = self.mapping(value, path, "a mapping of market settings")
+        self.check_keys(raw, _MARKET_KEYS, path)
+        self.required(raw, ("name", "protocol", "chain"), path)
+        name = self.name(raw["name"], f"{path}.name", _MARKET_NAME_RE, ", '.', '_' or '-'")
+
+        protocol = self.string(raw["protocol"], f"{path}.protocol")
+        if protocol not in SUPPORTED_PROTOCOLS:
+            hint = _did_you_mean(protocol, sorted(SUPPORTED_PROTOCOLS))
+            self.fail(
+                f"{path}.protocol",
+                f"unsupported protocol {_show(protocol)}"
+                f"{'; did you mean ' + repr(hint) + '?' if hint else ''}"
+                f" (supported: {', '.join(sorted(SUPPORTED_PROTOCOLS))})",
+            )
+
+        chain = self.string(raw["chain"], f"{path}.chain")
+        if chain not in chains:
+            hint = _did_you_mean(chain, list(chains))
+            self.fail(
+                f"{path}.chain",
+                f"unknown chain {_show(chain)}"
+                f"{'; did you mean ' + repr(hint) + '?' if hint else ''}"
+                f" (defined under 'chains': {', '.join(chains)})",
+            )
+
+        # pool_addresses_provider is required by aave_v3, the only supported protocol.
+        self.required(raw, ("pool_addresses_provider",), path)
+        provider = self.address(raw["pool_addresses_provider"], f"{path}.pool_addresses_provider")
+        start_block = self.integer(raw.get("start_block", 0), f"{path}.start_block", 0)
+
+        accounts: tuple[str, ...] | None = None
+        raw_accounts = raw.get("accounts")
+        if raw_accounts is not None:
+            accounts_path = f"{path}.accounts"
+            what = "a non-empty list of addresses (omit the key to discover borrowers)"
+            listed = self.sequence(raw_accounts, accounts_path, what)
+            if not listed:
+                self.fail(accounts_path, f"expected {what}")
+            unique = dict.fromkeys(
+                self.address(item, f"{accounts_path}[{i}]") for i, item in enumerate(listed)
+            )
+            accounts = tuple(unique)
+
+        return MarketConfig(
+            name=name,
+            protocol=protocol,
+            chain=chain,
+            pool_addresses_provider=provider,
+            start_block=start_block,
+            accounts=accounts,
+        )
+
+    def store(self, value: object, source: Path) -> StoreConfig:
+        raw: Mapping[Any, Any] = {} if value is None else self.mapping(value, "store", "a mapping")
+        self.check_keys(raw, _STORE_KEYS, "store")
+        path_value = raw.get("path", DEFAULT_STORE_PATH)
+        if isinstance(path_value, os.PathLike):
+            path_value = os.fspath(path_value)
+        if not isinstance(path_value, str) or not path_value.strip():
+            self.fail("store.path", f"expected a non-empty file path, got {_describe(path_value)}")
+        path = Path(path_value).expanduser()
+        if not path.is_absolute():
+            path = source.parent.absolute() / path
+        return StoreConfig(path=path)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _show(value: str, limit: int = 80) -> str:
+    """``repr`` of a user string, shortened so messages stay readable."""
+    if len(value) > limit:
+        value = value[: limit - 3] + "..."
+    return repr(value)
+
+
+def _describe(value: object) -> str:
+    """How a value of the wrong type is named in an error."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _show(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a value of type {type(value).__name__}"
+
+
+def _join(path: str, key: object) -> str:
+    if isinstance(key, str) and _PLAIN_KEY_RE.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]" if path else f"[{key!r}]"
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return matches[0] if matches else None

@@ -1,0 +1,136 @@
+"""Start and stop an anvil node (npm ``@foundry-rs/anvil``) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from monitor.chain.rpc import RpcClient
+from monitor.errors import DevnetError, RpcError
+from monitor.paths import node_modules
+
+DEVNET_CHAIN_ID = 31337
+
+
+def anvil_binary() -> Path:
+    override = os.environ.get("LIQMON_ANVIL")
+    path = (
+        Path(override)
+        if override
+        else (node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil")
+    )
+    if not path.is_file():
+        raise DevnetError(
+            f"anvil not found at {path}: run `npm ci` in the project root "
+            "(it installs @foundry-rs/anvil), or set LIQMON_ANVIL"
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Anvil:
+    """An anvil process; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        load_state: Path | None = None,
+        block_time: float | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.port = port or free_port()
+        self.load_state = load_state
+        self.block_time = block_time
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(anvil_binary()),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--chain-id", str(DEVNET_CHAIN_ID),
+            "--silent",
+            "--gas-limit", "1000000000",
+            "--code-size-limit", "100000",
+            "--accounts", "2",
+            "--balance", "100000000",
+        ]  # fmt: skip
+        if self.load_state is not None:
+            cmd += ["--load-state", str(self.load_state)]
+        if self.block_time is not None:
+            cmd += ["--block-time", str(self.block_time)]
+        return cmd + list(self.extra_args)
+
+    def start(self, timeout: float = 30.0) -> Anvil:
+        try:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise DevnetError(f"cannot start anvil: {exc}") from exc
+        client = RpcClient([self.url], timeout=2.0, max_retries=0)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    err = (
+                        self.process.stderr.read().decode(errors="replace")
+                        if self.process.stderr
+                        else ""
+                    )
+                    raise DevnetError(
+                        f"anvil exited at start (code {self.process.returncode}): "
+                        f"{err.strip()[:300]}"
+                    )
+                try:
+                    client.chain_id()
+                    return self
+                except RpcError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        self.stop()
+        raise DevnetError(f"anvil did not answer on {self.url} within {timeout:g} s")
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// Small solc-js driver used by scripts/compile_contracts.py.
+//
+// stdin:  a solc Standard JSON input (sources given by "content").
+// stdout: {"solcVersion": "<solc.version()>", "output": <Standard JSON output>}
+//
+// Imports that are not in the input are resolved relative to the project root
+// (the parent of scripts/) and then to its node_modules/, so
+// `import "@morpho-org/morpho-blue/src/..."` works after `npm ci`.
+//
+// Exit codes: 0 compiled (the caller inspects output.errors), 2 solc-js missing,
+// 3 bad input.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+const ROOT = path.resolve(__dirname, '..');
+
+let solc;
+try {
+  solc = require(require.resolve('solc', { paths: [ROOT] }));
+} catch (err) {
+  process.stderr.write(
+    `solc-js is not installed under ${path.join(ROOT, 'node_modules')} ` +
+      `(${err.code || err.message}); run \`npm ci\` in ${ROOT}\n`,
+  );
+  process.exit(2);
+}
+
+function findImports(importPath) {
+  const candidates = [path.join(ROOT, importPath), path.join(ROOT, 'node_modules', importPath)];
+  for (const file of candidates) {
+    const resolved = path.resolve(file);
+    // never read outside the project tree
+    if (!resolved.startsWith(ROOT + path.sep)) continue;
+    if (fs.existsSync(resolved) && fs.statSync(resolved).isFile()) {
+      return { contents: fs.readFileSync(resolved, 'utf8') };
+    }
+  }
+  return { error: `import not found: ${importPath}` };
+}
+
+let input;
+try {
+  input = fs.readFileSync(0, 'utf8');
+  JSON.parse(input);
+} catch (err) {
+  process.stderr.write(`solc_compile.cjs: stdin is not a JSON document: ${err.message}\n`);
+  process.exit(3);
+}
+
+const output = JSON.parse(solc.compile(input, { import: findImports }));
+process.stdout.write(JSON.stringify({ solcVersion: solc.version(), output }));
+process.stdout.write('\n');
