@@ -12,7 +12,7 @@ from types import TracebackType
 
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DevnetError, RpcError
-from monitor.paths import node_modules
+from monitor.paths import cache_dir, node_modules
 
 DEVNET_CHAIN_ID = 31337
 
@@ -36,6 +36,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Poll ``eth_chainId`` until anvil answers; DevnetError if it exits or stays silent."""
+    client = RpcClient([url], timeout=2.0, max_retries=0)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DevnetError(
+                    f"anvil exited at start with code {process.returncode}; is port "
+                    f"{url.rsplit(':', 1)[-1]} free? (log: {cache_dir() / 'anvil.log'})"
+                )
+            try:
+                client.chain_id()
+                return
+            except RpcError:
+                time.sleep(0.05)
+    finally:
+        client.close()
+    raise DevnetError(f"anvil did not answer on {url} within {timeout:g} s")
 
 
 class Anvil:
@@ -82,34 +103,17 @@ class Anvil:
             self.process = subprocess.Popen(
                 self.command(),
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
         except OSError as exc:
             raise DevnetError(f"cannot start anvil: {exc}") from exc
-        client = RpcClient([self.url], timeout=2.0, max_retries=0)
-        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    err = (
-                        self.process.stderr.read().decode(errors="replace")
-                        if self.process.stderr
-                        else ""
-                    )
-                    raise DevnetError(
-                        f"anvil exited at start (code {self.process.returncode}): "
-                        f"{err.strip()[:300]}"
-                    )
-                try:
-                    client.chain_id()
-                    return self
-                except RpcError:
-                    time.sleep(0.05)
-        finally:
-            client.close()
-        self.stop()
-        raise DevnetError(f"anvil did not answer on {self.url} within {timeout:g} s")
+            wait_ready(self.url, self.process, timeout)
+        except DevnetError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         proc, self.process = self.process, None
@@ -121,8 +125,6 @@ class Anvil:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
 
     def __enter__(self) -> Anvil:
         return self.start()

@@ -1,0 +1,352 @@
+"""The ``liqmon`` command line: the only place library errors become user messages."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+from monitor import __version__
+from monitor.config import Config, load_config
+from monitor.errors import InputError, MonitorError
+from monitor.models import MarketSnapshot
+from monitor.render import short_hf, table, to_csv, to_json
+from monitor.scan import ScanResult, scan_all
+from monitor.store import Store
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+liqmon watches lending-protocol positions (Aave V3 and forks) on EVM chains and warns
+before they can be liquidated. Every command that reads a chain takes --config FILE
+(see config.yaml); `liqmon demo` needs nothing: it runs a local devnet with the real
+Aave V3 contracts and walks prices down the real ETH path of 2020-03-12."""
+
+EXAMPLES = """\
+examples:
+  liqmon demo
+  liqmon scan --config config.yaml
+  liqmon scan --config config.yaml --json
+  liqmon history --config config.yaml --account 0xAbC... --since 2024-01-01 --format csv
+  liqmon devnet up && liqmon devnet seed 50 && liqmon scan --config .liqmon-cache/devnet.yaml
+  liqmon devnet price WETH 1500
+"""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- scan -------------------------------------------------------------------------------
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with Store(config.store.path) as store:
+        results = scan_all(
+            config, store, market_name=args.market, progress=_say if args.verbose else _quiet
+        )
+    if args.json:
+        print(to_json([p for r in results for p in _positions_json(r.snapshot)]))
+        return 0
+    for result in results:
+        print(_scan_table(result))
+    return 0
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+def _positions_json(snapshot: MarketSnapshot) -> list[dict[str, Any]]:
+    rows = [p.as_json(snapshot.base_currency_unit) for p in snapshot.positions]
+    return sorted(rows, key=_hf_key)
+
+
+def _hf_key(row: dict[str, Any]) -> float:
+    text = row["health_factor"]
+    return float("inf") if text == "inf" else float(text)
+
+
+def _scan_table(result: ScanResult) -> str:
+    snap = result.snapshot
+    rows = sorted(_positions_json(snap), key=_hf_key)
+    body = table(
+        [
+            (r["account"], short_hf(r["health_factor"]), _usd(r["collateral_usd"]), _usd(r["debt_usd"]),
+             f"{r['liquidation_threshold_bps'] / 100:.2f}%", r["emode_category"] or "-")
+            for r in rows
+        ],
+        ["account", "HF", "collateral USD", "debt USD", "LT", "eMode"],
+        "<>>>>>",
+    )  # fmt: skip
+    discovered = f", {result.new_accounts} new accounts" if result.new_accounts else ""
+    head = f"{snap.market} @ block {snap.block}: {len(rows)} positions{discovered}"
+    liquidatable = sum(1 for r in rows if _hf_key(r) < 1)
+    return f"{head}\n{body}\nliquidatable (HF < 1): {liquidatable}\n"
+
+
+def _usd(text: str) -> str:
+    return f"{float(text):,.2f}"
+
+
+# -- history ----------------------------------------------------------------------------
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?)?$")
+
+
+def parse_since(text: str | None) -> tuple[int | None, float | None]:
+    """``--since``: a block number, or an ISO date/time (UTC)."""
+    if text is None:
+        return None, None
+    if text.isdigit():
+        return int(text), None
+    if _DATE.match(text):
+        try:
+            when = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise InputError(f"--since {text!r}: {exc}") from exc
+        return None, when.timestamp()
+    raise InputError(f"--since {text!r}: expected a block number or a date like 2024-01-31")
+
+
+def parse_account(text: str) -> str:
+    if not is_address(text):
+        raise InputError(f"--account {text!r} is not an address (0x followed by 40 hex digits)")
+    return to_checksum_address(text)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    account = parse_account(args.account)
+    since_block, since_time = parse_since(args.since)
+    if args.market:
+        config.market(args.market)
+    with Store(config.store.path) as store:
+        rows = store.position_history(
+            account, market=args.market, since_block=since_block, since_time=since_time
+        )
+    if args.format == "json":
+        print(to_json(rows))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(rows))
+    else:
+        if not rows:
+            print(f"no stored positions for {account} in {config.store.path}")
+            return 0
+        print(
+            table(
+                [
+                    (
+                        r["market"],
+                        r["block"],
+                        _iso(r["timestamp"]),
+                        short_hf(r["health_factor"]),
+                        f"{r['collateral_usd']:,.2f}",
+                        f"{r['debt_usd']:,.2f}",
+                    )
+                    for r in rows
+                ],
+                ["market", "block", "time (UTC)", "HF", "collateral USD", "debt USD"],
+                "<><>>>",
+            )  # fmt: skip
+        )
+    return 0
+
+
+def _iso(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- devnet -----------------------------------------------------------------------------
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    from monitor.devnet import session
+    from monitor.devnet.node import DevnetNode
+    from monitor.devnet.seed import current_prices, seed_positions, set_price
+
+    if args.action == "up":
+        s = session.up(args.port)
+        print(
+            f"devnet up: {s.url} (pid {s.pid}), PoolAddressesProvider {s.deployment.pool_addresses_provider}"
+        )
+        print(f"scan it with: liqmon scan --config {session.DevnetSession.config_file()}")
+        return 0
+    if args.action == "down":
+        print("devnet stopped" if session.down() else "no devnet was running")
+        return 0
+    s = session.DevnetSession.load()
+    node = DevnetNode(s.client())
+    if args.action == "price":
+        if args.symbol is None:
+            prices = current_prices(node, s.deployment)
+            print(
+                table([(k, f"{v / 1e8:,.8f}") for k, v in prices.items()], ["asset", "USD"], "<>")
+            )
+            return 0
+        if args.usd is None:
+            raise InputError(
+                "usage: liqmon devnet price SYMBOL USD (e.g. liqmon devnet price WETH 1500)"
+            )
+        set_price(node, s.deployment, args.symbol.upper(), args.usd)
+        print(f"{args.symbol.upper()} = {args.usd} USD")
+        return 0
+    if args.action == "seed":
+        seeded = seed_positions(
+            node, s.deployment, args.count, seed=args.seed, first_index=args.first_index
+        )
+        print(f"seeded {len(seeded)} positions (seed {args.seed}); scan with: "
+              f"liqmon scan --config {session.DevnetSession.config_file()}")  # fmt: skip
+        return 0
+    print(f"devnet: {s.url} (pid {s.pid}); config {session.DevnetSession.config_file()}")
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    if args.positions < 1:
+        raise InputError("--positions must be at least 1")
+    print("liqmon demo: Black Thursday (2020-03-12) replayed on a local Aave V3 devnet\n")
+    rows = []
+    last = None
+    for summary, result in run_demo(
+        positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say
+    ):
+        line = (
+            f"{summary.label:<22} ETH {summary.prices['WETH']:>8.2f}  BTC {summary.prices['WBTC']:>9.2f}  "
+            f"block {summary.block:>5}  HF<1.1: {summary.at_risk:>3}  HF<1: {summary.liquidatable:>3}  "
+            f"min HF {summary.min_hf:.4f}"
+        )
+        print(line, flush=True)
+        rows.append(summary)
+        last = result
+    assert last is not None
+    at_risk = [r for r in _positions_json(last.snapshot) if _hf_key(r) < 1.1]
+    print(
+        f"\nat risk at the end of the walk (HF < 1.1): {len(at_risk)} of {len(last.snapshot.positions)}"
+    )
+    print(
+        table(
+            [
+                (
+                    r["account"],
+                    short_hf(r["health_factor"]),
+                    _usd(r["collateral_usd"]),
+                    _usd(r["debt_usd"]),
+                    ",".join(leg["symbol"] for leg in r["legs"] if int(leg["collateral"])),
+                )
+                for r in at_risk
+            ],
+            ["account", "HF", "collateral USD", "debt USD", "collateral assets"],
+            "<>>><",
+        )  # fmt: skip
+    )
+    if args.db:
+        print(f"\nhistory stored in {args.db}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liqmon",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"liqmon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = sub.add_parser(
+        "scan", help="one pass: discover borrowers, read positions at one block, store, print"
+    )
+    scan.add_argument("--config", required=True, type=Path, help="config file (YAML)")
+    scan.add_argument("--market", help="only this market (default: all markets in the config)")
+    scan.add_argument(
+        "--json", action="store_true", help="print a JSON list of positions sorted by HF"
+    )
+    scan.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+    scan.set_defaults(func=cmd_scan)
+
+    history = sub.add_parser("history", help="stored positions of one account over time")
+    history.add_argument("--config", required=True, type=Path, help="config file (YAML)")
+    history.add_argument("--account", required=True, help="account address")
+    history.add_argument("--market", help="only this market")
+    history.add_argument(
+        "--since", help="a block number or a UTC date (2024-01-31 or 2024-01-31T12:00)"
+    )
+    history.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    history.set_defaults(func=cmd_history)
+
+    devnet = sub.add_parser(
+        "devnet",
+        help="a local anvil devnet with the real Aave V3 contracts",
+        description="up: start anvil and deploy Aave V3 (writes .liqmon-cache/devnet.yaml); down: stop it; "
+        "seed N: create N positions; price [SYMBOL USD]: show or set an oracle price; status.",
+    )
+    devnet.add_argument("action", choices=("up", "down", "status", "price", "seed"))
+    devnet.add_argument(
+        "symbol", nargs="?", help="price: asset symbol (WETH, WBTC, USDC, DAI, SOL)"
+    )
+    devnet.add_argument("usd", nargs="?", type=float, help="price: new USD price")
+    devnet.add_argument("--port", type=int, help="up: loopback port (default: a free one)")
+    devnet.add_argument("--seed", type=int, default=1, help="seed: random seed (default 1)")
+    devnet.add_argument(
+        "--first-index", type=int, default=0, help="seed: index of the first account"
+    )
+    devnet.set_defaults(func=cmd_devnet, count=None)
+
+    demo = sub.add_parser(
+        "demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash"
+    )
+    demo.add_argument("--positions", type=int, default=60, help="positions to seed (default 60)")
+    demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
+    demo.add_argument(
+        "--substeps", type=int, default=2, help="price steps between real data points"
+    )
+    demo.add_argument("--db", type=Path, help="keep the history in this SQLite file")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if args.command == "devnet" and args.action == "seed":
+        if args.symbol is None or not args.symbol.isdigit():
+            parser.error("devnet seed takes a count: liqmon devnet seed 50")
+        args.count = int(args.symbol)
+    try:
+        return int(args.func(args))
+    except MonitorError as exc:
+        print(f"liqmon: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("liqmon: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,134 @@
+"""One scan of a market: connect, discover borrowers (checkpointed), read at one block, store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.chain.multicall import Multicall
+from monitor.chain.rpc import RpcClient
+from monitor.config import ChainConfig, Config, MarketConfig
+from monitor.errors import ConfigError
+from monitor.models import MarketSnapshot
+from monitor.protocols.aave_v3 import DISCOVERY, AaveV3Reader, block_ref
+from monitor.store import Store
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRange:
+    from_block: int
+    to_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    snapshot: MarketSnapshot
+    new_accounts: int
+    log_range: LogRange | None  # None: watchlist, or nothing new to read
+
+
+def open_client(chain: ChainConfig, source: str = "config") -> RpcClient:
+    """A client for ``chain`` whose node is checked to serve the configured chain id."""
+    client = RpcClient(
+        chain.rpc_urls, timeout=chain.request_timeout_s, max_retries=chain.max_retries
+    )
+    actual = client.chain_id()
+    if actual != chain.chain_id:
+        client.close()
+        raise ConfigError(
+            f"{source}: chains.{chain.name}.chain_id: configured {chain.chain_id}, but the node "
+            f"at {client.endpoints[0].display} serves chain {actual}; fix chain_id or rpc_urls"
+        )
+    return client
+
+
+def make_reader(client: RpcClient, market: MarketConfig, chain: ChainConfig) -> AaveV3Reader:
+    return AaveV3Reader(
+        client,
+        market=market.name,
+        pool_addresses_provider=market.pool_addresses_provider,
+        chain_id=chain.chain_id,
+        multicall=Multicall(client, chain.multicall3, chain.calls_per_batch),
+        max_log_range=chain.max_log_range,
+    )
+
+
+def discover_accounts(
+    reader: AaveV3Reader,
+    store: Store,
+    market: MarketConfig,
+    chain: ChainConfig,
+    head: int,
+    progress: Progress = _quiet,
+) -> tuple[int, LogRange | None]:
+    """Bring the store's account list up to ``head - confirmations``; returns
+    (new accounts, log range read). A watchlist replaces log discovery entirely."""
+    if market.accounts is not None:
+        return store.add_accounts(market.name, [(a, 0) for a in market.accounts], "watchlist"), None
+    checkpoint = store.get_checkpoint(market.name, DISCOVERY)
+    start = checkpoint.block + 1 if checkpoint else market.start_block
+    end = head - chain.confirmations
+    if start > end:
+        return 0, None
+    new = 0
+
+    def on_chunk(chunk_from: int, chunk_to: int, borrowers: list[str]) -> None:
+        nonlocal new
+        block_hash = block_ref(reader.client, chunk_to).hash
+        with store.transaction():
+            new += store.add_accounts(market.name, [(b, chunk_to) for b in borrowers], "logs")
+            store.set_checkpoint(market.name, DISCOVERY, chunk_to, block_hash)
+        progress(
+            f"{market.name}: Borrow events {chunk_from}-{chunk_to}: {len(borrowers)} borrowers"
+        )
+
+    reader.discover(start, end, on_chunk)
+    return new, LogRange(start, end)
+
+
+def scan_market(
+    client: RpcClient,
+    config: Config,
+    market: MarketConfig,
+    store: Store,
+    progress: Progress = _quiet,
+) -> ScanResult:
+    chain = config.chain_for(market)
+    reader = make_reader(client, market, chain)
+    head = block_ref(client)
+    new, log_range = discover_accounts(reader, store, market, chain, head.number, progress)
+    accounts = (
+        market.accounts if market.accounts is not None else tuple(store.accounts(market.name))
+    )
+    progress(f"{market.name}: reading {len(accounts)} accounts at block {head.number}")
+    snapshot = reader.snapshot(list(accounts), head)
+    store.save_snapshot(snapshot)
+    return ScanResult(snapshot, new, log_range)
+
+
+def scan_all(
+    config: Config,
+    store: Store,
+    *,
+    market_name: str | None = None,
+    progress: Progress = _quiet,
+) -> list[ScanResult]:
+    markets = [config.market(market_name)] if market_name else list(config.markets)
+    clients: dict[str, RpcClient] = {}
+    try:
+        results = []
+        for market in markets:
+            chain = config.chain_for(market)
+            if chain.name not in clients:
+                clients[chain.name] = open_client(chain, str(config.source))
+            results.append(scan_market(clients[chain.name], config, market, store, progress))
+        return results
+    finally:
+        for client in clients.values():
+            client.close()

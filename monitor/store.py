@@ -1,0 +1,659 @@
+"""The SQLite history of liqmon (sqlite-utils): schema, migrations, writes and queries.
+
+- WAL mode, so readers (``liqmon history``) never block the scanner.
+- The schema is created and migrated by the program: ``meta.schema_version`` counts the
+  applied entries of :data:`_MIGRATIONS`; each migration runs in its own transaction.
+- Every write is one transaction (``BEGIN IMMEDIATE``): a crash mid-write leaves nothing.
+- Big integers (wei, ray, wad, base-currency amounts, prices) exceed SQLite's int64, so
+  they are stored exactly as decimal TEXT; a REAL companion column (``price_usd``, ``hf``,
+  ``collateral_usd``, ``debt_usd``) exists only where sorting or plotting needs one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlite_utils
+
+from monitor.errors import StoreError
+from monitor.models import (
+    MAX_UINT256,
+    WAD,
+    EModeCategory,
+    MarketSnapshot,
+    Position,
+    Reserve,
+    format_wad,
+)
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+ACCOUNT_SOURCES = ("logs", "watchlist")
+ADDRESS_KEYS = ("pool_addresses_provider", "pool", "oracle", "data_provider")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far a scan of one kind (e.g. account discovery from logs) has got in a market."""
+
+    block: int
+    block_hash: str
+    updated_at: float
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _create_table(
+    db: sqlite_utils.Database,
+    name: str,
+    columns: dict[str, type],
+    pk: str | tuple[str, ...],
+    nullable: Sequence[str] = (),
+) -> None:
+    """A table whose columns are all NOT NULL (primary key included) except ``nullable``."""
+    not_null = [column for column in columns if column not in nullable]
+    db.table(name).create(columns, pk=pk, not_null=not_null)
+
+
+def _create_meta(db: sqlite_utils.Database) -> None:
+    _create_table(db, "meta", {"key": str, "value": str}, pk="key")
+
+
+def _create_markets(db: sqlite_utils.Database) -> None:
+    _create_table(
+        db,
+        "markets",
+        {
+            "name": str,
+            "protocol": str,
+            "chain_id": int,
+            **{key: str for key in ADDRESS_KEYS},
+            "base_currency_unit": str,
+            "last_block": int,
+            "updated_at": float,
+        },
+        pk="name",
+        nullable=ADDRESS_KEYS,
+    )
+
+
+def _create_reserves(db: sqlite_utils.Database) -> None:
+    _create_table(
+        db,
+        "reserves",
+        {
+            "market": str,
+            "asset": str,
+            "symbol": str,
+            "decimals": int,
+            "reserve_id": int,
+            "ltv": int,
+            "liquidation_threshold": int,
+            "liquidation_bonus": int,
+            "emode_category": int,
+            "active": int,
+            "frozen": int,
+            "borrowing_enabled": int,
+            "a_token": str,
+            "stable_debt_token": str,
+            "variable_debt_token": str,
+            "updated_block": int,
+        },
+        pk=("market", "asset"),
+    )
+
+
+def _create_emode_categories(db: sqlite_utils.Database) -> None:
+    _create_table(
+        db,
+        "emode_categories",
+        {
+            "market": str,
+            "id": int,
+            "ltv": int,
+            "liquidation_threshold": int,
+            "liquidation_bonus": int,
+            "price_source": str,
+            "label": str,
+            "updated_block": int,
+        },
+        pk=("market", "id"),
+    )
+
+
+def _create_prices(db: sqlite_utils.Database) -> None:
+    # The primary key (market, asset, block) is the prices(market, asset, block) index:
+    # a second index on the same columns would only slow down writes.
+    _create_table(
+        db,
+        "prices",
+        {
+            "market": str,
+            "asset": str,
+            "block": int,
+            "symbol": str,
+            "price": str,
+            "price_usd": float,
+            "timestamp": int,
+        },
+        pk=("market", "asset", "block"),
+    )
+
+
+def _create_positions(db: sqlite_utils.Database) -> None:
+    _create_table(
+        db,
+        "positions",
+        {
+            "market": str,
+            "account": str,
+            "block": int,
+            "timestamp": int,
+            "health_factor": str,
+            "health_factor_wad": str,
+            "hf": float,
+            "collateral_base": str,
+            "debt_base": str,
+            "collateral_usd": float,
+            "debt_usd": float,
+            "available_borrows_base": str,
+            "liquidation_threshold": int,
+            "ltv": int,
+            "emode_category": int,
+            "user_configuration": str,
+            "legs": str,
+        },
+        pk=("market", "account", "block"),
+        nullable=("hf",),
+    )
+    # Accounts are matched case-insensitively: an index on the NOCASE form of the column
+    # serves ``account = ? COLLATE NOCASE``.
+    db.execute(
+        "CREATE INDEX idx_positions_account_block ON positions (account COLLATE NOCASE, block)"
+    )
+    db.table("positions").create_index(["market", "block"], "idx_positions_market_block")
+
+
+def _create_scans(db: sqlite_utils.Database) -> None:
+    # AUTOINCREMENT: a scan id is never reused, even after the newest scans are deleted.
+    db.execute(
+        "CREATE TABLE scans ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " market TEXT NOT NULL,"
+        " block INTEGER NOT NULL,"
+        " block_hash TEXT NOT NULL,"
+        " timestamp INTEGER NOT NULL,"
+        " positions INTEGER NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
+
+
+def _create_accounts(db: sqlite_utils.Database) -> None:
+    _create_table(
+        db,
+        "accounts",
+        {"market": str, "account": str, "first_seen_block": int, "source": str},
+        pk=("market", "account"),
+    )
+    # One row per account whatever the case of its hex digits.
+    db.execute(
+        "CREATE UNIQUE INDEX idx_accounts_market_account_nocase"
+        " ON accounts (market, account COLLATE NOCASE)"
+    )
+
+
+def _create_checkpoints(db: sqlite_utils.Database) -> None:
+    _create_table(
+        db,
+        "checkpoints",
+        {"market": str, "kind": str, "block": int, "block_hash": str, "updated_at": float},
+        pk=("market", "kind"),
+    )
+
+
+def _create_schema_v1(db: sqlite_utils.Database) -> None:
+    """Version 1: every table and index of the history."""
+    for create in (
+        _create_meta,
+        _create_markets,
+        _create_reserves,
+        _create_emode_categories,
+        _create_prices,
+        _create_positions,
+        _create_scans,
+        _create_accounts,
+        _create_checkpoints,
+    ):
+        create(db)
+
+
+# Append only: entry i brings the schema from version i to version i + 1.
+_MIGRATIONS: tuple[Migration, ...] = (_create_schema_v1,)
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+@contextmanager
+def _immediate_transaction(db: sqlite_utils.Database) -> Iterator[None]:
+    """A top-level transaction that takes the write lock up front (no upgrade deadlock)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def _schema_version(db: sqlite_utils.Database, path: Path) -> int:
+    if not db.table("meta").exists():
+        _refuse_foreign_database(db, path)
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except ValueError:
+        raise StoreError(
+            f"history database {path} has an invalid schema_version {row[0]!r} in its meta"
+            " table: restore it from a backup or use another database file"
+        ) from None
+
+
+def _refuse_foreign_database(db: sqlite_utils.Database, path: Path) -> None:
+    """A database with tables but no ``meta`` table belongs to some other program."""
+    if db.table_names():
+        raise StoreError(
+            f"{path} is an SQLite database but not a liqmon history (it has no meta table):"
+            " point liqmon at another file"
+        )
+
+
+def _set_schema_version(db: sqlite_utils.Database, version: int) -> None:
+    db.table("meta").upsert({"key": "schema_version", "value": str(version)}, pk="key")
+
+
+def _migrate(db: sqlite_utils.Database, path: Path) -> None:
+    current = _schema_version(db, path)
+    known = len(_MIGRATIONS)
+    if current > known:
+        raise StoreError(
+            f"history database {path} has schema version {current}, newer than this liqmon"
+            f" knows ({known}): upgrade liqmon or use another database file"
+        )
+    for version in range(current + 1, known + 1):
+        _apply_migration(db, path, version, _MIGRATIONS[version - 1])
+
+
+def _apply_migration(
+    db: sqlite_utils.Database, path: Path, version: int, migration: Migration
+) -> None:
+    try:
+        with _immediate_transaction(db):
+            if _schema_version(db, path) >= version:  # another process migrated first
+                return
+            migration(db)
+            _set_schema_version(db, version)
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot migrate history database {path} to schema version {version}"
+            f" ({migration.__name__}): {exc}"
+        ) from exc
+
+
+def _open(path: Path) -> sqlite_utils.Database:
+    """Create the parent directory, connect, switch to WAL and migrate."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_utils.Database(path, execute_plugins=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(_open_error(path, exc)) from exc
+    try:
+        db.enable_wal()
+        _migrate(db, path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StoreError(_open_error(path, exc)) from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _open_error(path: Path, exc: BaseException) -> str:
+    return (
+        f"cannot open history database {path}: {exc} (check that the path is a writable"
+        " liqmon SQLite database, or choose another file)"
+    )
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _usd(amount: int, base_currency_unit: int) -> float:
+    return amount / base_currency_unit
+
+
+def _market_row(snapshot: MarketSnapshot, last_block: int, now: float) -> dict[str, Any]:
+    addresses = getattr(snapshot, "addresses", {})
+    row: dict[str, Any] = {
+        "name": snapshot.market,
+        "protocol": snapshot.protocol,
+        "chain_id": snapshot.chain_id,
+        "base_currency_unit": str(snapshot.base_currency_unit),
+        "last_block": last_block,
+        "updated_at": now,
+    }
+    row.update({key: addresses.get(key) for key in ADDRESS_KEYS})
+    return row
+
+
+def _emode_row(market: str, block: int, category: EModeCategory) -> dict[str, Any]:
+    return {
+        "market": market,
+        "id": category.id,
+        "ltv": category.ltv,
+        "liquidation_threshold": category.liquidation_threshold,
+        "liquidation_bonus": category.liquidation_bonus,
+        "price_source": category.price_source,
+        "label": category.label,
+        "updated_block": block,
+    }
+
+
+def _price_row(snapshot: MarketSnapshot, reserve: Reserve) -> dict[str, Any]:
+    return {
+        "market": snapshot.market,
+        "asset": reserve.asset,
+        "block": snapshot.block,
+        "symbol": reserve.symbol,
+        "price": str(reserve.price),
+        "price_usd": _usd(reserve.price, snapshot.base_currency_unit),
+        "timestamp": snapshot.timestamp,
+    }
+
+
+def _legs_json(position: Position) -> str:
+    legs = [leg.as_dict() for leg in position.legs if leg.collateral or leg.debt]
+    return json.dumps(legs, separators=(",", ":"))
+
+
+def _position_row(snapshot: MarketSnapshot, position: Position) -> dict[str, Any]:
+    unit = snapshot.base_currency_unit
+    no_debt = position.health_factor == MAX_UINT256
+    return {
+        "market": snapshot.market,
+        "account": position.account,
+        "block": snapshot.block,
+        "timestamp": snapshot.timestamp,
+        "health_factor": format_wad(position.health_factor),
+        "health_factor_wad": str(position.health_factor),
+        "hf": None if no_debt else position.health_factor / WAD,
+        "collateral_base": str(position.total_collateral_base),
+        "debt_base": str(position.total_debt_base),
+        "collateral_usd": _usd(position.total_collateral_base, unit),
+        "debt_usd": _usd(position.total_debt_base, unit),
+        "available_borrows_base": str(position.available_borrows_base),
+        "liquidation_threshold": position.current_liquidation_threshold,
+        "ltv": position.ltv,
+        "emode_category": position.emode_category,
+        "user_configuration": str(position.user_configuration),
+        "legs": _legs_json(position),
+    }
+
+
+def _scan_row(snapshot: MarketSnapshot, now: float) -> dict[str, Any]:
+    return {
+        "market": snapshot.market,
+        "block": snapshot.block,
+        "block_hash": snapshot.block_hash,
+        "timestamp": snapshot.timestamp,
+        "positions": len(snapshot.positions),
+        "created_at": now,
+    }
+
+
+def _check_pinned(snapshot: MarketSnapshot) -> None:
+    """Every position of a snapshot belongs to its market and its one block."""
+    for position in snapshot.positions:
+        if position.market != snapshot.market or position.block != snapshot.block:
+            raise StoreError(
+                f"position of {position.account} is for {position.market}@{position.block},"
+                f" not the snapshot's {snapshot.market}@{snapshot.block}: build the snapshot"
+                " from one read pinned to one block"
+            )
+
+
+def _decode_position(row: dict[str, Any]) -> dict[str, Any]:
+    row["legs"] = json.loads(row["legs"]) if row["legs"] else []
+    return row
+
+
+Clause = tuple[str, tuple[Any, ...]]
+
+
+def _where(clauses: Sequence[Clause]) -> tuple[str, list[Any]]:
+    """``[("block >= ?", (5,)), ...]`` -> ``("WHERE block >= ? AND ...", [5, ...])``."""
+    if not clauses:
+        return "", []
+    params = [value for _, values in clauses for value in values]
+    return "WHERE " + " AND ".join(sql for sql, _ in clauses), params
+
+
+def _market_clause(column: str, market: str | None) -> list[Clause]:
+    return [] if market is None else [(f"{column} = ?", (market,))]
+
+
+# --------------------------------------------------------------------------- store
+
+
+class Store:
+    """The history database. Open once per process; every public write is atomic."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._db = _open(self.path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all.
+
+        A nested call joins the outer transaction (it commits only with it); an exception
+        escaping a nested block undoes that block's writes (a savepoint) and propagates.
+        """
+        try:
+            if self._db.conn.in_transaction:
+                with self._db.atomic():
+                    yield
+            else:
+                with _immediate_transaction(self._db):
+                    yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write history database {self.path}: {exc}") from exc
+
+    # ----------------------------------------------------------------- accounts
+
+    def add_accounts(self, market: str, accounts: Iterable[tuple[str, int]], source: str) -> int:
+        """Record ``(account, first_seen_block)`` pairs; known accounts stay unchanged.
+
+        Returns how many accounts were new (accounts are compared case-insensitively).
+        """
+        if source not in ACCOUNT_SOURCES:
+            raise StoreError(f"account source {source!r} is not one of {ACCOUNT_SOURCES}")
+        rows = [
+            {"market": market, "account": account, "first_seen_block": block, "source": source}
+            for account, block in accounts
+        ]
+        with self.transaction():
+            before = self._count_accounts(market)
+            self._db.table("accounts").insert_all(rows, ignore=True)
+            return self._count_accounts(market) - before
+
+    def _count_accounts(self, market: str) -> int:
+        row = self._db.execute("SELECT count(*) FROM accounts WHERE market = ?", [market])
+        return int(row.fetchone()[0])
+
+    def accounts(self, market: str) -> list[str]:
+        rows = self._rows("SELECT account FROM accounts WHERE market = ?", [market])
+        return sorted(row["account"] for row in rows)
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def get_checkpoint(self, market: str, kind: str) -> Checkpoint | None:
+        rows = self._rows(
+            "SELECT block, block_hash, updated_at FROM checkpoints WHERE market = ? AND kind = ?",
+            [market, kind],
+        )
+        return Checkpoint(**rows[0]) if rows else None
+
+    def set_checkpoint(self, market: str, kind: str, block: int, block_hash: str) -> None:
+        row = {
+            "market": market,
+            "kind": kind,
+            "block": block,
+            "block_hash": block_hash,
+            "updated_at": self._clock(),
+        }
+        with self.transaction():
+            self._db.table("checkpoints").upsert(row, pk=("market", "kind"))
+
+    # ----------------------------------------------------------------- snapshots
+
+    def save_snapshot(self, snapshot: MarketSnapshot) -> int:
+        """Store a whole snapshot in ONE transaction; returns the id of its scans row.
+
+        Saving the same block again replaces its price and position rows (never duplicates)
+        and logs one more scan.
+        """
+        _check_pinned(snapshot)
+        with self.transaction():
+            self._upsert_market(snapshot)
+            self._upsert_reserves(snapshot)
+            self._upsert_emode_categories(snapshot)
+            self._upsert_prices(snapshot)
+            self._upsert_positions(snapshot)
+            return self._insert_scan(snapshot)
+
+    def _upsert_market(self, snapshot: MarketSnapshot) -> None:
+        previous = self._db.execute(
+            "SELECT last_block FROM markets WHERE name = ?", [snapshot.market]
+        ).fetchone()
+        last_block = snapshot.block if previous is None else max(snapshot.block, previous[0])
+        row = _market_row(snapshot, last_block, self._clock())
+        self._db.table("markets").upsert(row, pk="name")
+
+    def _upsert_reserves(self, snapshot: MarketSnapshot) -> None:
+        rows = [reserve.as_row(snapshot.market, snapshot.block) for reserve in snapshot.reserves]
+        self._db.table("reserves").upsert_all(rows, pk=("market", "asset"))
+
+    def _upsert_emode_categories(self, snapshot: MarketSnapshot) -> None:
+        rows = [
+            _emode_row(snapshot.market, snapshot.block, category)
+            for category in snapshot.emode_categories
+        ]
+        self._db.table("emode_categories").upsert_all(rows, pk=("market", "id"))
+
+    def _upsert_prices(self, snapshot: MarketSnapshot) -> None:
+        rows = [_price_row(snapshot, reserve) for reserve in snapshot.reserves]
+        self._db.table("prices").upsert_all(rows, pk=("market", "asset", "block"))
+
+    def _upsert_positions(self, snapshot: MarketSnapshot) -> None:
+        rows = [_position_row(snapshot, position) for position in snapshot.positions]
+        self._db.table("positions").upsert_all(rows, pk=("market", "account", "block"))
+
+    def _insert_scan(self, snapshot: MarketSnapshot) -> int:
+        scan_id = self._db.table("scans").insert(_scan_row(snapshot, self._clock())).last_pk
+        if not isinstance(scan_id, int):
+            raise StoreError(f"history database {self.path} returned no id for the new scan")
+        return scan_id
+
+    # ----------------------------------------------------------------- queries
+
+    def position_history(
+        self,
+        account: str,
+        *,
+        market: str | None = None,
+        since_block: int | None = None,
+        since_time: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """An account's position rows ordered by block (``legs`` decoded from JSON)."""
+        clauses: list[Clause] = [("account = ? COLLATE NOCASE", (account,))]
+        if market is not None:
+            clauses.append(("market = ?", (market,)))
+        if since_block is not None:
+            clauses.append(("block >= ?", (since_block,)))
+        if since_time is not None:
+            clauses.append(("timestamp >= ?", (since_time,)))
+        where, params = _where(clauses)
+        rows = self._rows(f"SELECT * FROM positions {where} ORDER BY block, market", params)
+        return [_decode_position(row) for row in rows]
+
+    def latest_positions(self, market: str | None = None) -> list[dict[str, Any]]:
+        """Each account's row at the newest scanned block of its market, riskiest first.
+
+        Sorted by ``hf`` ascending; positions without debt (``hf`` NULL) come last.
+        """
+        where, params = _where(_market_clause("p.market", market))
+        sql = (
+            "SELECT p.* FROM positions AS p"
+            " JOIN (SELECT market, max(block) AS block FROM scans GROUP BY market) AS s"
+            " ON p.market = s.market AND p.block = s.block"
+            f" {where} ORDER BY p.hf IS NULL, p.hf, p.market, p.account"
+        )
+        return [_decode_position(row) for row in self._rows(sql, params)]
+
+    def price_history(
+        self, market: str, asset: str | None = None, *, since_block: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Price rows of a market ordered by block; ``asset`` is an address or a symbol."""
+        clauses: list[Clause] = [("market = ?", (market,))]
+        if asset is not None:
+            clauses.append(
+                ("(asset = ? COLLATE NOCASE OR symbol = ? COLLATE NOCASE)", (asset, asset))
+            )
+        if since_block is not None:
+            clauses.append(("block >= ?", (since_block,)))
+        where, params = _where(clauses)
+        return self._rows(f"SELECT * FROM prices {where} ORDER BY block, asset", params)
+
+    def markets(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM markets ORDER BY name", [])
+
+    def scans(self, market: str | None = None) -> list[dict[str, Any]]:
+        where, params = _where(_market_clause("market", market))
+        return self._rows(f"SELECT * FROM scans {where} ORDER BY id", params)
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        try:
+            return [dict(row) for row in self._db.query(sql, params)]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read history database {self.path}: {exc}") from exc
