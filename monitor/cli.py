@@ -13,7 +13,7 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 
 from monitor import __version__
-from monitor.config import Config, load_config
+from monitor.config import load_config
 from monitor.errors import InputError, MonitorError
 from monitor.models import MarketSnapshot
 from monitor.render import short_hf, table, to_csv, to_json
@@ -51,9 +51,7 @@ def _say(message: str) -> None:
 def cmd_scan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with Store(config.store.path) as store:
-        results = scan_all(
-            config, store, market_name=args.market, progress=_say if args.verbose else _quiet
-        )
+        results = scan_all(config, store, market_name=args.market, progress=_say if args.verbose else _quiet)
     if args.json:
         print(to_json([p for r in results for p in _positions_json(r.snapshot)]))
         return 0
@@ -131,9 +129,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.market:
         config.market(args.market)
     with Store(config.store.path) as store:
-        rows = store.position_history(
-            account, market=args.market, since_block=since_block, since_time=since_time
-        )
+        rows = store.position_history(account, market=args.market, since_block=since_block, since_time=since_time)
     if args.format == "json":
         print(to_json(rows))
     elif args.format == "csv":
@@ -157,7 +153,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                 ],
                 ["market", "block", "time (UTC)", "HF", "collateral USD", "debt USD"],
                 "<><>>>",
-            )  # fmt: skip
+            )
         )
     return 0
 
@@ -176,9 +172,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         s = session.up(args.port)
-        print(
-            f"devnet up: {s.url} (pid {s.pid}), PoolAddressesProvider {s.deployment.pool_addresses_provider}"
-        )
+        print(f"devnet up: {s.url} (pid {s.pid}), PoolAddressesProvider {s.deployment.pool_addresses_provider}")
         print(f"scan it with: liqmon scan --config {session.DevnetSession.config_file()}")
         return 0
     if args.action == "down":
@@ -189,21 +183,15 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     if args.action == "price":
         if args.symbol is None:
             prices = current_prices(node, s.deployment)
-            print(
-                table([(k, f"{v / 1e8:,.8f}") for k, v in prices.items()], ["asset", "USD"], "<>")
-            )
+            print(table([(k, f"{v / 1e8:,.8f}") for k, v in prices.items()], ["asset", "USD"], "<>"))
             return 0
         if args.usd is None:
-            raise InputError(
-                "usage: liqmon devnet price SYMBOL USD (e.g. liqmon devnet price WETH 1500)"
-            )
+            raise InputError("usage: liqmon devnet price SYMBOL USD (e.g. liqmon devnet price WETH 1500)")
         set_price(node, s.deployment, args.symbol.upper(), args.usd)
         print(f"{args.symbol.upper()} = {args.usd} USD")
         return 0
     if args.action == "seed":
-        seeded = seed_positions(
-            node, s.deployment, args.count, seed=args.seed, first_index=args.first_index
-        )
+        seeded = seed_positions(node, s.deployment, args.count, seed=args.seed, first_index=args.first_index)
         print(f"seeded {len(seeded)} positions (seed {args.seed}); scan with: "
               f"liqmon scan --config {session.DevnetSession.config_file()}")  # fmt: skip
         return 0
@@ -235,9 +223,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         last = result
     assert last is not None
     at_risk = [r for r in _positions_json(last.snapshot) if _hf_key(r) < 1.1]
-    print(
-        f"\nat risk at the end of the walk (HF < 1.1): {len(at_risk)} of {len(last.snapshot.positions)}"
-    )
+    print(f"\nat risk at the end of the walk (HF < 1.1): {len(at_risk)} of {len(last.snapshot.positions)}")
     print(
         table(
             [
@@ -252,7 +238,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ],
             ["account", "HF", "collateral USD", "debt USD", "collateral assets"],
             "<>>><",
-        )  # fmt: skip
+        )
     )
     if args.db:
         print(f"\nhistory stored in {args.db}")
@@ -272,14 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"liqmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    scan = sub.add_parser(
-        "scan", help="one pass: discover borrowers, read positions at one block, store, print"
-    )
+    scan = sub.add_parser("scan", help="one pass: discover borrowers, read positions at one block, store, print")
     scan.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     scan.add_argument("--market", help="only this market (default: all markets in the config)")
-    scan.add_argument(
-        "--json", action="store_true", help="print a JSON list of positions sorted by HF"
-    )
+    scan.add_argument("--json", action="store_true", help="print a JSON list of positions sorted by HF")
     scan.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     scan.set_defaults(func=cmd_scan)
 
@@ -287,9 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     history.add_argument("--account", required=True, help="account address")
     history.add_argument("--market", help="only this market")
-    history.add_argument(
-        "--since", help="a block number or a UTC date (2024-01-31 or 2024-01-31T12:00)"
-    )
+    history.add_argument("--since", help="a block number or a UTC date (2024-01-31 or 2024-01-31T12:00)")
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")
     history.set_defaults(func=cmd_history)
 
@@ -300,25 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
         "seed N: create N positions; price [SYMBOL USD]: show or set an oracle price; status.",
     )
     devnet.add_argument("action", choices=("up", "down", "status", "price", "seed"))
-    devnet.add_argument(
-        "symbol", nargs="?", help="price: asset symbol (WETH, WBTC, USDC, DAI, SOL)"
-    )
+    devnet.add_argument("symbol", nargs="?", help="price: asset symbol (WETH, WBTC, USDC, DAI, SOL)")
     devnet.add_argument("usd", nargs="?", type=float, help="price: new USD price")
     devnet.add_argument("--port", type=int, help="up: loopback port (default: a free one)")
     devnet.add_argument("--seed", type=int, default=1, help="seed: random seed (default 1)")
-    devnet.add_argument(
-        "--first-index", type=int, default=0, help="seed: index of the first account"
-    )
+    devnet.add_argument("--first-index", type=int, default=0, help="seed: index of the first account")
     devnet.set_defaults(func=cmd_devnet, count=None)
 
-    demo = sub.add_parser(
-        "demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash"
-    )
+    demo = sub.add_parser("demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash")
     demo.add_argument("--positions", type=int, default=60, help="positions to seed (default 60)")
     demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
-    demo.add_argument(
-        "--substeps", type=int, default=2, help="price steps between real data points"
-    )
+    demo.add_argument("--substeps", type=int, default=2, help="price steps between real data points")
     demo.add_argument("--db", type=Path, help="keep the history in this SQLite file")
     demo.set_defaults(func=cmd_demo)
     return parser

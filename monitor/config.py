@@ -138,8 +138,7 @@ class Config:
             return self.chains[market.chain]
         except KeyError:
             raise ConfigError(
-                f"{self.source}: market {market.name!r} names chain {market.chain!r}, "
-                f"which this config does not define"
+                f"{self.source}: market {market.name!r} names chain {market.chain!r}, which this config does not define"
             ) from None
 
     def market(self, name: str) -> MarketConfig:
@@ -248,9 +247,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_error_message(label, exc)) from None
     if data is None:
-        raise ConfigError(
-            f"{label}: the config file is empty (expected a mapping with 'chains' and 'markets')"
-        )
+        raise ConfigError(f"{label}: the config file is empty (expected a mapping with 'chains' and 'markets')")
     return parse_config(data, file.absolute(), env, label=label)
 
 
@@ -358,9 +355,7 @@ class _Validator:
         if not isinstance(value, str):
             self.fail(path, f"expected an address string, got {_describe(value)}")
         if not _ADDRESS_RE.fullmatch(value):
-            self.fail(
-                path, f"{_show(value)} is not an address (expected 0x followed by 40 hex digits)"
-            )
+            self.fail(path, f"{_show(value)} is not an address (expected 0x followed by 40 hex digits)")
         digits = value[2:]
         if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(value):
             self.fail(
@@ -403,8 +398,7 @@ class _Validator:
         if scheme in ("ws", "wss"):
             self.fail(
                 path,
-                f"{shown} is a websocket URL; websocket endpoints are not supported "
-                "(use an http:// or https:// URL)",
+                f"{shown} is a websocket URL; websocket endpoints are not supported (use an http:// or https:// URL)",
             )
         if scheme not in ("http", "https") or "://" not in url:
             self.fail(path, f"{shown} is not an http:// or https:// URL")
@@ -454,21 +448,13 @@ class _Validator:
             name=name,
             chain_id=chain_id,
             rpc_urls=tuple(endpoints),
-            request_timeout_s=self.positive_number(
-                raw.get("request_timeout_s", 15), f"{path}.request_timeout_s"
-            ),
+            request_timeout_s=self.positive_number(raw.get("request_timeout_s", 15), f"{path}.request_timeout_s"),
             max_retries=self.integer(raw.get("max_retries", 4), f"{path}.max_retries", 0),
             max_log_range=self.integer(raw.get("max_log_range", 2000), f"{path}.max_log_range", 1),
             confirmations=self.integer(raw.get("confirmations", 0), f"{path}.confirmations", 0),
-            calls_per_batch=self.integer(
-                raw.get("calls_per_batch", 500), f"{path}.calls_per_batch", 1
-            ),
-            multicall3=self.address(
-                raw.get("multicall3", CANONICAL_MULTICALL3), f"{path}.multicall3"
-            ),
-            rate_limit_per_s=(
-                None if rate is None else self.positive_number(rate, f"{path}.rate_limit_per_s")
-            ),
+            calls_per_batch=self.integer(raw.get("calls_per_batch", 500), f"{path}.calls_per_batch", 1),
+            multicall3=self.address(raw.get("multicall3", CANONICAL_MULTICALL3), f"{path}.multicall3"),
+            rate_limit_per_s=(None if rate is None else self.positive_number(rate, f"{path}.rate_limit_per_s")),
         )
 
     def markets(self, value: object, chains: Mapping[str, ChainConfig]) -> tuple[MarketConfig, ...]:
@@ -482,8 +468,7 @@ class _Validator:
             if market.name in first_index:
                 self.fail(
                     f"markets[{i}].name",
-                    f"duplicate market name {market.name!r} "
-                    f"(already used by markets[{first_index[market.name]}])",
+                    f"duplicate market name {market.name!r} (already used by markets[{first_index[market.name]}])",
                 )
             first_index[market.name] = i
             markets.append(market)
@@ -528,9 +513,7 @@ class _Validator:
             listed = self.sequence(raw_accounts, accounts_path, what)
             if not listed:
                 self.fail(accounts_path, f"expected {what}")
-            unique = dict.fromkeys(
-                self.address(item, f"{accounts_path}[{i}]") for i, item in enumerate(listed)
-            )
+            unique = dict.fromkeys(self.address(item, f"{accounts_path}[{i}]") for i, item in enumerate(listed))
             accounts = tuple(unique)
 
         return MarketConfig(

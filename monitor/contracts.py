@@ -59,9 +59,7 @@ def load_artifact(name: str) -> dict[str, Any]:
     except OSError as exc:
         raise DevnetError(f"cannot read contract artifact {path}: {exc}") from exc
     except ValueError as exc:
-        raise DevnetError(
-            f"contract artifact {path} is not valid JSON ({exc}); {_REBUILD_HINT}"
-        ) from exc
+        raise DevnetError(f"contract artifact {path} is not valid JSON ({exc}); {_REBUILD_HINT}") from exc
     if not isinstance(data, dict):
         raise DevnetError(f"contract artifact {path} is not a JSON object; {_REBUILD_HINT}")
     missing = [key for key in REQUIRED_KEYS if key not in data]

@@ -85,9 +85,7 @@ def run_demo(
     with Anvil() as anvil, tempfile.TemporaryDirectory(prefix="liqmon-demo-") as tmp:
         client = RpcClient([anvil.url], timeout=120, max_retries=0)
         node = DevnetNode(client)
-        say(
-            f"devnet: anvil on {anvil.url}; deploying the real Aave V3 contracts from @aave/core-v3"
-        )
+        say(f"devnet: anvil on {anvil.url}; deploying the real Aave V3 contracts from @aave/core-v3")
         deployment = deploy_aave(node)
         _set_prices(node, deployment, steps[0].prices)
         say(f"devnet: seeding {positions} positions (seed {seed}) at the {steps[0].label} prices")

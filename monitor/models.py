@@ -156,9 +156,7 @@ class Position:
             "account": self.account,
             "block": self.block,
             "health_factor": self.health_factor_text(),
-            "collateral_usd": format_units(
-                self.total_collateral_base, _unit_decimals(base_currency_unit)
-            ),
+            "collateral_usd": format_units(self.total_collateral_base, _unit_decimals(base_currency_unit)),
             "debt_usd": format_units(self.total_debt_base, _unit_decimals(base_currency_unit)),
             "ltv_bps": self.ltv,
             "liquidation_threshold_bps": self.current_liquidation_threshold,

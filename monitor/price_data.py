@@ -71,9 +71,7 @@ def load_daily(asset: str) -> pd.DataFrame:
     return _load_daily_cached(resolve_asset(asset)).copy()
 
 
-def load_closes(
-    assets: Sequence[str], start: str | None = None, end: str | None = None
-) -> pd.DataFrame:
+def load_closes(assets: Sequence[str], start: str | None = None, end: str | None = None) -> pd.DataFrame:
     """Close prices of ``assets`` on the dates they all have (inner join), within start..end.
 
     Columns are the names exactly as given (so ``["WETH", "usdc"]`` gives columns
@@ -166,14 +164,9 @@ def _read_file(name: str) -> pd.DataFrame:
     if missing:
         raise ValueError(f"price file {name} lacks columns {sorted(missing)}")
     frame = pd.DataFrame(
-        {
-            col: pd.to_numeric(raw[col.capitalize()], errors="coerce").astype(np.float64)
-            for col in _COLUMNS
-        }
+        {col: pd.to_numeric(raw[col.capitalize()], errors="coerce").astype(np.float64) for col in _COLUMNS}
     )
-    frame.index = pd.DatetimeIndex(
-        pd.to_datetime(raw["Date"], format="%Y-%m-%d", errors="coerce"), name="date"
-    )
+    frame.index = pd.DatetimeIndex(pd.to_datetime(raw["Date"], format="%Y-%m-%d", errors="coerce"), name="date")
     values = frame.to_numpy()
     valid = np.isfinite(values).all(axis=1) & (values > 0).all(axis=1)
     valid &= ~frame.index.isna()

@@ -35,9 +35,7 @@ class ScanResult:
 
 def open_client(chain: ChainConfig, source: str = "config") -> RpcClient:
     """A client for ``chain`` whose node is checked to serve the configured chain id."""
-    client = RpcClient(
-        chain.rpc_urls, timeout=chain.request_timeout_s, max_retries=chain.max_retries
-    )
+    client = RpcClient(chain.rpc_urls, timeout=chain.request_timeout_s, max_retries=chain.max_retries)
     actual = client.chain_id()
     if actual != chain.chain_id:
         client.close()
@@ -84,9 +82,7 @@ def discover_accounts(
         with store.transaction():
             new += store.add_accounts(market.name, [(b, chunk_to) for b in borrowers], "logs")
             store.set_checkpoint(market.name, DISCOVERY, chunk_to, block_hash)
-        progress(
-            f"{market.name}: Borrow events {chunk_from}-{chunk_to}: {len(borrowers)} borrowers"
-        )
+        progress(f"{market.name}: Borrow events {chunk_from}-{chunk_to}: {len(borrowers)} borrowers")
 
     reader.discover(start, end, on_chunk)
     return new, LogRange(start, end)
@@ -103,9 +99,7 @@ def scan_market(
     reader = make_reader(client, market, chain)
     head = block_ref(client)
     new, log_range = discover_accounts(reader, store, market, chain, head.number, progress)
-    accounts = (
-        market.accounts if market.accounts is not None else tuple(store.accounts(market.name))
-    )
+    accounts = market.accounts if market.accounts is not None else tuple(store.accounts(market.name))
     progress(f"{market.name}: reading {len(accounts)} accounts at block {head.number}")
     snapshot = reader.snapshot(list(accounts), head)
     store.save_snapshot(snapshot)

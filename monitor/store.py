@@ -177,9 +177,7 @@ def _create_positions(db: sqlite_utils.Database) -> None:
     )
     # Accounts are matched case-insensitively: an index on the NOCASE form of the column
     # serves ``account = ? COLLATE NOCASE``.
-    db.execute(
-        "CREATE INDEX idx_positions_account_block ON positions (account COLLATE NOCASE, block)"
-    )
+    db.execute("CREATE INDEX idx_positions_account_block ON positions (account COLLATE NOCASE, block)")
     db.table("positions").create_index(["market", "block"], "idx_positions_market_block")
 
 
@@ -205,10 +203,7 @@ def _create_accounts(db: sqlite_utils.Database) -> None:
         pk=("market", "account"),
     )
     # One row per account whatever the case of its hex digits.
-    db.execute(
-        "CREATE UNIQUE INDEX idx_accounts_market_account_nocase"
-        " ON accounts (market, account COLLATE NOCASE)"
-    )
+    db.execute("CREATE UNIQUE INDEX idx_accounts_market_account_nocase ON accounts (market, account COLLATE NOCASE)")
 
 
 def _create_checkpoints(db: sqlite_utils.Database) -> None:
@@ -296,9 +291,7 @@ def _migrate(db: sqlite_utils.Database, path: Path) -> None:
         _apply_migration(db, path, version, _MIGRATIONS[version - 1])
 
 
-def _apply_migration(
-    db: sqlite_utils.Database, path: Path, version: int, migration: Migration
-) -> None:
+def _apply_migration(db: sqlite_utils.Database, path: Path, version: int, migration: Migration) -> None:
     try:
         with _immediate_transaction(db):
             if _schema_version(db, path) >= version:  # another process migrated first
@@ -307,8 +300,7 @@ def _apply_migration(
             _set_schema_version(db, version)
     except sqlite3.Error as exc:
         raise StoreError(
-            f"cannot migrate history database {path} to schema version {version}"
-            f" ({migration.__name__}): {exc}"
+            f"cannot migrate history database {path} to schema version {version} ({migration.__name__}): {exc}"
         ) from exc
 
 
@@ -563,9 +555,7 @@ class Store:
             return self._insert_scan(snapshot)
 
     def _upsert_market(self, snapshot: MarketSnapshot) -> None:
-        previous = self._db.execute(
-            "SELECT last_block FROM markets WHERE name = ?", [snapshot.market]
-        ).fetchone()
+        previous = self._db.execute("SELECT last_block FROM markets WHERE name = ?", [snapshot.market]).fetchone()
         last_block = snapshot.block if previous is None else max(snapshot.block, previous[0])
         row = _market_row(snapshot, last_block, self._clock())
         self._db.table("markets").upsert(row, pk="name")
@@ -575,10 +565,7 @@ class Store:
         self._db.table("reserves").upsert_all(rows, pk=("market", "asset"))
 
     def _upsert_emode_categories(self, snapshot: MarketSnapshot) -> None:
-        rows = [
-            _emode_row(snapshot.market, snapshot.block, category)
-            for category in snapshot.emode_categories
-        ]
+        rows = [_emode_row(snapshot.market, snapshot.block, category) for category in snapshot.emode_categories]
         self._db.table("emode_categories").upsert_all(rows, pk=("market", "id"))
 
     def _upsert_prices(self, snapshot: MarketSnapshot) -> None:
@@ -637,9 +624,7 @@ class Store:
         """Price rows of a market ordered by block; ``asset`` is an address or a symbol."""
         clauses: list[Clause] = [("market = ?", (market,))]
         if asset is not None:
-            clauses.append(
-                ("(asset = ? COLLATE NOCASE OR symbol = ? COLLATE NOCASE)", (asset, asset))
-            )
+            clauses.append(("(asset = ? COLLATE NOCASE OR symbol = ? COLLATE NOCASE)", (asset, asset)))
         if since_block is not None:
             clauses.append(("block >= ?", (since_block,)))
         where, params = _where(clauses)

@@ -89,8 +89,7 @@ def check_toolchain() -> str:
         )
     if not (ROOT / "node_modules" / "solc" / "package.json").is_file():
         raise CompileFailure(
-            f"solc-js is not installed ({ROOT / 'node_modules' / 'solc'} is missing); "
-            f"run `npm ci` in {ROOT}",
+            f"solc-js is not installed ({ROOT / 'node_modules' / 'solc'} is missing); run `npm ci` in {ROOT}",
             exit_code=2,
         )
     if not DRIVER.is_file():
@@ -102,9 +101,7 @@ def run_solc(node: str, sources: list[Path]) -> tuple[str, dict[str, Any]]:
     """Compile ``sources`` with solc-js; return (solc version, Standard JSON output)."""
     standard_input = {
         "language": "Solidity",
-        "sources": {
-            source_unit_name(p): {"content": p.read_text(encoding="utf-8")} for p in sources
-        },
+        "sources": {source_unit_name(p): {"content": p.read_text(encoding="utf-8")} for p in sources},
         "settings": SETTINGS,
     }
     try:
@@ -124,9 +121,7 @@ def run_solc(node: str, sources: list[Path]) -> tuple[str, dict[str, Any]]:
     if proc.returncode == 2:
         raise CompileFailure(proc.stderr.strip() or "solc-js is missing; run `npm ci`", 2)
     if proc.returncode != 0:
-        raise CompileFailure(
-            f"the solc driver failed (exit {proc.returncode}): {proc.stderr.strip()}"
-        )
+        raise CompileFailure(f"the solc driver failed (exit {proc.returncode}): {proc.stderr.strip()}")
     try:
         reply = json.loads(proc.stdout)
         version = str(reply["solcVersion"])
@@ -135,8 +130,7 @@ def run_solc(node: str, sources: list[Path]) -> tuple[str, dict[str, Any]]:
         raise CompileFailure(f"the solc driver printed unexpected output: {exc}") from exc
     if not version.startswith(SOLC_VERSION_PREFIX):
         raise CompileFailure(
-            f"solc-js {version} is installed but {SOLC_VERSION_PREFIX.rstrip('+')} is "
-            f"required; run `npm ci` in {ROOT}",
+            f"solc-js {version} is installed but {SOLC_VERSION_PREFIX.rstrip('+')} is required; run `npm ci` in {ROOT}",
             exit_code=2,
         )
     return version, output
@@ -169,9 +163,7 @@ def build_files(version: str, output: dict[str, Any], sources: list[Path]) -> di
         unit = source_unit_name(path)
         for name, contract in sorted(compiled.get(unit, {}).items()):
             if name in artifacts:
-                raise CompileFailure(
-                    f"contract name {name!r} is defined in more than one file of {SRC_DIR}"
-                )
+                raise CompileFailure(f"contract name {name!r} is defined in more than one file of {SRC_DIR}")
             evm = contract.get("evm", {})
             artifact = {
                 "abi": contract.get("abi", []),

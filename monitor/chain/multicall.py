@@ -67,9 +67,7 @@ def decode_aggregate3(data: bytes, expected: int) -> list[tuple[bool, bytes]]:
 class Multicall:
     """Run many calls through ``aggregate3`` in batches of ``calls_per_batch`` sub-calls."""
 
-    def __init__(
-        self, client: RpcClient, address: str = CANONICAL_MULTICALL3, calls_per_batch: int = 500
-    ) -> None:
+    def __init__(self, client: RpcClient, address: str = CANONICAL_MULTICALL3, calls_per_batch: int = 500) -> None:
         self.client = client
         self.address = address
         self.calls_per_batch = max(1, calls_per_batch)
@@ -95,9 +93,7 @@ class Multicall:
             decoded.append(call.fn.decode(data))
         return decoded
 
-    def run_groups(
-        self, groups: Sequence[Sequence[Call]], block: int
-    ) -> list[list[tuple[Any, ...] | None]]:
+    def run_groups(self, groups: Sequence[Sequence[Call]], block: int) -> list[list[tuple[Any, ...] | None]]:
         """Run groups of calls (e.g. all calls for one account) without splitting a group
         across two ``eth_call`` requests; returns results grouped the same way."""
         results: list[list[tuple[Any, ...] | None]] = []
@@ -113,9 +109,7 @@ class Multicall:
             results.extend(self._run_batch(batch, block))
         return results
 
-    def _run_batch(
-        self, batch: Sequence[Sequence[Call]], block: int
-    ) -> list[list[tuple[Any, ...] | None]]:
+    def _run_batch(self, batch: Sequence[Sequence[Call]], block: int) -> list[list[tuple[Any, ...] | None]]:
         flat = [call for group in batch for call in group]
         answer = self.client.eth_call(self.address, encode_aggregate3(flat), block)
         raw = decode_aggregate3(answer, len(flat))
@@ -128,9 +122,7 @@ class Multicall:
                 index += 1
                 if not success:
                     if not call.allow_failure:
-                        raise DecodeError(
-                            f"{call.fn.signature} on {call.target} failed in aggregate3"
-                        )
+                        raise DecodeError(f"{call.fn.signature} on {call.target} failed in aggregate3")
                     decoded.append(None)
                 else:
                     decoded.append(call.fn.decode(data))

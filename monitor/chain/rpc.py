@@ -113,8 +113,7 @@ class RpcClient:
             return []
         first_id = next(self._ids)
         payload = [
-            {"jsonrpc": "2.0", "id": first_id + i, "method": m, "params": list(p)}
-            for i, (m, p) in enumerate(calls)
+            {"jsonrpc": "2.0", "id": first_id + i, "method": m, "params": list(p)} for i, (m, p) in enumerate(calls)
         ]
         self._ids = itertools.count(first_id + len(calls))
         for method, _ in calls:
@@ -155,9 +154,7 @@ class RpcClient:
             raise RpcError(f"block {block} not found on the node")
         return result
 
-    def eth_call(
-        self, to: str, data: bytes, block: int | str = "latest", gas: int | None = None
-    ) -> bytes:
+    def eth_call(self, to: str, data: bytes, block: int | str = "latest", gas: int | None = None) -> bytes:
         tag = hex(block) if isinstance(block, int) else block
         call: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
         if gas is not None:
@@ -231,7 +228,7 @@ class RpcClient:
                 self._active = (self._active + 1) % len(self.endpoints)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.backoff_cap, self.backoff_base * (2**attempt))
+        delay = min(self.backoff_cap, self.backoff_base * (1 << attempt))
         delay = delay * (0.5 + self._rng() / 2)  # jitter in [delay/2, delay]
         if retry_after is not None:
             delay = max(delay, min(retry_after, 60.0))

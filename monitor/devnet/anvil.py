@@ -19,11 +19,7 @@ DEVNET_CHAIN_ID = 31337
 
 def anvil_binary() -> Path:
     override = os.environ.get("LIQMON_ANVIL")
-    path = (
-        Path(override)
-        if override
-        else (node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil")
-    )
+    path = Path(override) if override else (node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil")
     if not path.is_file():
         raise DevnetError(
             f"anvil not found at {path}: run `npm ci` in the project root "

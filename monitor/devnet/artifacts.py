@@ -15,8 +15,7 @@ def aave_artifacts_dir() -> Path:
     path = node_modules() / "@aave" / "core-v3" / "artifacts" / "contracts"
     if not path.is_dir():
         raise DevnetError(
-            f"Aave V3 artifacts not found at {path}: run `npm ci` in the project root "
-            "(it installs @aave/core-v3)"
+            f"Aave V3 artifacts not found at {path}: run `npm ci` in the project root (it installs @aave/core-v3)"
         )
     return path
 
@@ -43,9 +42,7 @@ def aave_artifact(name: str) -> dict[str, Any]:
 def link(artifact: dict[str, Any], libraries: dict[str, str]) -> bytes:
     """Creation bytecode with every library placeholder replaced by its address."""
     # placeholders look like __$<34 hex>$__: make them hex, then overwrite them below
-    code = bytearray(
-        bytes.fromhex(artifact["bytecode"][2:].replace("__$", "000").replace("$__", "000"))
-    )
+    code = bytearray(bytes.fromhex(artifact["bytecode"][2:].replace("__$", "000").replace("$__", "000")))
     for _source, libs in (artifact.get("linkReferences") or {}).items():
         for lib_name, refs in libs.items():
             if lib_name not in libraries:

@@ -196,9 +196,7 @@ def deploy_aave(
     return deployment
 
 
-def supply_liquidity(
-    node: DevnetNode, deployment: Deployment, reserves: Sequence[devspec.ReserveSpec]
-) -> None:
+def supply_liquidity(node: DevnetNode, deployment: Deployment, reserves: Sequence[devspec.ReserveSpec]) -> None:
     whale = deployment.whale
     txs: list[Tx] = []
     for r in reserves:

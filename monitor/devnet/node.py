@@ -57,24 +57,37 @@ class DevnetNode:
     def send(self, tx: Tx) -> dict[str, Any]:
         return self.send_many([tx])[0]
 
-    def send_many(self, txs: Sequence[Tx], chunk: int = 400) -> list[dict[str, Any]]:
-        """Send transactions in JSON-RPC batches (auto-mined in order); check every receipt."""
-        receipts: list[dict[str, Any]] = []
-        for start in range(0, len(txs), chunk):
-            part = txs[start : start + chunk]
-            nonces = self._next_nonces(part)
-            hashes = self.client.batch(
-                [("eth_sendTransaction", [t.as_rpc(n)]) for t, n in zip(part, nonces, strict=True)]
-            )
-            got = self._receipts(hashes)
-            for tx, receipt in zip(part, got, strict=True):
-                if not isinstance(receipt, dict):
-                    raise DevnetError(f"{tx.what or 'transaction'}: no receipt")
-                if to_int(receipt.get("status"), "status") != 1:
-                    raise DevnetError(
-                        f"{tx.what or 'transaction'} reverted: {self._reason(tx, receipt)}"
-                    )
-                receipts.append(receipt)
+    def send_many(self, txs: Sequence[Tx], chunk: int = 500) -> list[dict[str, Any]]:
+        """Send transactions and check every receipt; returns receipts in input order.
+
+        Anvil handles the calls of one JSON-RPC batch concurrently, so a batch never holds
+        two transactions of the same sender: the k-th transaction of every sender goes in
+        wave k, and wave k+1 starts once wave k is mined. Per-sender order is kept; there
+        must be no ordering dependency between different senders within one call.
+        """
+        waves: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, tx in enumerate(txs):
+            k = seen.get(tx.sender, 0)
+            seen[tx.sender] = k + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append(i)
+        receipts: list[dict[str, Any]] = [{} for _ in txs]
+        for wave in waves:
+            for start in range(0, len(wave), chunk):
+                part = [txs[i] for i in wave[start : start + chunk]]
+                nonces = self._next_nonces(part)
+                hashes = self.client.batch(
+                    [("eth_sendTransaction", [t.as_rpc(n)]) for t, n in zip(part, nonces, strict=True)]
+                )
+                got = self._receipts(hashes)
+                for index, tx, receipt in zip(wave[start : start + chunk], part, got, strict=True):
+                    if not isinstance(receipt, dict):
+                        raise DevnetError(f"{tx.what or 'transaction'}: no receipt")
+                    if to_int(receipt.get("status"), "status") != 1:
+                        raise DevnetError(f"{tx.what or 'transaction'} reverted: {self._reason(tx, receipt)}")
+                    receipts[index] = receipt
         return receipts
 
     def _next_nonces(self, txs: Sequence[Tx]) -> list[int]:
@@ -115,14 +128,10 @@ class DevnetNode:
             raise DevnetError(f"deploy {what}: no contract address in the receipt")
         return to_checksum_address(address)
 
-    def deploy_aave(
-        self, sender: str, name: str, *args: Any, libraries: dict[str, str] | None = None
-    ) -> str:
+    def deploy_aave(self, sender: str, name: str, *args: Any, libraries: dict[str, str] | None = None) -> str:
         """Deploy the @aave/core-v3 artifact ``name`` with constructor ``args``."""
         artifact = aave_artifact(name)
-        creation = link(artifact, libraries or {}) + abi_encode(
-            constructor_types(artifact), list(args)
-        )
+        creation = link(artifact, libraries or {}) + abi_encode(constructor_types(artifact), list(args))
         return self.deploy_code(sender, creation, name)
 
     # -- anvil cheat codes ----------------------------------------------------------------

@@ -46,9 +46,7 @@ def current_prices(node: DevnetNode, deployment: Deployment) -> dict[str, int]:
     return {s: int(p) for s, p in zip(symbols, prices, strict=True)}
 
 
-def set_price(
-    node: DevnetNode, deployment: Deployment, symbol: str, usd: float, mine: bool = True
-) -> int:
+def set_price(node: DevnetNode, deployment: Deployment, symbol: str, usd: float, mine: bool = True) -> int:
     """Set the MockAggregator answer behind ``symbol`` and mine a block; returns the answer."""
     try:
         token = deployment.token(symbol)

@@ -3,6 +3,7 @@ Aave V3 and writes a state file plus a ready-to-use config; later commands attac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,9 +82,7 @@ class DevnetSession:
         if not path.is_file():
             raise DevnetError("no devnet is running: start one with `liqmon devnet up`")
         data = json.loads(path.read_text())
-        session = cls(
-            int(data["pid"]), str(data["url"]), Deployment.from_json(json.dumps(data["deployment"]))
-        )
+        session = cls(int(data["pid"]), str(data["url"]), Deployment.from_json(json.dumps(data["deployment"])))
         try:
             session.client().chain_id()
         except RpcError as exc:
@@ -125,10 +124,8 @@ def down() -> bool:
         return False
     pid = int(json.loads(path.read_text()).get("pid", 0))
     if pid > 0:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     path.unlink(missing_ok=True)
     DevnetSession.config_file().unlink(missing_ok=True)
     return True

@@ -122,23 +122,16 @@ class AaveV3Reader:
 
     def addresses(self, block: int) -> MarketAddresses:
         if self._addresses is None:
-            calls = [
-                Call(self.provider, f)
-                for f in (abi.GET_POOL, abi.GET_PRICE_ORACLE, abi.GET_POOL_DATA_PROVIDER)
-            ]
+            calls = [Call(self.provider, f) for f in (abi.GET_POOL, abi.GET_PRICE_ORACLE, abi.GET_POOL_DATA_PROVIDER)]
             try:
-                pool, oracle, data_provider = (
-                    r[0] for r in _present(self.multicall.run(calls, block))
-                )
+                pool, oracle, data_provider = (r[0] for r in _present(self.multicall.run(calls, block)))
             except DecodeError as exc:
                 raise RpcError(
                     f"{self.market}: {self.provider} does not answer as an Aave V3 "
                     f"PoolAddressesProvider at block {block} ({exc})"
                 ) from exc
             if ZERO in (pool, oracle):
-                raise RpcError(
-                    f"{self.market}: PoolAddressesProvider {self.provider} has no Pool or oracle set"
-                )
+                raise RpcError(f"{self.market}: PoolAddressesProvider {self.provider} has no Pool or oracle set")
             self._addresses = MarketAddresses(
                 self.provider,
                 to_checksum_address(pool),
@@ -171,9 +164,7 @@ class AaveV3Reader:
         results = self.multicall.run(calls, block)
         prices = _need(results[0])[0]
         if len(prices) != len(assets):
-            raise DecodeError(
-                f"{self.market}: oracle returned {len(prices)} prices for {len(assets)} assets"
-            )
+            raise DecodeError(f"{self.market}: oracle returned {len(prices)} prices for {len(assets)} assets")
         reserves = []
         for i, asset in enumerate(assets):
             data = _need(results[1 + 3 * i])[0]
@@ -220,9 +211,7 @@ class AaveV3Reader:
                     "(collateral bitmaps) is not supported yet"
                 )
             ltv, lt, bonus, source, label = result[0]
-            categories.append(
-                EModeCategory(category_id, ltv, lt, bonus, to_checksum_address(source), label)
-            )
+            categories.append(EModeCategory(category_id, ltv, lt, bonus, to_checksum_address(source), label))
         return tuple(categories)
 
     # -- accounts -------------------------------------------------------------------------
@@ -242,9 +231,7 @@ class AaveV3Reader:
             borrowers = []
             for log in logs:
                 if len(log.topics) < 3:
-                    raise DecodeError(
-                        f"{self.market}: Borrow log without onBehalfOf topic at block {log.block_number}"
-                    )
+                    raise DecodeError(f"{self.market}: Borrow log without onBehalfOf topic at block {log.block_number}")
                 borrowers.append(to_checksum_address("0x" + log.topics[2][-40:]))
             on_chunk(start, end, list(dict.fromkeys(borrowers)))
 
@@ -261,15 +248,11 @@ class AaveV3Reader:
                 calls.append(Call(r.stable_debt_token, abi.BALANCE_OF, (account,)))
         return calls
 
-    def read_positions(
-        self, accounts: Sequence[str], reserves: Sequence[Reserve], block: int
-    ) -> list[Position]:
+    def read_positions(self, accounts: Sequence[str], reserves: Sequence[Reserve], block: int) -> list[Position]:
         pool = self.addresses(block).pool
         groups = [self.account_calls(a, pool, reserves) for a in accounts]
         results = self.multicall.run_groups(groups, block)
-        return [
-            self._position(a, reserves, r, block) for a, r in zip(accounts, results, strict=True)
-        ]
+        return [self._position(a, reserves, r, block) for a, r in zip(accounts, results, strict=True)]
 
     def _position(
         self,
@@ -331,9 +314,7 @@ class AaveV3Reader:
         )
         after = block_ref(self.client, block.number)
         if after.hash != block.hash:
-            raise RpcError(
-                f"{self.market}: block {block.number} changed hash during the scan (reorg); scan again"
-            )
+            raise RpcError(f"{self.market}: block {block.number} changed hash during the scan (reorg); scan again")
         return MarketSnapshot(
             market=self.market,
             protocol=PROTOCOL,

@@ -32,9 +32,7 @@ GET_RESERVE_DATA = fn("getReserveData(address)", RESERVE_DATA_TYPE)
 GET_NORMALIZED_INCOME = fn("getReserveNormalizedIncome(address)", "uint256")
 GET_NORMALIZED_DEBT = fn("getReserveNormalizedVariableDebt(address)", "uint256")
 GET_EMODE_CATEGORY_DATA = fn("getEModeCategoryData(uint8)", "(uint16,uint16,uint16,address,string)")
-GET_USER_ACCOUNT_DATA = fn(
-    "getUserAccountData(address)", "uint256,uint256,uint256,uint256,uint256,uint256"
-)
+GET_USER_ACCOUNT_DATA = fn("getUserAccountData(address)", "uint256,uint256,uint256,uint256,uint256,uint256")
 GET_USER_CONFIGURATION = fn("getUserConfiguration(address)", "uint256")
 GET_USER_EMODE = fn("getUserEMode(address)", "uint256")
 SUPPLY = fn("supply(address,uint256,address,uint16)")

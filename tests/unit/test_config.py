@@ -298,9 +298,7 @@ def test_redact_replaces_every_secret(tmp_path: Path) -> None:
     ]
     config = load_config(write(tmp_path, data), env={"KEY": SECRET, "OTHER": "tok/en"})
     text = f"GET https://a.example/{SECRET} failed; retry {SECRET}; other=tok/en, tok%2Fen"
-    assert redact(text, config) == (
-        "GET https://a.example/<secret> failed; retry <secret>; other=<secret>, <secret>"
-    )
+    assert redact(text, config) == ("GET https://a.example/<secret> failed; retry <secret>; other=<secret>, <secret>")
     assert redact("nothing secret here", config) == "nothing secret here"
 
 
@@ -310,9 +308,7 @@ def test_missing_env_var(in_tmp: Path) -> None:
         "https://ethereum-rpc.publicnode.com",
         "https://mainnet.infura.io/v3/${INFURA_KEY}",
     ]
-    assert error_of(data) == (
-        "config.yaml: chains.ethereum.rpc_urls[1]: environment variable INFURA_KEY is not set"
-    )
+    assert error_of(data) == ("config.yaml: chains.ethereum.rpc_urls[1]: environment variable INFURA_KEY is not set")
 
 
 def test_empty_env_var(in_tmp: Path) -> None:
@@ -341,9 +337,7 @@ def test_malformed_env_reference(in_tmp: Path) -> None:
         ("https://${KEY}", "", "environment variable KEY is empty"),
     ],
 )
-def test_secrets_never_appear_in_url_errors(
-    in_tmp: Path, template: str, secret: str, problem: str
-) -> None:
+def test_secrets_never_appear_in_url_errors(in_tmp: Path, template: str, secret: str, problem: str) -> None:
     data = base()
     data["chains"]["ethereum"]["rpc_urls"] = [template]
     message = error_of(data, env={"KEY": secret})
@@ -364,9 +358,7 @@ def test_websocket_url_rejected(in_tmp: Path) -> None:
 def test_duplicate_rpc_url_rejected(in_tmp: Path) -> None:
     data = base()
     data["chains"]["ethereum"]["rpc_urls"] = ["https://a.example", "https://a.example"]
-    assert error_of(data) == (
-        "config.yaml: chains.ethereum.rpc_urls[1]: duplicate of chains.ethereum.rpc_urls[0]"
-    )
+    assert error_of(data) == ("config.yaml: chains.ethereum.rpc_urls[1]: duplicate of chains.ethereum.rpc_urls[0]")
 
 
 # --------------------------------------------------------------------------- file / YAML errors
@@ -414,8 +406,7 @@ def test_invalid_utf8(in_tmp: Path) -> None:
         ("just text\n", "config.yaml: expected a mapping at the top level, got 'just text'"),
         (
             "",
-            "config.yaml: the config file is empty "
-            "(expected a mapping with 'chains' and 'markets')",
+            "config.yaml: the config file is empty (expected a mapping with 'chains' and 'markets')",
         ),
     ],
 )
@@ -496,8 +487,7 @@ def _set(data: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
         (
             "chains.ethereum.rpc_urls",
             "https://a.example",
-            "chains.ethereum.rpc_urls: expected a non-empty list of RPC URLs, "
-            "got 'https://a.example'",
+            "chains.ethereum.rpc_urls: expected a non-empty list of RPC URLs, got 'https://a.example'",
         ),
         (
             "chains.ethereum.rpc_urls",
@@ -512,14 +502,12 @@ def _set(data: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
         (
             "chains.ethereum.multicall3",
             "0x12",
-            "chains.ethereum.multicall3: '0x12' is not an address "
-            "(expected 0x followed by 40 hex digits)",
+            "chains.ethereum.multicall3: '0x12' is not an address (expected 0x followed by 40 hex digits)",
         ),
         (
             "markets.0.pool_addresses_provider",
             "0x12",
-            "markets[0].pool_addresses_provider: '0x12' is not an address "
-            "(expected 0x followed by 40 hex digits)",
+            "markets[0].pool_addresses_provider: '0x12' is not an address (expected 0x followed by 40 hex digits)",
         ),
         (
             "markets.0.pool_addresses_provider",
@@ -541,14 +529,12 @@ def _set(data: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
         (
             "markets.0.protocol",
             "aave-v3",
-            "markets[0].protocol: unsupported protocol 'aave-v3'; did you mean 'aave_v3'? "
-            "(supported: aave_v3)",
+            "markets[0].protocol: unsupported protocol 'aave-v3'; did you mean 'aave_v3'? (supported: aave_v3)",
         ),
         (
             "markets.0.chain",
             "etherium",
-            "markets[0].chain: unknown chain 'etherium'; did you mean 'ethereum'? "
-            "(defined under 'chains': ethereum)",
+            "markets[0].chain: unknown chain 'etherium'; did you mean 'ethereum'? (defined under 'chains': ethereum)",
         ),
         (
             "markets.0.name",
@@ -559,14 +545,12 @@ def _set(data: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
         (
             "markets.0.accounts",
             [],
-            "markets[0].accounts: expected a non-empty list of addresses "
-            "(omit the key to discover borrowers)",
+            "markets[0].accounts: expected a non-empty list of addresses (omit the key to discover borrowers)",
         ),
         (
             "markets.0.accounts",
             [BORROWER_A, "0xabc"],
-            "markets[0].accounts[1]: '0xabc' is not an address "
-            "(expected 0x followed by 40 hex digits)",
+            "markets[0].accounts[1]: '0xabc' is not an address (expected 0x followed by 40 hex digits)",
         ),
         ("markets", [], "markets: expected a non-empty list of markets"),
         ("markets.0", "aave", "markets[0]: expected a mapping of market settings, got 'aave'"),
@@ -596,8 +580,7 @@ def test_bad_values(in_tmp: Path, dotted: str, value: object, expected: str) -> 
         (
             "markets.0",
             "pool_address_provider",
-            "markets[0].pool_address_provider: unknown key "
-            "(did you mean 'pool_addresses_provider'?)",
+            "markets[0].pool_address_provider: unknown key (did you mean 'pool_addresses_provider'?)",
         ),
         ("store", "pth", "store.pth: unknown key (did you mean 'path'?)"),
         ("chains.ethereum", "colour", "chains.ethereum.colour: unknown key"),
@@ -663,8 +646,7 @@ def test_duplicate_market_name(in_tmp: Path) -> None:
     data = base()
     data["markets"].append(dict(data["markets"][0]))
     assert error_of(data) == (
-        "config.yaml: markets[1].name: duplicate market name 'aave-v3-ethereum' "
-        "(already used by markets[0])"
+        "config.yaml: markets[1].name: duplicate market name 'aave-v3-ethereum' (already used by markets[0])"
     )
 
 

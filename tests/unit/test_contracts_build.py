@@ -76,8 +76,7 @@ def test_committed_build_is_reproducible() -> None:
         pytest.fail(f"solc-js is missing from {ROOT / 'node_modules'}: run `npm ci`")
     proc = _run_script("--check")
     assert proc.returncode == 0, (
-        f"compile_contracts.py --check exited {proc.returncode}\n"
-        f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        f"compile_contracts.py --check exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     )
 
 
@@ -121,9 +120,7 @@ def test_multicall_abi_matches_multicall3_interface() -> None:
     assert reference == artifact["abi"]
 
 
-def test_load_artifact_missing_raises_devnet_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_load_artifact_missing_raises_devnet_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIQMON_ROOT", str(tmp_path))
     assert project_root() == tmp_path.resolve()
     with pytest.raises(DevnetError, match=r"compile_contracts\.py"):
@@ -132,9 +129,7 @@ def test_load_artifact_missing_raises_devnet_error(
         load_artifact("../secrets")
 
 
-def test_load_artifact_rejects_malformed_json(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_load_artifact_rejects_malformed_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     build = tmp_path / "contracts" / "build"
     build.mkdir(parents=True)
     (build / "Broken.json").write_text("{not json")

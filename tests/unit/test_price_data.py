@@ -141,9 +141,7 @@ def test_walk_order_on_down_day() -> None:
         "2020-03-12 low",
         "2020-03-12 close",
     ]
-    assert [value for _, value in path] == pytest.approx(
-        [194.738922, 195.147934, 111.210709, 112.347122]
-    )
+    assert [value for _, value in path] == pytest.approx([194.738922, 195.147934, 111.210709, 112.347122])
 
 
 def test_walk_order_on_up_day() -> None:
@@ -224,9 +222,7 @@ def test_cache_returns_copies() -> None:
 def test_load_closes_alignment_and_names() -> None:
     closes = load_closes(["WETH", "usdc", "BTC"], start="2023-03-10", end="2023-03-12")
     assert list(closes.columns) == ["WETH", "usdc", "BTC"]
-    assert list(closes.index) == [
-        pd.Timestamp(d) for d in ("2023-03-10", "2023-03-11", "2023-03-12")
-    ]
+    assert list(closes.index) == [pd.Timestamp(d) for d in ("2023-03-10", "2023-03-11", "2023-03-12")]
     assert closes.loc["2023-03-11", "usdc"] == pytest.approx(0.9715)
     assert closes.index.name == "date"
 

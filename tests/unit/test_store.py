@@ -206,9 +206,7 @@ def table_count(path: Path, table: str) -> int:
 def meta_version(path: Path) -> str:
     conn = sqlite3.connect(path)
     try:
-        return str(
-            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        )
+        return str(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
     finally:
         conn.close()
 
@@ -242,9 +240,7 @@ def test_records_schema_version_and_indexes(store: Store, db_path: Path) -> None
     db = sqlite_utils.Database(db_path)
     try:
         index_columns = {
-            (table, tuple(index.columns))
-            for table in ("positions", "prices")
-            for index in db.table(table).indexes
+            (table, tuple(index.columns)) for table in ("positions", "prices") for index in db.table(table).indexes
         }
         scans_sql = db.table("scans").schema
     finally:
@@ -272,9 +268,7 @@ def test_reopen_keeps_data_and_does_not_rerun_migrations(
         assert len(second.position_history(ALICE)) == 1
 
 
-def test_new_migration_runs_once_on_reopen(
-    db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_new_migration_runs_once_on_reopen(db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     Store(db_path, clock=clock).close()
     runs: list[int] = []
 
@@ -503,9 +497,7 @@ def test_scans_log_each_save(store: Store, clock: FakeClock) -> None:
     assert [scan["id"] for scan in store.scans("spark-ethereum")] == [second]
 
 
-def test_snapshot_with_a_position_from_another_block_is_refused(
-    store: Store, db_path: Path
-) -> None:
+def test_snapshot_with_a_position_from_another_block_is_refused(store: Store, db_path: Path) -> None:
     stray = make_position(CAROL, BLOCK - 1)
     with pytest.raises(StoreError, match=CAROL):
         store.save_snapshot(make_snapshot(positions=(make_position(ALICE), stray)))
@@ -529,9 +521,7 @@ def test_failure_in_the_middle_of_save_snapshot_leaves_nothing(
         assert table_count(db_path, table) == 0, table
 
 
-def test_store_is_usable_after_a_failed_write(
-    db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_store_is_usable_after_a_failed_write(db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     with Store(db_path, clock=clock) as store:
         with pytest.raises(RuntimeError), store.transaction():
             store.add_accounts(MARKET, [(ALICE, 1)], "logs")
@@ -648,11 +638,7 @@ def save_two_markets(store: Store) -> None:
     store.save_snapshot(
         make_snapshot(
             BLOCK - 5,
-            (
-                make_position(
-                    ALICE, BLOCK - 5, health_factor=1_100_000_000_000_000_000, market=spark
-                ),
-            ),
+            (make_position(ALICE, BLOCK - 5, health_factor=1_100_000_000_000_000_000, market=spark),),
             market=spark,
         )
     )
@@ -730,9 +716,7 @@ def test_closed_store_reports_a_store_error(db_path: Path, clock: FakeClock) -> 
         store.markets()
 
 
-def test_saved_snapshot_is_visible_to_another_connection(
-    store: Store, db_path: Path, clock: FakeClock
-) -> None:
+def test_saved_snapshot_is_visible_to_another_connection(store: Store, db_path: Path, clock: FakeClock) -> None:
     snapshot = make_snapshot()
     store.save_snapshot(replace(snapshot, positions=snapshot.positions[:1]))
     with Store(db_path, clock=clock) as reader:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything liqmon needs into the checkout: a Python venv (.venv) with the package
+# and its dev tools, and the npm parts (anvil, @aave/core-v3, Morpho Blue, solc-js) from the
+# lock file. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PYTHON --version)" >&2
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.liqmon-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing liqmon and its dependencies into .venv" >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  touch "$stamp"
+fi
+if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages (anvil, @aave/core-v3, solc) from package-lock.json" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi

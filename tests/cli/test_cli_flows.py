@@ -1,0 +1,65 @@
+"""Happy paths of scan, history and demo through the CLI entry point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.cli import main
+from monitor.devnet.seed import set_price
+from tests.support import Devnet
+
+pytestmark = pytest.mark.devnet
+
+
+def test_scan_table_sorted_by_hf(devnet: Devnet, tmp_path: Path, capsys: Any) -> None:
+    cfg = devnet.write_config(tmp_path / "c.yaml", tmp_path / "t.db")
+    assert main(["scan", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("aave-v3-devnet @ block ") and f"{len(devnet.seeded)} positions" in lines[0]
+    hfs = [float(line.split()[1]) for line in lines[3 : 3 + len(devnet.seeded)]]
+    assert hfs == sorted(hfs)
+    assert "liquidatable (HF < 1): 0" in out
+
+
+def test_history_over_two_scans_in_three_formats(devnet: Devnet, tmp_path: Path, capsys: Any) -> None:
+    cfg = devnet.write_config(tmp_path / "c.yaml", tmp_path / "h.db")
+    account = devnet.seeded[0].account
+    assert main(["scan", "--config", str(cfg)]) == 0
+    set_price(devnet.node, devnet.deployment, "WETH", 1000)
+    assert main(["scan", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+
+    assert main(["history", "--config", str(cfg), "--account", account.lower(), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and rows[0]["block"] < rows[1]["block"]
+    assert all(r["account"] == account for r in rows)
+
+    assert main(["history", "--config", str(cfg), "--account", account, "--format", "csv"]) == 0
+    parsed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(r["block"]) for r in parsed] == [r["block"] for r in rows]
+    assert parsed[0]["health_factor"] == rows[0]["health_factor"]
+
+    since = str(rows[1]["block"])
+    assert main(["history", "--config", str(cfg), "--account", account, "--since", since]) == 0
+    table_out = capsys.readouterr().out
+    assert since in table_out and str(rows[0]["block"]) not in table_out.split("\n", 2)[2]
+
+
+def test_demo_walks_the_crash_and_flags_positions(capsys: Any, tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--positions", "30", "--substeps", "1", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "2020-03-12 low" in out and "ETH   111.21" in out
+    steps = [line for line in out.splitlines() if line.startswith("2020-03-")]
+    first_liq = int(steps[0].split("HF<1:")[1].split()[0])
+    worst_liq = max(int(line.split("HF<1:")[1].split()[0]) for line in steps)
+    assert first_liq == 0 and worst_liq > 0
+    assert "at risk at the end of the walk" in out
+    assert db.is_file()
