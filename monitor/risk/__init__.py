@@ -1,0 +1,1 @@
+"""Risk engine: exact health factors, liquidation prices, stress, calibration (pure numpy)."""
