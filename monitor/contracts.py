@@ -24,7 +24,7 @@ ROOT_ENV_VAR = "LIQMON_ROOT"
 REQUIRED_KEYS = ("contractName", "abi", "bytecode", "deployedBytecode")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REBUILD_HINT = "run `python scripts/compile_contracts.py` (after `npm ci`) to rebuild it"
+_REBUILD_HINT = "run `python scripts/compile_contracts.py` (after `npm install`) to rebuild it"
 
 
 def project_root() -> Path:

@@ -18,7 +18,7 @@ Usage::
     python scripts/compile_contracts.py --check   # exit 1 if the committed files are stale
 
 Exit codes: 0 success, 1 compile error or ``--check`` found differences,
-2 node / solc-js missing (run ``npm ci``).
+2 node / solc-js missing (run ``npm install``).
 """
 
 from __future__ import annotations
@@ -84,12 +84,12 @@ def check_toolchain() -> str:
     node = shutil.which("node")
     if node is None:
         raise CompileFailure(
-            f"`node` was not found on PATH; install Node.js (>= 18), then run `npm ci` in {ROOT}",
+            f"`node` was not found on PATH; install Node.js (>= 18), then run `npm install` in {ROOT}",
             exit_code=2,
         )
     if not (ROOT / "node_modules" / "solc" / "package.json").is_file():
         raise CompileFailure(
-            f"solc-js is not installed ({ROOT / 'node_modules' / 'solc'} is missing); run `npm ci` in {ROOT}",
+            f"solc-js is not installed ({ROOT / 'node_modules' / 'solc'} is missing); run `npm install` in {ROOT}",
             exit_code=2,
         )
     if not DRIVER.is_file():
@@ -119,7 +119,7 @@ def run_solc(node: str, sources: list[Path]) -> tuple[str, dict[str, Any]]:
     except OSError as exc:
         raise CompileFailure(f"cannot run `{node}`: {exc}", exit_code=2) from exc
     if proc.returncode == 2:
-        raise CompileFailure(proc.stderr.strip() or "solc-js is missing; run `npm ci`", 2)
+        raise CompileFailure(proc.stderr.strip() or "solc-js is missing; run `npm install`", 2)
     if proc.returncode != 0:
         raise CompileFailure(f"the solc driver failed (exit {proc.returncode}): {proc.stderr.strip()}")
     try:
@@ -130,7 +130,7 @@ def run_solc(node: str, sources: list[Path]) -> tuple[str, dict[str, Any]]:
         raise CompileFailure(f"the solc driver printed unexpected output: {exc}") from exc
     if not version.startswith(SOLC_VERSION_PREFIX):
         raise CompileFailure(
-            f"solc-js {version} is installed but {SOLC_VERSION_PREFIX.rstrip('+')} is required; run `npm ci` in {ROOT}",
+            f"solc-js {version} is installed but {SOLC_VERSION_PREFIX.rstrip('+')} is required; run `npm install` in {ROOT}",
             exit_code=2,
         )
     return version, output

@@ -19,5 +19,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages (anvil, @aave/core-v3, solc) from package-lock.json" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm ci would insist on optional anvil builds for other platforms, which this registry
+  # does not serve; npm install follows the committed lock and skips them
+  npm install --no-audit --no-fund --no-save --loglevel=error
 fi

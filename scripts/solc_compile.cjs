@@ -6,7 +6,7 @@
 //
 // Imports that are not in the input are resolved relative to the project root
 // (the parent of scripts/) and then to its node_modules/, so
-// `import "@morpho-org/morpho-blue/src/..."` works after `npm ci`.
+// `import "@morpho-org/morpho-blue/src/..."` works after `npm install`.
 //
 // Exit codes: 0 compiled (the caller inspects output.errors), 2 solc-js missing,
 // 3 bad input.
@@ -23,7 +23,7 @@ try {
 } catch (err) {
   process.stderr.write(
     `solc-js is not installed under ${path.join(ROOT, 'node_modules')} ` +
-      `(${err.code || err.message}); run \`npm ci\` in ${ROOT}\n`,
+      `(${err.code || err.message}); run \`npm install\` in ${ROOT}\n`,
   );
   process.exit(2);
 }

@@ -22,7 +22,7 @@ def anvil_binary() -> Path:
     path = Path(override) if override else (node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil")
     if not path.is_file():
         raise DevnetError(
-            f"anvil not found at {path}: run `npm ci` in the project root "
+            f"anvil not found at {path}: run `bash scripts/setup.sh` (or `npm install`) in the project root "
             "(it installs @foundry-rs/anvil), or set LIQMON_ANVIL"
         )
     return path

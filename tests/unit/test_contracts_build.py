@@ -71,9 +71,9 @@ def _run_script(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None)
 def test_committed_build_is_reproducible() -> None:
     # Needs node + solc-js: fail loudly (never skip) when they are missing.
     if shutil.which("node") is None:
-        pytest.fail("`node` is not on PATH: install Node.js and run `npm ci` in the project root")
+        pytest.fail("`node` is not on PATH: install Node.js and run `npm install` in the project root")
     if not (ROOT / "node_modules" / "solc" / "package.json").is_file():
-        pytest.fail(f"solc-js is missing from {ROOT / 'node_modules'}: run `npm ci`")
+        pytest.fail(f"solc-js is missing from {ROOT / 'node_modules'}: run `npm install`")
     proc = _run_script("--check")
     assert proc.returncode == 0, (
         f"compile_contracts.py --check exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -145,7 +145,7 @@ def test_script_without_node_fails_cleanly(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path)}  # no `node` there
     proc = _run_script("--check", env=env)
     assert proc.returncode == 2, proc.stderr
-    assert "npm ci" in proc.stderr
+    assert "npm install" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -157,5 +157,5 @@ def test_script_without_solc_fails_cleanly(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "contracts" / "src", tmp_path / "contracts" / "src")
     proc = _run_script("--check", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert "npm ci" in proc.stderr
+    assert "npm install" in proc.stderr
     assert "Traceback" not in proc.stderr
