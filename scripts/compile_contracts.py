@@ -130,7 +130,8 @@ def run_solc(node: str, sources: list[Path]) -> tuple[str, dict[str, Any]]:
         raise CompileFailure(f"the solc driver printed unexpected output: {exc}") from exc
     if not version.startswith(SOLC_VERSION_PREFIX):
         raise CompileFailure(
-            f"solc-js {version} is installed but {SOLC_VERSION_PREFIX.rstrip('+')} is required; run `npm install` in {ROOT}",
+            f"solc-js {version} is installed but {SOLC_VERSION_PREFIX.rstrip('+')} is required; "
+            f"run `npm install` in {ROOT}",
             exit_code=2,
         )
     return version, output

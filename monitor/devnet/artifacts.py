@@ -15,7 +15,8 @@ def aave_artifacts_dir() -> Path:
     path = node_modules() / "@aave" / "core-v3" / "artifacts" / "contracts"
     if not path.is_dir():
         raise DevnetError(
-            f"Aave V3 artifacts not found at {path}: run `bash scripts/setup.sh` (or `npm install`) in the project root (it installs @aave/core-v3)"
+            f"Aave V3 artifacts not found at {path}: run `bash scripts/setup.sh` "
+            "(or `npm install`) in the project root (it installs @aave/core-v3)"
         )
     return path
 

@@ -109,7 +109,8 @@ def repay_to_target(book: Book, target_hf: float) -> Array:
     _check_target(target_hf)
     w = (book.collateral * book.lt).sum(axis=1)
     d = book.debt.sum(axis=1)
-    return np.clip(d - w / target_hf, 0.0, d)
+    repay: Array = np.clip(d - w / target_hf, 0.0, d)
+    return repay
 
 
 def add_collateral_to_target(book: Book, target_hf: float, symbol: str) -> Array:

@@ -16,6 +16,7 @@ Outcome model per liquidatable position (HF < 1 after the shock), in USD:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -103,7 +104,9 @@ def _avg_bonus(book: Book, coll: Array, total_c: Array) -> Array:
     return np.where(total_c > 0, avg, 1.0)
 
 
-def evaluate(book: Book, multipliers: Array, *, chunk: int = 128, dtype: type = np.float32) -> ScenarioOutcomes:
+def evaluate(
+    book: Book, multipliers: Array, *, chunk: int = 128, dtype: type[np.floating[Any]] = np.float32
+) -> ScenarioOutcomes:
     """Portfolio outcomes of every scenario row; memory stays O(chunk x positions).
 
     Only two dense products per chunk are needed to find who is liquidatable
@@ -113,8 +116,8 @@ def evaluate(book: Book, multipliers: Array, *, chunk: int = 128, dtype: type = 
     """
     m = check_multipliers(book, multipliers)
     s = m.shape[0]
-    wc = book.weighted_collateral().T.astype(dtype)  # [A, P]
-    d_t = book.debt.T.astype(dtype)
+    wc: NDArray[np.floating[Any]] = book.weighted_collateral().T.astype(dtype)  # [A, P]
+    d_t: NDArray[np.floating[Any]] = book.debt.T.astype(dtype)
     main = np.argmax(book.collateral, axis=1)  # the largest collateral leg at base prices
     rows = np.arange(book.size)
     main_value, main_bonus = book.collateral[rows, main], book.bonus[rows, main]
@@ -122,7 +125,7 @@ def evaluate(book: Book, multipliers: Array, *, chunk: int = 128, dtype: type = 
     at_risk, seized, bad = np.zeros(s), np.zeros(s), np.zeros(s)
     for lo in range(0, s, chunk):
         mc = m[lo : lo + chunk]
-        mc_d = mc.astype(dtype)
+        mc_d: NDArray[np.floating[Any]] = mc.astype(dtype)
         liq = (mc_d @ wc) < (mc_d @ d_t)
         si, pi = np.nonzero(liq)
         if si.size == 0:
