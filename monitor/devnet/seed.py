@@ -48,14 +48,20 @@ def current_prices(node: DevnetNode, deployment: Deployment) -> dict[str, int]:
 
 def set_price(node: DevnetNode, deployment: Deployment, symbol: str, usd: float, mine: bool = True) -> int:
     """Set the MockAggregator answer behind ``symbol`` and mine a block; returns the answer."""
+    if not usd > 0:
+        raise InputError(f"price of {symbol} must be positive, got {usd}")
+    return set_answer(node, deployment, symbol, devspec.price_units(usd), mine)
+
+
+def set_answer(node: DevnetNode, deployment: Deployment, symbol: str, answer: int, mine: bool = True) -> int:
+    """Set the exact 8-decimal oracle answer behind ``symbol`` (and mine a block)."""
     try:
         token = deployment.token(symbol)
     except KeyError:
         known = ", ".join(deployment.tokens)
         raise InputError(f"unknown devnet asset {symbol!r}; known: {known}") from None
-    if not usd > 0:
-        raise InputError(f"price of {symbol} must be positive, got {usd}")
-    answer = devspec.price_units(usd)
+    if answer <= 0:
+        raise InputError(f"price of {symbol} must be positive, got {answer}")
     node.set_storage(token.feed, MOCK_AGGREGATOR_ANSWER_SLOT, answer)
     if mine:
         node.mine()

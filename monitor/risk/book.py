@@ -46,14 +46,28 @@ class Book:
     def weighted_collateral(self) -> Array:
         return self.collateral * self.lt
 
-    def health_factors(self) -> Array:
-        return hf_of(self.weighted_collateral().sum(axis=1), self.debt.sum(axis=1))
+    def health_factors(self, multiplier: Array | None = None) -> Array:
+        """HF per position (optionally under one price-multiplier vector), with Aave's
+        floor of the collateral-weighted liquidation threshold to whole basis points."""
+        m = np.ones(len(self.symbols)) if multiplier is None else np.asarray(multiplier, dtype=np.float64)
+        coll = self.collateral * m
+        return hf_of(floored_weighted(coll, self.lt), (self.debt * m).sum(axis=1))
 
     def with_rows(self, rows: NDArray[np.bool_] | NDArray[np.int64]) -> Book:
         return Book(
             self.market, self.block, tuple(np.asarray(self.accounts)[rows]), self.symbols, self.prices,
             self.collateral[rows], self.debt[rows], self.lt[rows], self.ltv[rows], self.bonus[rows],
         )  # fmt: skip
+
+
+def floored_weighted(collateral: Array, lt: Array) -> Array:
+    """sum(c * LT) with avgLT floored to integer bps, as GenericLogic does
+    (``avgLiquidationThreshold = sum(value * LT_bps) / totalCollateral``)."""
+    total = collateral.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        avg_bps = np.floor((collateral * np.rint(lt * 1e4)).sum(axis=-1) / np.where(total > 0, total, 1.0) + 1e-9)
+    weighted: Array = total * avg_bps / 1e4
+    return weighted
 
 
 def hf_of(weighted: Array, debt: Array) -> Array:

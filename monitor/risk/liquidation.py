@@ -98,6 +98,14 @@ def liquidation_multipliers(book: Book) -> Array:
     return np.where(valid, x, np.nan)
 
 
+def liquidation_direction(book: Book) -> Array:
+    """[P, A] -1 where the position is liquidated when the asset's price FALLS to its
+    liquidation price (net collateral in it), +1 where when it RISES (net debt), 0 otherwise."""
+    slope = book.collateral * book.lt - book.debt
+    direction: Array = -np.sign(slope)
+    return direction
+
+
 def liquidation_prices(book: Book) -> tuple[Array, Array]:
     """([P, A] USD liquidation prices, [P, A] distance in % from the current price)."""
     x = liquidation_multipliers(book)

@@ -80,7 +80,7 @@ def position_outcomes(book: Book, multiplier: Array) -> PositionOutcomes:
     coll = book.collateral * m
     debt = book.debt * m
     total_c, total_d = coll.sum(axis=1), debt.sum(axis=1)
-    hf_after = hf_of((coll * book.lt).sum(axis=1), total_d)
+    hf_after = book.health_factors(m)
     liq = hf_after < 1.0
     close = np.where(hf_after < CLOSE_FACTOR_HF_THRESHOLD, 1.0, DEFAULT_CLOSE_FACTOR)
     main = np.argmax(coll, axis=1)  # liquidators take the largest collateral
@@ -111,7 +111,10 @@ def evaluate(
 
     Only two dense products per chunk are needed to find who is liquidatable
     (``weighted < debt`` is HF < 1 without a division); the outcome arithmetic then runs
-    on the liquidatable (scenario, position) pairs only. ``dtype`` float32 halves the
+    on the liquidatable (scenario, position) pairs only. This screen omits Aave's floor of
+    the average liquidation threshold to whole bps (a relative HF error below 1.3e-4), so
+    a position that close to HF == 1 may be classed either way; ``position_outcomes`` and
+    the exact integer engine include it. ``dtype`` float32 halves the
     memory traffic of the dense part; pass float64 when a tie at HF == 1 matters.
     """
     m = check_multipliers(book, multipliers)
