@@ -27,6 +27,7 @@ from monitor.errors import StoreError
 from monitor.models import (
     MAX_UINT256,
     WAD,
+    AssetLeg,
     EModeCategory,
     MarketSnapshot,
     Position,
@@ -231,8 +232,42 @@ def _create_schema_v1(db: sqlite_utils.Database) -> None:
         create(db)
 
 
+def _schema_v2_risk_runs(db: sqlite_utils.Database) -> None:
+    """Version 2: reserve indexes per block (so a stored snapshot can be rebuilt exactly),
+    and risk runs (stress, calibration) with their per-position outcomes."""
+    db.execute("ALTER TABLE prices ADD COLUMN liquidity_index TEXT")
+    db.execute("ALTER TABLE prices ADD COLUMN variable_borrow_index TEXT")
+    db.execute(
+        "CREATE TABLE risk_runs ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " kind TEXT NOT NULL,"
+        " market TEXT NOT NULL,"
+        " block INTEGER NOT NULL,"
+        " scenario TEXT NOT NULL,"
+        " inputs TEXT NOT NULL,"
+        " summary TEXT NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
+    _create_table(
+        db,
+        "risk_outcomes",
+        {
+            "run_id": int,
+            "account": str,
+            "hf_before": float,
+            "hf_after": float,
+            "liquidatable": int,
+            "debt_at_risk": float,
+            "collateral_seized": float,
+            "bad_debt": float,
+        },
+        pk=("run_id", "account"),
+        nullable=("hf_before", "hf_after"),
+    )
+
+
 # Append only: entry i brings the schema from version i to version i + 1.
-_MIGRATIONS: tuple[Migration, ...] = (_create_schema_v1,)
+_MIGRATIONS: tuple[Migration, ...] = (_create_schema_v1, _schema_v2_risk_runs)
 
 
 # --------------------------------------------------------------------------- migrations
@@ -373,6 +408,8 @@ def _price_row(snapshot: MarketSnapshot, reserve: Reserve) -> dict[str, Any]:
         "price": str(reserve.price),
         "price_usd": _usd(reserve.price, snapshot.base_currency_unit),
         "timestamp": snapshot.timestamp,
+        "liquidity_index": str(reserve.liquidity_index),
+        "variable_borrow_index": str(reserve.variable_borrow_index),
     }
 
 
@@ -630,6 +667,48 @@ class Store:
         where, params = _where(clauses)
         return self._rows(f"SELECT * FROM prices {where} ORDER BY block, asset", params)
 
+    def load_snapshot(self, market: str, block: int | None = None) -> MarketSnapshot:
+        """Rebuild the snapshot stored for ``market`` at ``block`` (default: its newest scan),
+        exact integers included, so risk questions need no node."""
+        return snapshot_from_rows(self, market, block)
+
+    # ----------------------------------------------------------------- risk runs
+
+    def save_risk_run(
+        self,
+        kind: str,
+        market: str,
+        block: int,
+        scenario: str,
+        inputs: dict[str, Any],
+        summary: dict[str, Any],
+        outcomes: Sequence[dict[str, Any]] = (),
+    ) -> int:
+        """A stress or calibration run and its per-position outcomes, in one transaction."""
+        with self.transaction():
+            row = {
+                "kind": kind, "market": market, "block": block, "scenario": scenario,
+                "inputs": json.dumps(inputs, sort_keys=True, default=str),
+                "summary": json.dumps(summary, sort_keys=True, default=str),
+                "created_at": self._clock(),
+            }  # fmt: skip
+            run_id = self._db.table("risk_runs").insert(row).last_pk
+            if not isinstance(run_id, int):
+                raise StoreError(f"history database {self.path} returned no id for the new risk run")
+            self._db.table("risk_outcomes").insert_all(({"run_id": run_id, **o} for o in outcomes), batch_size=2000)
+            return run_id
+
+    def risk_runs(self, market: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        clauses = _market_clause("market", market) + ([] if kind is None else [("kind = ?", (kind,))])
+        where, params = _where(clauses)
+        rows = self._rows(f"SELECT * FROM risk_runs {where} ORDER BY id", params)
+        for row in rows:
+            row["inputs"], row["summary"] = json.loads(row["inputs"]), json.loads(row["summary"])
+        return rows
+
+    def risk_outcomes(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM risk_outcomes WHERE run_id = ? ORDER BY hf_after, account", [run_id])
+
     def markets(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM markets ORDER BY name", [])
 
@@ -642,3 +721,78 @@ class Store:
             return [dict(row) for row in self._db.query(sql, params)]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history database {self.path}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- snapshot rebuild
+
+
+def snapshot_from_rows(store: Store, market: str, block: int | None) -> MarketSnapshot:
+    rows = store._rows
+    found = rows("SELECT * FROM markets WHERE name = ?", [market])
+    if not found:
+        known = ", ".join(m["name"] for m in store.markets()) or "none"
+        raise StoreError(
+            f"no stored scan of market {market!r} in {store.path} (stored markets: {known}); run `liqmon scan` first"
+        )
+    meta = found[0]
+    if block is None:
+        block = rows("SELECT max(block) AS b FROM scans WHERE market = ?", [market])[0]["b"]
+    scan = rows("SELECT * FROM scans WHERE market = ? AND block = ? ORDER BY id DESC LIMIT 1", [market, block])
+    if not scan:
+        raise StoreError(f"market {market!r} has no stored scan at block {block} in {store.path}")
+    prices = {r["asset"]: r for r in rows("SELECT * FROM prices WHERE market = ? AND block = ?", [market, block])}
+    reserve_rows = rows("SELECT * FROM reserves WHERE market = ? ORDER BY reserve_id", [market])
+    if any(prices.get(r["asset"], {}).get("liquidity_index") is None for r in reserve_rows):
+        raise StoreError(f"the scan of {market} at block {block} predates reserve indexes: scan again")
+    reserves = tuple(_reserve_from_row(r, prices[r["asset"]]) for r in reserve_rows)
+    categories = tuple(
+        EModeCategory(
+            c["id"], c["ltv"], c["liquidation_threshold"], c["liquidation_bonus"], c["price_source"], c["label"]
+        )
+        for c in rows("SELECT * FROM emode_categories WHERE market = ? ORDER BY id", [market])
+    )
+    positions = tuple(
+        _position_from_row(p, reserves)
+        for p in rows("SELECT * FROM positions WHERE market = ? AND block = ? ORDER BY account", [market, block])
+    )
+    return MarketSnapshot(
+        market=market, protocol=meta["protocol"], chain_id=meta["chain_id"], block=block,
+        block_hash=scan[0]["block_hash"], timestamp=scan[0]["timestamp"],
+        base_currency_unit=int(meta["base_currency_unit"]), reserves=reserves, emode_categories=categories,
+        positions=positions, addresses={k: meta[k] for k in ADDRESS_KEYS if meta.get(k)},
+    )  # fmt: skip
+
+
+def _reserve_from_row(r: dict[str, Any], price: dict[str, Any]) -> Reserve:
+    return Reserve(
+        asset=r["asset"], symbol=r["symbol"], decimals=r["decimals"], reserve_id=r["reserve_id"], ltv=r["ltv"],
+        liquidation_threshold=r["liquidation_threshold"], liquidation_bonus=r["liquidation_bonus"],
+        emode_category=r["emode_category"], active=bool(r["active"]), frozen=bool(r["frozen"]),
+        borrowing_enabled=bool(r["borrowing_enabled"]), a_token=r["a_token"], stable_debt_token=r["stable_debt_token"],
+        variable_debt_token=r["variable_debt_token"], liquidity_index=int(price["liquidity_index"]),
+        variable_borrow_index=int(price["variable_borrow_index"]), price=int(price["price"]),
+    )  # fmt: skip
+
+
+def _position_from_row(p: dict[str, Any], reserves: Sequence[Reserve]) -> Position:
+    stored = {leg["asset"]: leg for leg in json.loads(p["legs"] or "[]")}
+    legs = []
+    for r in reserves:
+        leg = stored.get(r.asset)
+        if leg is None:
+            legs.append(AssetLeg(r.asset, r.symbol, 0, 0, 0, 0, 0, False))
+            continue
+        legs.append(
+            AssetLeg(
+                r.asset, r.symbol, int(leg["scaled_collateral"]), int(leg["collateral"]),
+                int(leg["scaled_variable_debt"]), int(leg["variable_debt"]), int(leg["stable_debt"]),
+                bool(leg["used_as_collateral"]),
+            )
+        )  # fmt: skip
+    return Position(
+        market=p["market"], account=p["account"], block=p["block"], health_factor=int(p["health_factor_wad"]),
+        total_collateral_base=int(p["collateral_base"]), total_debt_base=int(p["debt_base"]),
+        available_borrows_base=int(p["available_borrows_base"]),
+        current_liquidation_threshold=p["liquidation_threshold"], ltv=p["ltv"], emode_category=p["emode_category"],
+        user_configuration=int(p["user_configuration"]), legs=tuple(legs),
+    )  # fmt: skip

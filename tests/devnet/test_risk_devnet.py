@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,19 @@ def test_liquidation_price_moves_hf_to_one(devnet: Devnet) -> None:
         assert position_outcomes(one, m).liquidatable[0]
         m[col] = float(x[i, col]) / towards
         assert not position_outcomes(one, m).liquidatable[0]
+
+
+def test_snapshot_rebuilt_from_store_is_exact(devnet: Devnet, tmp_path: Path) -> None:
+    from monitor.store import Store
+
+    snapshot = read(devnet)
+    with Store(tmp_path / "s.db") as store:
+        store.save_snapshot(snapshot)
+        rebuilt = store.load_snapshot("m")
+    assert rebuilt.block == snapshot.block and rebuilt.reserves == snapshot.reserves
+    assert rebuilt.emode_categories == snapshot.emode_categories
+    original = {p.account: p for p in snapshot.positions}
+    cats = categories_by_id(rebuilt.emode_categories)
+    for p in rebuilt.positions:
+        assert p == original[p.account]
+        assert position_account_data(p, rebuilt.reserves, cats).health_factor == p.health_factor

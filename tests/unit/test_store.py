@@ -261,7 +261,7 @@ def test_reopen_keeps_data_and_does_not_rerun_migrations(
     def must_not_run(db: sqlite_utils.Database) -> None:
         raise AssertionError("migration re-run on an up-to-date database")
 
-    monkeypatch.setattr(store_module, "_MIGRATIONS", (must_not_run,))
+    monkeypatch.setattr(store_module, "_MIGRATIONS", (must_not_run,) * len(store_module._MIGRATIONS))
     with Store(db_path, clock=clock) as second:
         assert [scan["id"] for scan in second.scans()] == [scan_id]
         assert second.accounts(MARKET) == [ALICE]
