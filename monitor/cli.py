@@ -13,6 +13,7 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 
 from monitor import __version__
+from monitor.cli_risk import add_stress_parser
 from monitor.config import load_config
 from monitor.errors import InputError, MonitorError
 from monitor.models import MarketSnapshot
@@ -124,6 +125,10 @@ def parse_account(text: str) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.runs:
+        return _history_runs(args, config.store.path)
+    if args.account is None:
+        raise InputError("give --account ADDR (an account's positions) or --runs (stored stress / calibration runs)")
     account = parse_account(args.account)
     since_block, since_time = parse_since(args.since)
     if args.market:
@@ -156,6 +161,46 @@ def cmd_history(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _history_runs(args: argparse.Namespace, db: Path) -> int:
+    with Store(db) as store:
+        runs = store.risk_runs(market=args.market)
+    if args.format == "json":
+        print(to_json(runs))
+        return 0
+    flat = [
+        {"id": r["id"], "kind": r["kind"], "market": r["market"], "block": r["block"], "scenario": r["scenario"],
+         "created": _iso(int(r["created_at"])), **{f"summary.{k}": v for k, v in r["summary"].items()}}
+        for r in runs
+    ]  # fmt: skip
+    if args.format == "csv":
+        sys.stdout.write(to_csv(flat))
+        return 0
+    if not runs:
+        print(f"no stored stress or calibration runs in {db}")
+        return 0
+    print(
+        table(
+            [
+                (r["id"], r["kind"], r["market"], r["block"], r["scenario"], _iso(int(r["created_at"])), _run_line(r))
+                for r in runs
+            ],
+            ["run", "kind", "market", "block", "scenario", "created (UTC)", "result"],
+            "><<><<<",
+        )
+    )
+    return 0
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    s = run["summary"]
+    if "recommended_lt" in s:
+        rec = s["recommended_lt"]
+        return f"recommended LT {rec:.0%}" if rec is not None else "no LT within tolerance"
+    if "bad_debt_var99_usd" in s:
+        return f"VaR99 bad debt {s['bad_debt_var99_usd']:,.0f} USD"
+    return f"{s.get('liquidatable', 0)} liquidatable, bad debt {s.get('bad_debt_usd', 0):,.0f} USD"
 
 
 def _iso(timestamp: int) -> str:
@@ -265,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     scan.set_defaults(func=cmd_scan)
 
-    history = sub.add_parser("history", help="stored positions of one account over time")
+    history = sub.add_parser("history", help="stored positions of an account over time, or stored risk runs")
     history.add_argument("--config", required=True, type=Path, help="config file (YAML)")
-    history.add_argument("--account", required=True, help="account address")
+    history.add_argument("--account", help="account address: its positions over time")
+    history.add_argument("--runs", action="store_true", help="list stored stress and calibration runs instead")
     history.add_argument("--market", help="only this market")
     history.add_argument("--since", help="a block number or a UTC date (2024-01-31 or 2024-01-31T12:00)")
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -286,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--seed", type=int, default=1, help="seed: random seed (default 1)")
     devnet.add_argument("--first-index", type=int, default=0, help="seed: index of the first account")
     devnet.set_defaults(func=cmd_devnet, count=None)
+
+    add_stress_parser(sub)
 
     demo = sub.add_parser("demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash")
     demo.add_argument("--positions", type=int, default=60, help="positions to seed (default 60)")

@@ -77,16 +77,21 @@ def hf_of(weighted: Array, debt: Array) -> Array:
 
 
 def book_from_snapshot(snapshot: MarketSnapshot) -> Book:
-    if not snapshot.positions:
-        raise InputError(f"market {snapshot.market} has no positions at block {snapshot.block}: nothing to stress")
+    """Positions with any collateral or debt, as arrays (empty accounts are left out)."""
+    held = [p for p in snapshot.positions if p.total_collateral_base or p.total_debt_base]
+    if not held:
+        raise InputError(
+            f"market {snapshot.market} has no positions with collateral or debt at block {snapshot.block}: "
+            "nothing to stress (scan a market with borrowers, or check the watchlist)"
+        )
     reserves = snapshot.reserves
     cats = categories_by_id(snapshot.emode_categories)
     unit = float(snapshot.base_currency_unit)
-    n, a = len(snapshot.positions), len(reserves)
+    n, a = len(held), len(reserves)
     collateral, debt = np.zeros((n, a)), np.zeros((n, a))
     lt, ltv, bonus = np.zeros((n, a)), np.zeros((n, a)), np.ones((n, a))
     prices = np.array([r.price / unit for r in reserves])
-    for i, pos in enumerate(snapshot.positions):
+    for i, pos in enumerate(held):
         for j, (leg, r) in enumerate(zip(pos.legs, reserves, strict=True)):
             e_ltv, e_lt, e_bonus = effective_params(r, pos.emode_category, cats)
             lt[i, j], ltv[i, j], bonus[i, j] = e_lt / 1e4, e_ltv / 1e4, e_bonus / 1e4
@@ -94,7 +99,7 @@ def book_from_snapshot(snapshot: MarketSnapshot) -> Book:
                 collateral[i, j] = leg.collateral / 10**r.decimals * prices[j]
             debt[i, j] = leg.debt / 10**r.decimals * prices[j]
     return Book(
-        snapshot.market, snapshot.block, tuple(p.account for p in snapshot.positions),
+        snapshot.market, snapshot.block, tuple(p.account for p in held),
         tuple(r.symbol for r in reserves), prices, collateral, debt, lt, ltv, bonus,
     )  # fmt: skip
 

@@ -1,0 +1,278 @@
+"""``liqmon stress`` and ``liqmon calibrate``: risk questions answered from the stored
+history (the newest scan of a market), no node needed. Runs are stored in SQLite."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor import price_data
+from monitor.config import Config, load_config
+from monitor.errors import InputError
+from monitor.models import MarketSnapshot
+from monitor.render import table, to_json
+from monitor.risk.book import Book, book_from_snapshot
+from monitor.risk.liquidation import liquidation_prices, repay_to_target
+from monitor.risk.scenarios import (
+    Scenario,
+    correlated_scenario,
+    historical_scenario,
+    monte_carlo_bootstrap,
+    monte_carlo_gbm,
+    parse_shock,
+    scenario_names,
+    shock_scenario,
+)
+from monitor.risk.stress import evaluate, position_outcomes
+from monitor.store import Store
+
+
+def _snapshot(config: Config, store: Store, market: str | None) -> MarketSnapshot:
+    name = market or config.markets[0].name
+    if market is None and len(config.markets) > 1:
+        names = ", ".join(m.name for m in config.markets)
+        raise InputError(f"the config has several markets ({names}): choose one with --market")
+    config.market(name)
+    return store.load_snapshot(name)
+
+
+def data_symbols(book: Book) -> tuple[list[int], list[str], list[str]]:
+    """Columns whose asset has price history, their data names, and the symbols without."""
+    columns, names, missing = [], [], []
+    for j, symbol in enumerate(book.symbols):
+        try:
+            names.append(price_data.resolve_asset(symbol))
+            columns.append(j)
+        except InputError:
+            missing.append(symbol)
+    return columns, names, missing
+
+
+def _check_shock_symbols(book: Book, scenario: Scenario) -> None:
+    known = {price_data.ALIASES.get(s.upper(), s.upper()) for s in book.symbols}
+    unknown = [k for k in scenario.multipliers if k not in known]
+    if unknown:
+        raise InputError(
+            f"unknown asset {', '.join(unknown)} in --shock: market {book.market} has {', '.join(book.symbols)}"
+        )
+
+
+def build_scenario(args: argparse.Namespace, book: Book) -> Scenario:
+    if args.shock:
+        scenario = shock_scenario(args.shock)
+        _check_shock_symbols(book, scenario)
+        return scenario
+    if args.correlated:
+        symbol, multiplier = parse_shock(args.correlated)
+        book.column(symbol)
+        _, names, _ = data_symbols(book)
+        return correlated_scenario(symbol, multiplier - 1.0, names)
+    return historical_scenario(args.scenario, args.horizon_days)
+
+
+# -- stress -----------------------------------------------------------------------------
+
+
+def cmd_stress(args: argparse.Namespace) -> int:
+    modes = sum(bool(x) for x in (args.shock, args.scenario, args.correlated, args.monte_carlo))
+    if modes != 1:
+        raise InputError(
+            "choose exactly one of --scenario NAME, --shock ASSET=x% (repeatable), --correlated ASSET=x% "
+            f"or --monte-carlo N; scenarios: {', '.join(scenario_names())}"
+        )
+    config = load_config(args.config)
+    with Store(config.store.path) as store:
+        snapshot = _snapshot(config, store, args.market)
+        book = book_from_snapshot(snapshot)
+        report = _monte_carlo(args, book) if args.monte_carlo else _single(args, book, snapshot)
+        run_id = store.save_risk_run(
+            "stress", book.market, book.block, report["scenario"], report["inputs"], report["summary"],
+            report.pop("_outcomes", []),
+        )  # fmt: skip
+    report["run_id"] = run_id
+    if args.json:
+        print(to_json(report))
+    else:
+        print(report.pop("_text"))
+        print(f"\nstored as risk run {run_id}; list runs with: liqmon history --config {args.config} --runs")
+    report.pop("_text", None)
+    return 0
+
+
+def _single(args: argparse.Namespace, book: Book, snapshot: MarketSnapshot) -> dict[str, Any]:
+    scenario = build_scenario(args, book)
+    m = scenario.vector(book.symbols)
+    out = position_outcomes(book, m)
+    liq_prices, distance = liquidation_prices(book)
+    main = np.argmax(book.collateral, axis=1)
+    repay = repay_to_target(book, args.target_hf)
+    debt_total = float(book.debt.sum())
+    summary = {
+        "positions": book.size,
+        "liquidatable_before": int((out.hf_before < 1).sum()),
+        "liquidatable": int(out.liquidatable.sum()),
+        "debt_total_usd": debt_total,
+        "debt_at_risk_usd": float(out.debt_at_risk.sum()),
+        "collateral_seized_usd": float(out.collateral_seized.sum()),
+        "bad_debt_usd": float(out.bad_debt.sum()),
+    }
+    positions = []
+    for i in np.argsort(out.hf_after, kind="stable"):
+        positions.append({
+            "account": book.accounts[i],
+            "hf_before": _num(out.hf_before[i]),
+            "hf_after": _num(out.hf_after[i]),
+            "liquidatable": bool(out.liquidatable[i]),
+            "debt_usd": float(book.debt[i].sum()),
+            "debt_at_risk_usd": float(out.debt_at_risk[i]),
+            "collateral_seized_usd": float(out.collateral_seized[i]),
+            "bad_debt_usd": float(out.bad_debt[i]),
+            "main_collateral": book.symbols[main[i]],
+            "liquidation_price_usd": _num(liq_prices[i, main[i]]),
+            "distance_pct": _num(distance[i, main[i]]),
+            "repay_to_target_usd": float(repay[i]),
+        })  # fmt: skip
+    outcomes = [
+        {"account": p["account"], "hf_before": p["hf_before"], "hf_after": p["hf_after"],
+         "liquidatable": int(p["liquidatable"]), "debt_at_risk": p["debt_at_risk_usd"],
+         "collateral_seized": p["collateral_seized_usd"], "bad_debt": p["bad_debt_usd"]}
+        for p in positions
+    ]  # fmt: skip
+    if args.plot:
+        from monitor.plots import hf_distribution
+
+        hf_distribution(out.hf_before, out.hf_after, f"{book.market} @ {book.block}: {scenario.name}", args.plot)
+    text = _single_text(book, scenario, summary, positions, args.top)
+    return {
+        "market": book.market,
+        "block": book.block,
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "multipliers": {s: float(v) for s, v in zip(book.symbols, m, strict=True)},
+        "inputs": {"shock": args.shock, "scenario": args.scenario, "correlated": args.correlated,
+                   "horizon_days": args.horizon_days, "target_hf": args.target_hf},
+        "summary": summary,
+        "positions": positions,
+        "_outcomes": outcomes,
+        "_text": text,
+    }  # fmt: skip
+
+
+def _single_text(
+    book: Book, scenario: Scenario, summary: dict[str, Any], positions: list[dict[str, Any]], top: int
+) -> str:
+    moves = ", ".join(f"{s} {(scenario.multiplier_for(s) - 1) * 100:+.1f}%" for s in book.symbols)
+    head = [
+        f"{book.market} @ block {book.block}: scenario {scenario.name}",
+        f"  {scenario.description}",
+        f"  price moves: {moves}",
+        f"  liquidatable: {summary['liquidatable']} of {summary['positions']} positions "
+        f"(before: {summary['liquidatable_before']})",
+        f"  debt at risk {summary['debt_at_risk_usd']:,.0f} USD of {summary['debt_total_usd']:,.0f}; "
+        f"collateral seized {summary['collateral_seized_usd']:,.0f}; bad debt {summary['bad_debt_usd']:,.2f}",
+        "",
+    ]
+    rows = [
+        (p["account"], _fmt(p["hf_before"]), _fmt(p["hf_after"]), "yes" if p["liquidatable"] else "",
+         f"{p['debt_usd']:,.0f}", f"{p['collateral_seized_usd']:,.0f}", f"{p['bad_debt_usd']:,.0f}",
+         f"{p['main_collateral']} {_fmt(p['liquidation_price_usd'], 2)} ({_fmt(p['distance_pct'], 1)}%)")
+        for p in positions[:top]
+    ]  # fmt: skip
+    body = table(
+        rows,
+        ["account", "HF now", "HF after", "liq", "debt USD", "seized USD", "bad debt", "liq. price of main collateral"],
+        "<>><>>><",
+    )
+    return "\n".join(head) + body
+
+
+def _monte_carlo(args: argparse.Namespace, book: Book) -> dict[str, Any]:
+    if args.monte_carlo < 10:
+        raise InputError("--monte-carlo needs at least 10 paths")
+    rng = np.random.default_rng(args.seed)
+    columns, names, missing = data_symbols(book)
+    if not columns:
+        raise InputError(f"no asset of {book.market} has price history for Monte Carlo ({', '.join(book.symbols)})")
+    if args.method == "gbm":
+        sampled = monte_carlo_gbm(names, args.horizon_days, args.monte_carlo, rng)
+    else:
+        sampled = monte_carlo_bootstrap(names, args.horizon_days, args.monte_carlo, rng)
+    m = np.ones((args.monte_carlo, len(book.symbols)))
+    m[:, columns] = sampled
+    out = evaluate(book, m)
+    summary = {
+        "positions": book.size,
+        "paths": args.monte_carlo,
+        "horizon_days": args.horizon_days,
+        "method": args.method,
+        "debt_total_usd": float(book.debt.sum()),
+        "liquidatable_mean": float(out.liquidatable.mean()),
+        "debt_at_risk_mean_usd": float(out.debt_at_risk.mean()),
+        "bad_debt_mean_usd": float(out.bad_debt.mean()),
+        "bad_debt_var95_usd": out.var(0.95),
+        "bad_debt_var99_usd": out.var(0.99),
+        "bad_debt_es95_usd": out.expected_shortfall(0.95),
+        "bad_debt_es99_usd": out.expected_shortfall(0.99),
+        "assets_without_history": missing,
+    }
+    name = f"monte-carlo {args.method} {args.monte_carlo}x{args.horizon_days}d"
+    if args.plot:
+        from monitor.plots import loss_distribution
+
+        loss_distribution(out.bad_debt, summary["bad_debt_var95_usd"], summary["bad_debt_var99_usd"],
+                          f"{book.market} @ {book.block}: {name}", args.plot)  # fmt: skip
+    text = "\n".join([
+        f"{book.market} @ block {book.block}: {name} (seed {args.seed})",
+        f"  positions {book.size}, debt {summary['debt_total_usd']:,.0f} USD"
+        + (f"; no price history (held constant): {', '.join(missing)}" if missing else ""),
+        f"  liquidatable per path: mean {summary['liquidatable_mean']:.1f}",
+        f"  debt at risk per path: mean {summary['debt_at_risk_mean_usd']:,.0f} USD",
+        f"  bad debt: mean {summary['bad_debt_mean_usd']:,.0f}  VaR95 {summary['bad_debt_var95_usd']:,.0f}  "
+        f"VaR99 {summary['bad_debt_var99_usd']:,.0f}  ES95 {summary['bad_debt_es95_usd']:,.0f}  "
+        f"ES99 {summary['bad_debt_es99_usd']:,.0f} USD",
+    ])  # fmt: skip
+    return {
+        "market": book.market, "block": book.block, "scenario": name,
+        "inputs": {"paths": args.monte_carlo, "method": args.method, "horizon_days": args.horizon_days,
+                   "seed": args.seed},
+        "summary": summary, "_text": text,
+    }  # fmt: skip
+
+
+def _num(value: float) -> float | None:
+    return None if not math.isfinite(value) else float(value)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+# -- parsers ----------------------------------------------------------------------------
+
+
+def add_stress_parser(sub: Any) -> None:
+    stress = sub.add_parser(
+        "stress",
+        help="what-if: price shocks, historical crashes, correlated shocks, Monte Carlo VaR",
+        description="Stress the newest stored scan of a market (run `liqmon scan` first). Exactly one of "
+        "--scenario, --shock, --correlated, --monte-carlo. Historical scenarios replay the worst window "
+        f"(intraday lows) of real crashes: {', '.join(scenario_names())}.",
+    )
+    stress.add_argument("--config", required=True, type=Path, help="config file (YAML)")
+    stress.add_argument("--market", help="market name (default: the config's only market)")
+    stress.add_argument("--scenario", choices=scenario_names(), help="a named historical crash")
+    stress.add_argument("--shock", action="append", metavar="ASSET=x%", help="instantaneous shock, e.g. WETH=-30%%")
+    stress.add_argument("--correlated", metavar="ASSET=x%", help="shock one asset, move the others by their beta")
+    stress.add_argument("--monte-carlo", type=int, metavar="N", help="N Monte Carlo paths: VaR / ES of bad debt")
+    stress.add_argument("--method", choices=("bootstrap", "gbm"), default="bootstrap", help="Monte Carlo method")
+    stress.add_argument("--horizon-days", type=int, default=1, help="window of historical / Monte Carlo moves")
+    stress.add_argument("--seed", type=int, default=1, help="Monte Carlo random seed")
+    stress.add_argument("--target-hf", type=float, default=1.2, help="HF the repay amount restores (default 1.2)")
+    stress.add_argument("--top", type=int, default=20, help="rows of the position table (default 20)")
+    stress.add_argument("--json", action="store_true", help="machine-readable output")
+    stress.add_argument("--plot", type=Path, metavar="FILE.png", help="HF distribution before / after")
+    stress.set_defaults(func=cmd_stress)

@@ -1,0 +1,91 @@
+"""PNG charts for the CLI (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.errors import InputError
+from monitor.risk.book import Array
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: object, path: Path) -> Path:
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--plot {path}: the file name must end in .png")
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
+    except OSError as exc:
+        raise InputError(f"--plot {path}: cannot write it ({exc.strerror})") from exc
+    return path
+
+
+def hf_distribution(before: Array, after: Array, title: str, path: Path) -> Path:
+    """Histogram of health factors before and after a scenario (HF capped at 4 for display)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bins = np.linspace(0, 4, 81)
+    finite_before = np.clip(before[np.isfinite(before)], 0, 4)
+    finite_after = np.clip(after[np.isfinite(after)], 0, 4)
+    ax.hist(finite_before, bins=bins, alpha=0.55, label="before", color="#4c72b0")
+    ax.hist(finite_after, bins=bins, alpha=0.55, label="after", color="#dd8452")
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label="HF = 1 (liquidatable below)")
+    ax.set_xlabel("health factor (capped at 4)")
+    ax.set_ylabel("positions")
+    ax.set_title(title)
+    ax.legend()
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def loss_distribution(bad_debt: Array, var95: float, var99: float, title: str, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.hist(bad_debt, bins=60, color="#55a868")
+    for value, label in ((var95, "VaR 95"), (var99, "VaR 99")):
+        ax.axvline(value, linestyle="--", color="black", linewidth=1)
+        ax.text(value, ax.get_ylim()[1] * 0.9, f" {label}\n {value:,.0f}", fontsize=8)
+    ax.set_xlabel("bad debt (USD)")
+    ax.set_ylabel("scenarios")
+    ax.set_title(title)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def calibration_curve(
+    lts: Sequence[float],
+    series: dict[str, Sequence[float]],
+    tolerance_usd: float,
+    recommended: float | None,
+    current: float,
+    title: str,
+    path: Path,
+) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, values in series.items():
+        ax.plot(np.asarray(lts) * 100, values, marker=".", label=label)
+    ax.axhline(tolerance_usd, color="grey", linestyle=":", label="tolerance")
+    ax.axvline(current * 100, color="#c44e52", linestyle="--", label=f"current LT {current:.0%}")
+    if recommended is not None:
+        ax.axvline(recommended * 100, color="#55a868", linestyle="-", label=f"recommended LT {recommended:.0%}")
+    ax.set_xlabel("liquidation threshold (%)")
+    ax.set_ylabel("bad debt (USD)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,98 @@
+"""`liqmon stress` from stored scans: scenarios, runs stored, listed, and clear input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.cli import main
+from monitor.devnet.session import devnet_config
+from tests.support import Devnet
+
+pytestmark = pytest.mark.devnet
+
+
+@pytest.fixture
+def scanned(devnet: Devnet, tmp_path: Path, capsys: Any) -> Path:
+    cfg = devnet.write_config(tmp_path / "c.yaml", tmp_path / "s.db")
+    assert main(["scan", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    return cfg
+
+
+def test_shock_json_and_plot(scanned: Path, tmp_path: Path, capsys: Any) -> None:
+    plot = tmp_path / "hf.png"
+    args = [
+        "stress",
+        "--config",
+        str(scanned),
+        "--shock",
+        "WETH=-35%",
+        "--shock",
+        "USDC=-5%",
+        "--json",
+        "--plot",
+        str(plot),
+    ]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["multipliers"]["WETH"] == pytest.approx(0.65) and report["multipliers"]["USDC"] == pytest.approx(0.95)
+    summary = report["summary"]
+    assert summary["positions"] == 1000 and 0 < summary["liquidatable"] < 1000
+    assert summary["bad_debt_usd"] <= summary["debt_at_risk_usd"] <= summary["debt_total_usd"]
+    hfs = [p["hf_after"] for p in report["positions"]]
+    assert hfs == sorted(hfs)
+    assert sum(p["liquidatable"] for p in report["positions"]) == summary["liquidatable"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_historical_and_monte_carlo_runs_are_stored_and_listed(scanned: Path, capsys: Any) -> None:
+    assert main(["stress", "--config", str(scanned), "--scenario", "2020-03-12", "--horizon-days", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2020-03-12 2d" in out and "WETH -51.2%" in out  # low 95.18 (03-13) / close 194.87 (03-11), real data
+    assert main(["stress", "--config", str(scanned), "--monte-carlo", "300", "--json"]) == 0
+    mc = json.loads(capsys.readouterr().out)["summary"]
+    assert mc["bad_debt_var99_usd"] >= mc["bad_debt_var95_usd"] >= 0
+    assert mc["bad_debt_es99_usd"] >= mc["bad_debt_var99_usd"]
+    assert main(["history", "--config", str(scanned), "--runs", "--format", "json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["scenario"] for r in runs] == ["2020-03-12 2d", "monte-carlo bootstrap 300x1d"]
+    assert runs[0]["summary"]["liquidatable"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--shock", "XYZ=-5%"], "unknown asset XYZ"),
+        (["--shock", "WETH=-100%"], "-100 %"),
+        (["--shock", "WETH"], "ASSET=CHANGE"),
+        ([], "choose exactly one"),
+        (["--shock", "WETH=-5%", "--monte-carlo", "10"], "choose exactly one"),
+        (["--market", "nope", "--shock", "WETH=-5%"], "aave-v3-devnet"),
+    ],
+)
+def test_bad_input_is_one_clear_line(scanned: Path, capsys: Any, args: list[str], needle: str) -> None:
+    assert main(["stress", "--config", str(scanned), *args]) == 1
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_empty_market_and_missing_scan(devnet: Devnet, tmp_path: Path, capsys: Any) -> None:
+    cfg = tmp_path / "c.yaml"
+    data = devnet_config(devnet.url, devnet.deployment, str(tmp_path / "e.db"))
+    assert main(["stress", "--config", str(_write(cfg, data)), "--shock", "WETH=-5%"]) == 1
+    assert "run `liqmon scan` first" in capsys.readouterr().err
+    data["markets"][0]["accounts"] = ["0x000000000000000000000000000000000000dEaD"]
+    assert main(["scan", "--config", str(_write(cfg, data))]) == 0
+    capsys.readouterr()
+    assert main(["stress", "--config", str(cfg), "--shock", "WETH=-5%"]) == 1
+    assert "no positions with collateral or debt" in capsys.readouterr().err
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
