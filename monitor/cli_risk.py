@@ -251,6 +251,81 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+# -- calibrate --------------------------------------------------------------------------
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from monitor.risk.calibrate import calibrate
+
+    config = load_config(args.config)
+    with Store(config.store.path) as store:
+        book = book_from_snapshot(_snapshot(config, store, args.market))
+        book.column(args.asset)
+        result = calibrate(
+            book, args.asset, delay_hours=args.delay_hours, liquidity_usd=args.liquidity_usd,
+            tolerance=args.tolerance, quantile=args.quantile, n_paths=args.paths,
+            rng=np.random.default_rng(args.seed),
+        )  # fmt: skip
+        report = result.as_dict()
+        summary = {
+            "asset": result.asset, "current_lt": result.current_lt, "current_ltv": result.current_ltv,
+            "recommended_lt": result.recommended_lt, "recommended_ltv": result.recommended_ltv,
+            "smart_ltv": result.smart_ltv, "tolerance": result.tolerance, "quantile": result.quantile,
+        }  # fmt: skip
+        inputs = {
+            "asset": args.asset,
+            "delay_hours": args.delay_hours,
+            "liquidity_usd": args.liquidity_usd,
+            "tolerance": args.tolerance,
+            "quantile": args.quantile,
+            "paths": args.paths,
+            "seed": args.seed,
+        }
+        run_id = store.save_risk_run("calibrate", book.market, book.block, f"calibrate {result.asset}", inputs, summary)
+    report.update({"market": book.market, "block": book.block, "run_id": run_id})
+    if args.plot:
+        from monitor.plots import calibration_curve
+
+        points = result.points
+        calibration_curve(
+            [p.lt for p in points],
+            {"mean": [p.mean for p in points], "VaR95": [p.var95 for p in points], "VaR99": [p.var99 for p in points]},
+            [result.tolerance * p.total_debt for p in points], result.recommended_lt, result.current_lt,
+            f"{book.market} @ {book.block}: {result.asset} LT -> bad debt ({result.scenarios} scenarios)", args.plot,
+        )  # fmt: skip
+    if args.json:
+        print(to_json(report))
+        return 0
+    print(_calibration_text(result, book))
+    print(f"\nstored as risk run {run_id}")
+    return 0
+
+
+def _calibration_text(result: Any, book: Book) -> str:
+    rec = (
+        "none within tolerance"
+        if result.recommended_lt is None
+        else (f"LT {result.recommended_lt:.0%} / LTV {result.recommended_ltv:.0%}")
+    )
+    head = [
+        f"{book.market} @ block {book.block}: calibration of {result.asset}",
+        f"  stress set: {result.scenarios} scenarios (historical worst windows + bootstrap) over a "
+        f"{result.delay_hours:g} h liquidation delay; liquidity {result.liquidity_usd:,.0f} USD (constant product)",
+        f"  current: LT {result.current_lt:.0%} / LTV {result.current_ltv:.0%}",
+        f"  recommended (VaR{result.quantile * 100:g} of bad debt <= {result.tolerance:.1%} of debt): {rec}",
+        f"  RiskDAO smart LTV reference: {result.smart_ltv:.1%} (sigma over the delay {result.sigma_delay:.2%})",
+        "",
+    ]
+    rows = [
+        (f"{p.lt:.0%}", f"{p.ltv:.0%}", f"{p.mean:,.0f}", f"{p.var95:,.0f}", f"{p.var99:,.0f}", f"{p.es99:,.0f}",
+         f"{(p.var99 / p.total_debt if p.total_debt else 0):.2%}", f"{p.liquidatable_mean:.1f}")
+        for p in result.points
+    ]  # fmt: skip
+    return "\n".join(head) + table(
+        rows, ["LT", "LTV", "mean", "VaR95", "VaR99", "ES99", "VaR99/debt", "liq/path"], ">>>>>>>>"
+    )
+
+
 # -- parsers ----------------------------------------------------------------------------
 
 
@@ -276,3 +351,26 @@ def add_stress_parser(sub: Any) -> None:
     stress.add_argument("--json", action="store_true", help="machine-readable output")
     stress.add_argument("--plot", type=Path, metavar="FILE.png", help="HF distribution before / after")
     stress.set_defaults(func=cmd_stress)
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="sweep one collateral's liquidation threshold: LT -> bad debt curve and a recommendation",
+        description="For one collateral asset of the newest stored scan, sweep the liquidation threshold (LTV "
+        "kept the same distance below), re-borrow each position at its current usage, and measure bad debt "
+        "(mean, VaR95, VaR99, ES99) under historical worst windows and bootstrapped paths over the liquidation "
+        "delay, selling seized collateral into a constant-product market of the given liquidity. Recommends "
+        "the highest LT whose VaR stays within the tolerance; compares with the current value and RiskDAO's "
+        "smart LTV = exp(-c sigma / sqrt(l / d)) - bonus.",
+    )
+    cal.add_argument("--config", required=True, type=Path, help="config file (YAML)")
+    cal.add_argument("--market", help="market name (default: the config's only market)")
+    cal.add_argument("--asset", required=True, help="collateral asset symbol, e.g. WETH")
+    cal.add_argument("--delay-hours", type=float, default=1.0, help="time before liquidators act (default 1)")
+    cal.add_argument("--liquidity-usd", type=float, default=5e6, help="DEX depth for seized collateral (default 5e6)")
+    cal.add_argument("--tolerance", type=float, default=0.01, help="VaR limit as a fraction of debt (default 0.01)")
+    cal.add_argument("--quantile", type=float, default=0.99, help="VaR quantile (default 0.99)")
+    cal.add_argument("--paths", type=int, default=2000, help="bootstrap paths (default 2000)")
+    cal.add_argument("--seed", type=int, default=1, help="random seed")
+    cal.add_argument("--json", action="store_true", help="machine-readable output")
+    cal.add_argument("--plot", type=Path, metavar="FILE.png", help="calibration curve with the recommendation")
+    cal.set_defaults(func=cmd_calibrate)

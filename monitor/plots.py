@@ -68,7 +68,7 @@ def loss_distribution(bad_debt: Array, var95: float, var99: float, title: str, p
 def calibration_curve(
     lts: Sequence[float],
     series: dict[str, Sequence[float]],
-    tolerance_usd: float,
+    tolerance_usd: Sequence[float],
     recommended: float | None,
     current: float,
     title: str,
@@ -78,7 +78,7 @@ def calibration_curve(
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, values in series.items():
         ax.plot(np.asarray(lts) * 100, values, marker=".", label=label)
-    ax.axhline(tolerance_usd, color="grey", linestyle=":", label="tolerance")
+    ax.plot(np.asarray(lts) * 100, tolerance_usd, color="grey", linestyle=":", label="tolerance x debt")
     ax.axvline(current * 100, color="#c44e52", linestyle="--", label=f"current LT {current:.0%}")
     if recommended is not None:
         ax.axvline(recommended * 100, color="#55a868", linestyle="-", label=f"recommended LT {recommended:.0%}")

@@ -96,3 +96,24 @@ def test_empty_market_and_missing_scan(devnet: Devnet, tmp_path: Path, capsys: A
 def _write(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_calibrate_reports_curve_and_recommendation(scanned: Path, tmp_path: Path, capsys: Any) -> None:
+    plot = tmp_path / "cal.png"
+    args = ["calibrate", "--config", str(scanned), "--asset", "WETH", "--paths", "300", "--liquidity-usd", "2e6",
+            "--json", "--plot", str(plot)]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    points = report["points"]
+    assert report["current_lt"] == pytest.approx(0.83)
+    assert len(points) >= 50 and points[0]["lt"] < points[-1]["lt"]
+    rec = report["recommended_lt"]
+    if rec is not None:  # the highest LT whose VaR99 stays within 1 % of debt
+        ok = [p["lt"] for p in points if p["var99"] <= 0.01 * p["total_debt"]]
+        assert rec == pytest.approx(max(ok))
+    assert 0 <= report["smart_ltv"] <= 1
+    assert plot.stat().st_size > 10_000
+    assert main(["history", "--config", str(scanned), "--runs"]) == 0
+    assert "calibrate WETH" in capsys.readouterr().out
+    assert main(["calibrate", "--config", str(scanned), "--asset", "NOPE"]) == 1
+    assert "unknown asset 'NOPE'" in capsys.readouterr().err
