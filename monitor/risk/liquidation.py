@@ -128,9 +128,11 @@ def add_collateral_to_target(book: Book, target_hf: float, symbol: str) -> Array
     w = (book.collateral * book.lt).sum(axis=1)
     d = book.debt.sum(axis=1)
     lt = book.lt[:, j]
+    short = target_hf * d - w  # weighted collateral missing to reach the target
     with np.errstate(divide="ignore", invalid="ignore"):
-        need = np.where(lt > 0, (target_hf * d - w) / np.where(lt > 0, lt, 1.0), np.inf)
-    return np.maximum(need, 0.0)
+        need = np.where(short <= 0, 0.0, np.where(lt > 0, short / np.where(lt > 0, lt, 1.0), np.inf))
+    result: Array = need
+    return result
 
 
 def _check_target(target_hf: float) -> None:

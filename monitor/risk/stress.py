@@ -69,7 +69,8 @@ def check_multipliers(book: Book, multipliers: Array) -> Array:
 
 
 def health_factors(book: Book, multipliers: Array) -> Array:
-    """[S, P] health factors under each scenario row."""
+    """[S, P] health factors under each scenario row (without Aave's avg-LT bps floor;
+    ``Book.health_factors`` applies it for one scenario)."""
     m = check_multipliers(book, multipliers)
     return hf_of(m @ book.weighted_collateral().T, m @ book.debt.T)
 
@@ -121,9 +122,6 @@ def evaluate(
     s = m.shape[0]
     wc: NDArray[np.floating[Any]] = book.weighted_collateral().T.astype(dtype)  # [A, P]
     d_t: NDArray[np.floating[Any]] = book.debt.T.astype(dtype)
-    main = np.argmax(book.collateral, axis=1)  # the largest collateral leg at base prices
-    rows = np.arange(book.size)
-    main_value, main_bonus = book.collateral[rows, main], book.bonus[rows, main]
     count = np.zeros(s, dtype=np.int64)
     at_risk, seized, bad = np.zeros(s), np.zeros(s), np.zeros(s)
     for lo in range(0, s, chunk):
@@ -134,13 +132,16 @@ def evaluate(
         if si.size == 0:
             continue
         ms = mc[si]  # [k, A] float64 from here on: k liquidatable pairs
-        coll = (ms * book.collateral[pi]).sum(axis=1)
+        shocked = ms * book.collateral[pi]
+        coll = shocked.sum(axis=1)
         debt = (ms * book.debt[pi]).sum(axis=1)
         weighted = (ms * book.collateral[pi] * book.lt[pi]).sum(axis=1)
         bonus_avg = (ms * book.collateral[pi] * book.bonus[pi]).sum(axis=1) / np.where(coll > 0, coll, 1.0)
         bonus_avg = np.where(coll > 0, bonus_avg, 1.0)
         close = np.where(weighted < CLOSE_FACTOR_HF_THRESHOLD * debt, 1.0, DEFAULT_CLOSE_FACTOR)
-        take = np.minimum(close * debt * main_bonus[pi], main_value[pi] * ms[np.arange(si.size), main[pi]])
+        pairs = np.arange(si.size)
+        main = np.argmax(shocked, axis=1)  # liquidators take the largest collateral after the shock
+        take = np.minimum(close * debt * book.bonus[pi, main], shocked[pairs, main])
         left = np.maximum(0.0, debt - coll / bonus_avg)
         n = mc.shape[0]
         count[lo : lo + n] = np.bincount(si, minlength=n)
