@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-WAD = 10**18
-RAY = 10**27
+from monitor.wadray import RAY as RAY  # re-exported: models name their units
+from monitor.wadray import WAD as WAD
+
 MAX_UINT256 = 2**256 - 1
 
 

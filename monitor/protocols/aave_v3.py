@@ -22,18 +22,14 @@ from monitor.chain.logs import iter_log_chunks
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient, to_int
 from monitor.errors import DecodeError, RpcError
-from monitor.models import RAY, AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
+from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.protocols import aave_v3_abi as abi
+from monitor.wadray import ray_mul
 
 PROTOCOL = "aave_v3"
 ZERO = "0x0000000000000000000000000000000000000000"
 DISCOVERY = "discovery"
 ACCOUNT_CALLS = 3  # getUserAccountData, getUserConfiguration, getUserEMode
-
-
-def ray_mul(a: int, b: int) -> int:
-    """WadRayMath.rayMul: half-up rounding."""
-    return (a * b + RAY // 2) // RAY
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ from numpy.typing import NDArray
 from monitor import price_data
 from monitor.errors import InputError
 from monitor.risk.book import Array, Book
+from monitor.risk.checks import finite_number
 from monitor.risk.scenarios import historical_scenario, monte_carlo_bootstrap, scenario_names
 from monitor.risk.stress import check_multipliers
 from monitor.risk.volatility import asset_volatilities, scale_sigma
@@ -274,7 +275,7 @@ def reparameterise(book: Book, column: int, lt: float, ltv: float) -> Book:
     positions are returned unchanged. See the module docstring.
     """
     j = _check_column(book, column)
-    lt_new, ltv_new = _check_lt(lt, "lt"), _finite(ltv, "ltv")
+    lt_new, ltv_new = _check_lt(lt, "lt"), finite_number(ltv, "ltv")
     if not 0.0 <= ltv_new <= lt_new:
         raise InputError(f"ltv must be in [0, lt] = [0, {lt_new}], got {ltv}")
     holders = book.collateral[:, j] > 0
@@ -334,19 +335,19 @@ def smart_ltv(sigma: float, liquidity_usd: float, debt_usd: float, bonus: float,
     (>= 0; 0 gives ``1 - bonus``); ``bonus``: the liquidation incentive as a FRACTION
     (0.05 for +5 %, not 1.05); ``c``: the confidence multiplier (> 0).
     """
-    sig = _finite(sigma, "sigma")
+    sig = finite_number(sigma, "sigma")
     if sig < 0:
         raise InputError(f"sigma must be >= 0, got {sigma}")
     liquidity = _check_liquidity(liquidity_usd)
-    debt = _finite(debt_usd, "debt_usd")
+    debt = finite_number(debt_usd, "debt_usd")
     if debt < 0:
         raise InputError(f"debt_usd must be >= 0, got {debt_usd}")
-    beta = _finite(bonus, "bonus")
+    beta = finite_number(bonus, "bonus")
     if not 0.0 <= beta < 1.0:
         raise InputError(
             f"bonus must be the liquidation incentive as a fraction in [0, 1) (0.05 for +5 %), got {bonus}"
         )
-    conf = _finite(c, "c")
+    conf = finite_number(c, "c")
     if conf <= 0:
         raise InputError(f"confidence multiplier c must be > 0, got {c}")
     value = math.exp(-conf * sig * math.sqrt(debt / liquidity)) - beta
@@ -384,10 +385,10 @@ def calibrate(
     j = book.column(symbol)
     asset = book.symbols[j]
     liquidity = _check_liquidity(liquidity_usd)
-    tol = _finite(tolerance, "tolerance")
+    tol = finite_number(tolerance, "tolerance")
     if not 0.0 < tol < 1.0:
         raise InputError(f"tolerance must be in (0, 1) (a fraction of total debt, 0.01 == 1 %), got {tolerance}")
-    q = _finite(quantile, "quantile")
+    q = finite_number(quantile, "quantile")
     if not 0.5 < q < 1.0:
         raise InputError(f"quantile must be in (0.5, 1) (0.99 for VaR99), got {quantile}")
     delay = _check_delay(delay_hours)
@@ -412,7 +413,7 @@ def calibrate(
     if len(row_labels) != m.shape[0]:
         raise InputError(f"{len(row_labels)} labels for {m.shape[0]} scenario rows")
 
-    sigma_day = asset_volatilities([asset])[asset] if sigma_daily is None else _finite(sigma_daily, "sigma_daily")
+    sigma_day = asset_volatilities([asset])[asset] if sigma_daily is None else finite_number(sigma_daily, "sigma_daily")
     sigma_delay = scale_sigma(sigma_day, delay)
     bonus_j = max(0.0, float(np.median(sub.bonus[:, j])) - 1.0)
     reference = smart_ltv(sigma_delay, liquidity, _debt_against(sub, j), min(bonus_j, 0.999), c)
@@ -599,33 +600,21 @@ def _check_column(book: Book, column: int) -> int:
 
 
 def _check_lt(value: float, what: str) -> float:
-    out = _finite(value, what)
+    out = finite_number(value, what)
     if not 0.0 < out < 1.0:
         raise InputError(f"{what} must be a fraction in (0, 1) (0.80 for 80 %), got {value!r}")
     return out
 
 
 def _check_liquidity(value: float) -> float:
-    out = _finite(value, "liquidity_usd")
+    out = finite_number(value, "liquidity_usd")
     if out <= 0:
         raise InputError(f"liquidity_usd (market depth in USD) must be > 0, got {value!r}")
     return out
 
 
 def _check_delay(value: float) -> float:
-    out = _finite(value, "delay_hours")
+    out = finite_number(value, "delay_hours")
     if out < 0:
         raise InputError(f"delay_hours must be >= 0, got {value!r}")
-    return out
-
-
-def _finite(value: float, what: str) -> float:
-    if isinstance(value, bool):
-        raise InputError(f"{what} must be a number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a number, got {value!r}") from exc
-    if not math.isfinite(out):
-        raise InputError(f"{what} must be finite, got {value!r}")
     return out

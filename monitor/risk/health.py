@@ -17,26 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, EModeCategory, Position, Reserve
-
-PERCENTAGE_FACTOR = 10_000
-HALF_PERCENT = PERCENTAGE_FACTOR // 2
-
-
-def ray_mul(a: int, b: int) -> int:
-    return (a * b + RAY // 2) // RAY
-
-
-def percent_mul(value: int, percentage: int) -> int:
-    return (value * percentage + HALF_PERCENT) // PERCENTAGE_FACTOR
-
-
-def percent_div(value: int, percentage: int) -> int:
-    return (value * PERCENTAGE_FACTOR + percentage // 2) // percentage
-
-
-def wad_div(a: int, b: int) -> int:
-    return (a * WAD + b // 2) // b
+from monitor.models import MAX_UINT256, AssetLeg, EModeCategory, Position, Reserve
+from monitor.wadray import percent_mul, ray_mul, wad_div
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,8 @@ import numpy as np
 from monitor.errors import InputError
 from monitor.models import WAD, EModeCategory, Position, Reserve
 from monitor.risk.book import Array, Book
-from monitor.risk.health import (
-    effective_params,
-    effective_price,
-    percent_div,
-    percent_mul,
-    position_account_data,
-    ray_mul,
-)
+from monitor.risk.health import effective_params, effective_price, position_account_data
+from monitor.wadray import percent_div, percent_mul, ray_mul
 
 CLOSE_FACTOR_HF_THRESHOLD_WAD = 95 * WAD // 100
 DEFAULT_CLOSE_FACTOR_BPS = 5_000

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from monitor import price_data
 from monitor.errors import InputError
+from monitor.risk.checks import finite_number
 from monitor.risk.volatility import DEFAULT_LAMBDA, asset_covariance
 
 __all__ = [
@@ -352,7 +353,7 @@ def correlated_scenario(
     ``lookback_days`` calendar days ending at ``end`` (default: the last day all have).
     Stablecoins come out near 1. ``main`` is included even if not in ``assets``.
     """
-    s = _finite(shock, "shock")
+    s = finite_number(shock, "shock")
     if s <= -1.0:
         raise InputError(f"shock {shock}: a shock of -100 % or deeper would make the price zero or negative")
     if isinstance(assets, str):
@@ -470,7 +471,7 @@ def monte_carlo_gbm(
     definite) and ``z ~ N(0, I)``, so ``E[m] = 1`` for every asset.
     """
     names = _asset_list(assets)
-    h = _finite(horizon_days, "horizon_days")
+    h = finite_number(horizon_days, "horizon_days")
     if h < 0.0:
         raise InputError(f"horizon_days must be >= 0, got {horizon_days}")
     n = _positive_int(n_paths, "n_paths")
@@ -535,18 +536,6 @@ def _positive_int(value: int, what: str) -> int:
     if value < 1:
         raise InputError(f"{what} must be >= 1, got {value}")
     return int(value)
-
-
-def _finite(value: float, what: str) -> float:
-    if isinstance(value, bool):
-        raise InputError(f"{what} must be a number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a number, got {value!r}") from exc
-    if not math.isfinite(out):
-        raise InputError(f"{what} must be finite, got {value!r}")
-    return out
 
 
 def _check_rng(rng: np.random.Generator) -> None:

@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from monitor import price_data
 from monitor.errors import InputError
+from monitor.risk.checks import finite_number
 
 __all__ = [
     "DEFAULT_LAMBDA",
@@ -105,8 +106,8 @@ def parkinson_volatility(high: ArrayLike, low: ArrayLike) -> float:
 
 def scale_sigma(daily_sigma: float, hours: float) -> float:
     """Square-root-of-time scaling of a daily sigma to ``hours`` (24 h == one day)."""
-    sigma = _finite_scalar(daily_sigma, "daily_sigma")
-    h = _finite_scalar(hours, "hours")
+    sigma = finite_number(daily_sigma, "daily_sigma")
+    h = finite_number(hours, "hours")
     if sigma < 0.0:
         raise InputError(f"daily_sigma must be >= 0, got {daily_sigma}")
     if h < 0.0:
@@ -187,20 +188,8 @@ def _finite_array(values: ArrayLike, what: str, *, ndim: int) -> Array:
     return arr
 
 
-def _finite_scalar(value: float, what: str) -> float:
-    if isinstance(value, bool):
-        raise InputError(f"{what} must be a number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a number, got {value!r}") from exc
-    if not math.isfinite(out):
-        raise InputError(f"{what} must be finite, got {value!r}")
-    return out
-
-
 def _check_lambda(lam: float) -> float:
-    out = _finite_scalar(lam, "lam")
+    out = finite_number(lam, "lam")
     if not 0.0 < out < 1.0:
         raise InputError(f"EWMA decay lam must be in (0, 1), got {lam}")
     return out

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from monitor.errors import InputError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, EModeCategory, Reserve
 from monitor.risk.book import Book, floored_weighted, hf_of, synthetic_book
-from monitor.risk.health import account_data, percent_div, percent_mul, ray_mul, wad_div
+from monitor.risk.health import account_data
 from monitor.risk.liquidation import (
     add_collateral_to_target,
     liquidation_direction,
@@ -29,6 +29,7 @@ from monitor.risk.liquidation import (
     repay_to_target,
 )
 from monitor.risk.stress import evaluate, health_factors, position_outcomes
+from monitor.wadray import percent_div, percent_mul, ray_mul, wad_div
 
 Array = NDArray[np.float64]
 
