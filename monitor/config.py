@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 import yaml
 from eth_utils.address import is_checksum_address, to_checksum_address
 
+from monitor.config_alerts import AlertsConfig, DaemonConfig, parse_alerts, parse_daemon
 from monitor.errors import ConfigError
 
 __all__ = [
@@ -55,7 +56,7 @@ _ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLAIN_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 _ZERO_ADDRESS: Final = "0x" + "0" * 40
 
-_TOP_KEYS: Final = ("chains", "markets", "store")
+_TOP_KEYS: Final = ("chains", "markets", "store", "alerts", "daemon")
 _CHAIN_KEYS: Final = (
     "chain_id",
     "rpc_urls",
@@ -131,6 +132,8 @@ class Config:
     chains: Mapping[str, ChainConfig]
     markets: tuple[MarketConfig, ...]
     store: StoreConfig
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     def chain_for(self, market: MarketConfig) -> ChainConfig:
         """The chain ``market`` lives on."""
@@ -164,6 +167,8 @@ def redact(text: str, config: Config) -> str:
                 if secret:
                     variants.add(secret)
                     variants.add(quote(secret, safe=""))
+    for secret in config.alerts.secrets():
+        variants.update((secret, quote(secret, safe="")))
     # Longest first, so a secret containing another one is masked whole.
     for secret in sorted(variants, key=len, reverse=True):
         text = text.replace(secret, SECRET_MASK)
@@ -277,11 +282,15 @@ def parse_config(
     chains = v.chains(data["chains"])
     markets = v.markets(data["markets"], chains)
     store = v.store(data.get("store"), source)
+    alerts = parse_alerts(v, data.get("alerts"), [m.name for m in markets])
+    daemon = parse_daemon(v, data.get("daemon"))
     return Config(
         source=source,
         chains=MappingProxyType(chains),
         markets=markets,
         store=store,
+        alerts=alerts,
+        daemon=daemon,
     )
 
 

@@ -1,0 +1,114 @@
+"""Alert channels, routes and daemon settings are validated at start, secrets from env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.config import load_config, redact
+from monitor.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "chains": {"eth": {"chain_id": 1, "rpc_urls": ["http://127.0.0.1:8545"]}},
+    "markets": [
+        {"name": "m", "protocol": "aave_v3", "chain": "eth",
+         "pool_addresses_provider": "0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e"}
+    ],
+}  # fmt: skip
+ALERTS: dict[str, Any] = {
+    "horizon_hours": 2,
+    "tolerances": {"watch": 0.1, "warning": 0.02, "critical": 0.002},
+    "channels": {
+        "desk": {"type": "telegram", "token_env": "TG_TOKEN", "base_url": "http://127.0.0.1:9999"},
+        "mail": {"type": "email", "host": "127.0.0.1", "port": 2525, "security": "none", "sender": "a@b.io",
+                 "username_env": "SMTP_USER", "password_env": "SMTP_PASS"},
+        "console": {"type": "console"},
+    },
+    "routes": [
+        {"channel": "desk", "to": -1001234567890, "min_severity": "critical"},
+        {"channel": "mail", "to": "me@example.com, ops@example.com",
+         "accounts": ["0x2f39d218133afab8f2b819b1066c7e434ad94e9e"], "min_severity": "watch"},
+        {"channel": "console"},
+    ],
+}  # fmt: skip
+ENV = {"TG_TOKEN": "123:SECRETTOKEN", "SMTP_USER": "bot", "SMTP_PASS": "hunter2hunter2"}
+
+
+def write(tmp_path: Path, alerts: Any, daemon: Any = None) -> Path:
+    data = dict(BASE, alerts=alerts)
+    if daemon is not None:
+        data["daemon"] = daemon
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_full_alerts_section(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ALERTS, {"mode": "interval", "interval_s": 5}), env=ENV)
+    a = config.alerts
+    assert a.horizon_hours == 2 and a.tolerances == (0.1, 0.02, 0.002) and a.floors == (1.25, 1.10, 1.05)
+    assert a.channels["desk"].token is not None and a.channels["desk"].token.value == "123:SECRETTOKEN"
+    assert "SECRETTOKEN" not in repr(a) and "hunter2" not in repr(a)
+    assert a.routes[0].to == "-1001234567890" and a.routes[1].to == "me@example.com,ops@example.com"
+    assert a.routes[1].accounts == ("0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e",)
+    assert config.daemon.mode == "interval" and config.daemon.interval_s == 5
+    assert redact("token 123:SECRETTOKEN pw hunter2hunter2", config) == "token <secret> pw <secret>"
+
+
+def test_route_matching(tmp_path: Path) -> None:
+    routes = load_config(write(tmp_path, ALERTS), env=ENV).alerts.routes
+    mine = "0x2F39d218133AFaB8F2B819B1066c7E434Ad94E9e"
+    other = "0x" + "1" * 40
+    assert [r.channel for r in routes if r.matches("m", mine, "watch")] == ["mail"]  # console defaults to warning
+    assert [r.channel for r in routes if r.matches("m", mine, "warning")] == ["mail", "console"]
+    assert [r.channel for r in routes if r.matches("m", other, "critical")] == ["desk", "console"]
+    assert [r.channel for r in routes if r.matches("m", other, "resolved")] == ["desk", "console"]
+    assert [r.channel for r in routes if r.matches("m", None, "warning")] == ["console"]  # an oracle anomaly
+
+
+@pytest.mark.parametrize(
+    ("edit", "env", "needle"),
+    [
+        (lambda a: a, {}, "alerts.channels.desk.token_env: environment variable TG_TOKEN is not set"),
+        (lambda a: a["channels"]["desk"].update(token_env="123:abc"), ENV, "environment variable name"),
+        (lambda a: a["routes"][0].update(to="general"), ENV, "routes[0].to: 'general' is not a Telegram chat id"),
+        (lambda a: a["channels"]["mail"].update(port=70000), ENV, "alerts.channels.mail.port: expected a TCP port"),
+        (lambda a: a["channels"]["mail"].update(port="smtp"), ENV, "alerts.channels.mail.port: expected an integer"),
+        (lambda a: a["routes"][1].update(to="not-an-email"), ENV, "is not an email address"),
+        (lambda a: a["routes"][0].update(channel="pager"), ENV, "unknown channel 'pager'"),
+        (lambda a: a["routes"][0].update(min_severity="meh"), ENV, "min_severity"),
+        (lambda a: a["routes"][0].update(markets=["x"]), ENV, "unknown market 'x'"),
+        (lambda a: a["channels"]["desk"].update(type="pager"), ENV, "alerts.channels.desk.type"),
+        (lambda a: a["channels"]["desk"].update(tokenenv="X"), ENV, "did you mean 'token_env'"),
+        (lambda a: a.update(tolerances={"watch": 0.01, "warning": 0.1}), ENV, "1 > watch > warning > critical"),
+        (lambda a: a.update(floors={"critical": 0.9}), ENV, "watch > warning > critical > 1"),
+    ],
+)  # fmt: skip
+def test_bad_channel_config_fails_at_load(tmp_path: Path, edit: Any, env: dict[str, str], needle: str) -> None:
+    import copy
+
+    alerts = copy.deepcopy(ALERTS)
+    edit(alerts)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, alerts), env=env)
+    message = str(info.value)
+    assert needle in message and "c.yaml" in message and "\n" not in message
+    assert "SECRETTOKEN" not in message and "hunter2" not in message
+
+
+def test_defaults_console_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    config = load_config(path, env={})
+    assert list(config.alerts.channels) == ["console"] and config.alerts.routes[0].channel == "console"
+    assert config.daemon.mode == "block"
+
+
+def test_bad_daemon(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"daemon\.mode"):
+        load_config(write(tmp_path, None, {"mode": "cron"}), env={})
+    with pytest.raises(ConfigError, match=r"daemon\.metrics_port"):
+        load_config(write(tmp_path, None, {"metrics_port": 0}), env={})
