@@ -323,7 +323,7 @@ def _routes(
         severity = raw.get("min_severity", "warning")
         if severity not in SEVERITY_NAMES:
             v.fail(f"{path}.min_severity", f"expected one of {', '.join(SEVERITY_NAMES)}, got {severity!r}")
-        anomalies = raw.get("anomalies", True)
+        anomalies = raw.get("anomalies", accounts is None)  # a wallet-only route gets anomalies only if asked
         if not isinstance(anomalies, bool):
             v.fail(f"{path}.anomalies", f"expected true or false, got {anomalies!r}")
         routes.append(RouteConfig(channel, to, markets, accounts, severity, anomalies))
