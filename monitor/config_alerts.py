@@ -86,7 +86,7 @@ class RouteConfig:
             return self.anomalies and severity_rank(severity) >= severity_rank(self.min_severity)
         if self.accounts is not None and account.lower() not in {a.lower() for a in self.accounts}:
             return False
-        return severity == "resolved" or severity_rank(severity) >= severity_rank(self.min_severity)
+        return severity_rank(severity) >= severity_rank(self.min_severity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ class OracleConfig:
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
     horizon_hours: float = 1.0
-    tolerances: tuple[float, float, float] = (0.05, 0.01, 0.001)
+    tolerances: tuple[float, float, float] = (0.001, 0.01, 0.05)  # P(HF<1 in horizon) entering watch, warning, critical
     floors: tuple[float, float, float] = (1.25, 1.10, 1.05)
     exit_margin: float = 0.02
     min_dwell_s: float = 300.0
@@ -210,8 +210,12 @@ def _levels(
         v.positive_number(raw[k], f"{path}.{k}") if k in raw else d for k, d in zip(_LEVEL_KEYS, default, strict=True)
     )
     a, b, c = out
-    if probability and not (1 > a > b > c > 0):
-        v.fail(path, f"expected probabilities with 1 > watch > warning > critical > 0, got {a:g}, {b:g}, {c:g}")
+    if probability and not (0 < a < b < c < 1):
+        v.fail(
+            path,
+            f"expected probabilities with 0 < watch < warning < critical < 1 (a higher liquidation probability is "
+            f"more severe), got {a:g}, {b:g}, {c:g}",
+        )
     if not probability and not (a > b > c > 1):
         v.fail(path, f"expected health factors with watch > warning > critical > 1, got {a:g}, {b:g}, {c:g}")
     return a, b, c

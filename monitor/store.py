@@ -266,8 +266,38 @@ def _schema_v2_risk_runs(db: sqlite_utils.Database) -> None:
     )
 
 
+def _schema_v3_alerts(db: sqlite_utils.Database) -> None:
+    """Version 3: alert state per (market, subject), the alert log and the delivery outbox.
+
+    A subject is a checksummed account, or ``oracle:<kind>:<asset>`` for an oracle anomaly.
+    """
+    _create_table(
+        db,
+        "alert_state",
+        {"market": str, "subject": str, "severity": str, "since": float, "last_sent_at": float, "last_block": int,
+         "updated_at": float},
+        pk=("market", "subject"),
+        nullable=("last_sent_at",),
+    )  # fmt: skip
+    db.execute(
+        "CREATE TABLE alerts ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, market TEXT NOT NULL, subject TEXT NOT NULL,"
+        " block INTEGER NOT NULL, severity TEXT NOT NULL, previous TEXT NOT NULL, reason TEXT NOT NULL,"
+        " hf REAL, threshold REAL, detail TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_alerts_subject ON alerts (subject COLLATE NOCASE, id)")
+    db.execute(
+        "CREATE TABLE outbox ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id INTEGER NOT NULL REFERENCES alerts(id),"
+        " channel TEXT NOT NULL, destination TEXT NOT NULL, message TEXT NOT NULL,"
+        " status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at REAL NOT NULL,"
+        " last_error TEXT, sent_at REAL, created_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_outbox_due ON outbox (status, next_attempt_at)")
+
+
 # Append only: entry i brings the schema from version i to version i + 1.
-_MIGRATIONS: tuple[Migration, ...] = (_create_schema_v1, _schema_v2_risk_runs)
+_MIGRATIONS: tuple[Migration, ...] = (_create_schema_v1, _schema_v2_risk_runs, _schema_v3_alerts)
 
 
 # --------------------------------------------------------------------------- migrations
@@ -708,6 +738,78 @@ class Store:
 
     def risk_outcomes(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM risk_outcomes WHERE run_id = ? ORDER BY hf_after, account", [run_id])
+
+    # ----------------------------------------------------------------- alerts
+
+    def alert_states(self, market: str) -> dict[str, dict[str, Any]]:
+        """The current alert state of every subject of ``market``."""
+        rows = self._rows("SELECT * FROM alert_state WHERE market = ?", [market])
+        return {row["subject"]: row for row in rows}
+
+    def record_alerts(
+        self,
+        market: str,
+        block: int,
+        states: Sequence[dict[str, Any]],
+        alerts: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]]]],
+    ) -> list[int]:
+        """ONE transaction: new alert states, alert log rows and their outbox rows.
+
+        ``states``: rows of alert_state (market, subject, severity, since, last_sent_at);
+        ``alerts``: (alert row, outbox rows without alert_id) pairs. Returns the alert ids.
+        """
+        now = self._clock()
+        ids: list[int] = []
+        with self.transaction():
+            for state in states:
+                row = {"market": market, "last_block": block, "updated_at": now, **state}
+                self._db.table("alert_state").upsert(row, pk=("market", "subject"))
+            for alert, deliveries in alerts:
+                alert_id = (
+                    self._db.table("alerts")
+                    .insert({"market": market, "block": block, "created_at": now, **alert})
+                    .last_pk
+                )
+                if not isinstance(alert_id, int):
+                    raise StoreError(f"history database {self.path} returned no id for a new alert")
+                ids.append(alert_id)
+                for delivery in deliveries:
+                    self._db.table("outbox").insert(
+                        {"alert_id": alert_id, "status": "pending", "attempts": 0, "next_attempt_at": now,
+                         "created_at": now, **delivery}
+                    )  # fmt: skip
+        return ids
+
+    def due_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?", [now, limit]
+        )
+
+    def mark_delivery(
+        self, outbox_id: int, *, status: str, attempts: int, next_attempt_at: float, error: str | None = None
+    ) -> None:
+        now = self._clock()
+        with self.transaction():
+            self._db.execute(
+                "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
+                " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+                [status, attempts, next_attempt_at, error, status, now, outbox_id],
+            )
+
+    def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
+        where, params = _where([] if status is None else [("status = ?", (status,))])
+        return self._rows(f"SELECT * FROM outbox {where} ORDER BY id", params)
+
+    def alerts(
+        self, *, market: str | None = None, subject: str | None = None, since_block: int | None = None
+    ) -> list[dict[str, Any]]:
+        clauses = _market_clause("market", market)
+        if subject is not None:
+            clauses.append(("subject = ? COLLATE NOCASE", (subject,)))
+        if since_block is not None:
+            clauses.append(("block >= ?", (since_block,)))
+        where, params = _where(clauses)
+        return self._rows(f"SELECT * FROM alerts {where} ORDER BY id", params)
 
     def markets(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM markets ORDER BY name", [])

@@ -1,0 +1,1 @@
+"""Alert pipeline: rules, dedup, outbox and delivery channels (Telegram, email, console)."""

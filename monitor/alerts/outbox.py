@@ -1,0 +1,72 @@
+"""Deliver the persisted outbox: due rows -> channels, with retries and backoff.
+
+At-least-once: a row is marked sent only after its channel accepted it, so a crash between
+the two re-sends it after restart (never loses it). A retryable failure (429, 5xx,
+timeout, SMTP down) reschedules the row (``retry_after`` honoured, else exponential
+backoff) and holds back later rows for the same destination in this round, so messages
+to one chat keep their order. A permanent failure (bad chat, auth) or too many attempts
+marks the row failed with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from monitor.alerts.channels import Channel, DeliveryError
+from monitor.alerts.pipeline import message_from_json
+from monitor.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    held: int = 0  # not tried this round: an earlier message to the same destination is waiting
+
+
+def backoff(attempts: int, retry_after: float | None, base: float = 2.0, cap: float = 600.0) -> float:
+    delay = min(cap, base * float(1 << max(0, attempts - 1)))
+    return max(delay, retry_after or 0.0)
+
+
+def deliver_due(
+    store: Store,
+    channels: Mapping[str, Channel],
+    now: float,
+    *,
+    max_attempts: int = 50,
+    limit: int = 200,
+) -> DeliveryStats:
+    sent = retried = failed = held = 0
+    blocked: set[tuple[str, str]] = set()
+    for row in store.due_deliveries(now, limit):
+        target = (row["channel"], row["destination"])
+        if target in blocked:
+            held += 1
+            continue
+        attempts = row["attempts"] + 1
+        channel = channels.get(row["channel"])
+        if channel is None:
+            store.mark_delivery(row["id"], status="failed", attempts=attempts, next_attempt_at=now,
+                                error=f"channel {row['channel']!r} is not configured any more")  # fmt: skip
+            failed += 1
+            continue
+        try:
+            channel.send(message_from_json(f"outbox:{row['id']}", row["message"]), row["destination"])
+        except DeliveryError as exc:
+            if exc.retryable and attempts < max_attempts:
+                retry_at = now + backoff(attempts, exc.retry_after)
+                store.mark_delivery(
+                    row["id"], status="pending", attempts=attempts, next_attempt_at=retry_at, error=str(exc)
+                )
+                blocked.add(target)
+                retried += 1
+            else:
+                store.mark_delivery(row["id"], status="failed", attempts=attempts, next_attempt_at=now, error=str(exc))
+                failed += 1
+            continue
+        store.mark_delivery(row["id"], status="sent", attempts=attempts, next_attempt_at=now)
+        sent += 1
+    return DeliveryStats(sent, retried, failed, held)

@@ -1,0 +1,270 @@
+"""From one market snapshot to persisted alerts: rules -> severity state -> dedup -> outbox.
+
+Per position: the optimized levels (``risk.thresholds``) from its log-HF volatility, the
+severity after hysteresis and dwell, the dedup reason against the stored state, a rendered
+message, and one outbox row per matching route — all written in ONE transaction with the
+new state, so a crash can lose neither a state change nor its message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.alerts.dedup import decide
+from monitor.alerts.message import Message
+from monitor.config_alerts import AlertsConfig
+from monitor.models import MAX_UINT256, WAD, MarketSnapshot
+from monitor.risk.anomalies import Anomaly
+from monitor.risk.book import Book, book_from_snapshot
+from monitor.risk.liquidation import add_collateral_to_target, liquidation_prices, repay_to_target
+from monitor.risk.thresholds import (
+    SEVERITIES,
+    Levels,
+    ThresholdPolicy,
+    levels,
+    liquidation_probability,
+    log_hf_sigma,
+    step_severity,
+)
+from monitor.store import Store
+
+
+def policy_of(cfg: AlertsConfig) -> ThresholdPolicy:
+    return ThresholdPolicy(
+        horizon_hours=cfg.horizon_hours, tolerances=cfg.tolerances, floors=cfg.floors,
+        exit_margin=cfg.exit_margin, min_dwell_s=cfg.min_dwell_s,
+    ).validate()  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One position's alert picture at a block."""
+
+    account: str
+    hf: float
+    severity: str
+    since: float
+    level: float  # the HF at or below which the current (or, when ok, the watch) level starts
+    probability: float  # P(HF < 1 within the horizon)
+    main_collateral: str
+    liquidation_price: float | None
+    price: float
+    repay_usd: float
+    add_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    assessments: tuple[Assessment, ...]
+    reasons: Counter[str]
+    alert_ids: tuple[int, ...]
+
+
+def assess(
+    snapshot: MarketSnapshot,
+    cov_daily: np.ndarray,
+    cfg: AlertsConfig,
+    previous: Mapping[str, Mapping[str, Any]],
+    now: float,
+) -> list[Assessment]:
+    """Severity (after hysteresis) of every position of the snapshot."""
+    policy = policy_of(cfg)
+    protocol_hf = {p.account: (np.inf if p.health_factor == MAX_UINT256 else p.health_factor / WAD)
+                   for p in snapshot.positions}  # fmt: skip
+    held = [p for p in snapshot.positions if p.total_debt_base > 0]
+    out: list[Assessment] = []
+    if held:
+        book = book_from_snapshot(snapshot)
+        book = book.with_rows(np.array([i for i, a in enumerate(book.accounts) if protocol_hf[a] != np.inf], dtype=int))
+        out.extend(_assess_book(book, protocol_hf, cov_daily, cfg, policy, previous, now))
+    seen = {a.account for a in out}
+    for p in snapshot.positions:  # no debt: nothing can be liquidated
+        if p.account not in seen:
+            out.append(Assessment(p.account, np.inf, "ok", now, np.inf, 0.0, "", None, 0.0, 0.0, 0.0))
+    return out
+
+
+def _assess_book(
+    book: Book,
+    protocol_hf: Mapping[str, float],
+    cov_daily: np.ndarray,
+    cfg: AlertsConfig,
+    policy: ThresholdPolicy,
+    previous: Mapping[str, Mapping[str, Any]],
+    now: float,
+) -> list[Assessment]:
+    hf = np.array([protocol_hf[a] for a in book.accounts])
+    sigma = log_hf_sigma(book, cov_daily)
+    lv = levels(sigma, policy)
+    prev = np.array([SEVERITIES.index(previous.get(a, {}).get("severity", "ok")) for a in book.accounts])
+    prev_since = np.array([float(previous.get(a, {}).get("since", now)) for a in book.accounts])
+    severity, since = step_severity(prev, prev_since, hf, lv, now, policy)
+    probability = liquidation_probability(hf, sigma, policy.horizon_hours)
+    liq_price, _distance = liquidation_prices(book)
+    main = np.argmax(book.collateral, axis=1)
+    repay = repay_to_target(book, cfg.target_hf)
+    rows = np.arange(book.size)
+    add = np.array(
+        [add_collateral_to_target(book, cfg.target_hf, book.symbols[j])[i] for i, j in zip(rows, main, strict=True)]
+    )
+    return [
+        Assessment(
+            account=a,
+            hf=float(hf[i]),
+            severity=SEVERITIES[int(severity[i])],
+            since=float(since[i]),
+            level=_level_for(lv, i, int(severity[i])),
+            probability=float(probability[i]),
+            main_collateral=book.symbols[main[i]],
+            liquidation_price=None if np.isnan(liq_price[i, main[i]]) else float(liq_price[i, main[i]]),
+            price=float(book.prices[main[i]]),
+            repay_usd=float(repay[i]),
+            add_usd=float(add[i]),
+        )
+        for i, a in enumerate(book.accounts)
+    ]
+
+
+def _level_for(lv: Levels, i: int, severity: int) -> float:
+    matrix = lv.as_matrix()[i]  # watch, warning, critical
+    if severity == 0:
+        return float(matrix[0])
+    if severity >= 4:
+        return 1.0
+    return float(matrix[severity - 1])
+
+
+def render(market: str, block: int, a: Assessment, reason: str, previous: str, cfg: AlertsConfig) -> Message:
+    title = f"{market}: {a.account} HF {a.hf:.4f}"
+    lines = [f"market {market}, block {block}", f"account {a.account}"]
+    if reason == "resolved":
+        lines.append(f"health factor {a.hf:.4f} is back above its alert level {a.level:.4f} (was {previous})")
+    else:
+        lines.append(
+            f"health factor {a.hf:.4f}, {a.severity} threshold {a.level:.4f}; "
+            f"P(HF < 1 within {cfg.horizon_hours:g} h) = {a.probability:.2%}"
+        )
+    if a.liquidation_price is not None:
+        move = (a.liquidation_price / a.price - 1) * 100 if a.price else 0.0
+        lines.append(
+            f"liquidation price of {a.main_collateral}: {a.liquidation_price:,.2f} USD "
+            f"({move:+.1f}% from {a.price:,.2f})"
+        )
+    if reason != "resolved" and (a.repay_usd > 0 or a.add_usd > 0):
+        lines.append(
+            f"to reach HF {cfg.target_hf:g}: repay {a.repay_usd:,.2f} USD of debt, or add {a.add_usd:,.2f} USD of "
+            f"{a.main_collateral}"
+        )
+    lines.append(f"reason: {reason.replace('_', ' ')} (was {previous})")
+    return Message(key="", severity="resolved" if reason == "resolved" else a.severity, title=title, lines=tuple(lines))
+
+
+def render_anomaly(market: str, block: int, anomaly: Anomaly | None, subject: str, reason: str) -> Message:
+    if anomaly is None:
+        return Message("", "resolved", f"{market}: oracle {subject.split(':', 1)[1]}",
+                       (f"market {market}, block {block}", "the oracle check passes again"))  # fmt: skip
+    return Message(
+        "", anomaly.severity, f"{market}: oracle {anomaly.kind} on {anomaly.asset}",
+        (f"market {market}, block {block}", anomaly.detail, f"reason: {reason.replace('_', ' ')}"),
+    )  # fmt: skip
+
+
+def message_json(message: Message) -> str:
+    return json.dumps({"severity": message.severity, "title": message.title, "lines": list(message.lines)})
+
+
+def message_from_json(key: str, text: str) -> Message:
+    data = json.loads(text)
+    return Message(key=key, severity=data["severity"], title=data["title"], lines=tuple(data["lines"]))
+
+
+def evaluate_snapshot(
+    snapshot: MarketSnapshot,
+    store: Store,
+    cfg: AlertsConfig,
+    cov_daily: np.ndarray,
+    *,
+    now: float,
+    anomalies: Sequence[Anomaly] = (),
+) -> EvaluationResult:
+    previous = store.alert_states(snapshot.market)
+    assessments = assess(snapshot, cov_daily, cfg, previous, now)
+    states: list[dict[str, Any]] = []
+    alerts: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    reasons: Counter[str] = Counter()
+    for a in assessments:
+        before = previous.get(a.account)
+        prev_severity = before["severity"] if before else None
+        reason = decide(
+            prev_severity, before["last_sent_at"] if before else None, a.severity, now, cfg.repeat_interval_s
+        )
+        if before is None and a.severity == "ok":
+            continue  # never alerted, still fine: nothing to remember
+        sent_at = before["last_sent_at"] if before else None
+        if reason is not None:
+            message = render(snapshot.market, snapshot.block, a, reason, prev_severity or "ok", cfg)
+            routed = prev_severity if reason == "resolved" and prev_severity else a.severity
+            deliveries = _deliveries(cfg, snapshot.market, a.account, routed, message)
+            alerts.append(({"subject": a.account, "severity": a.severity, "previous": prev_severity or "ok",
+                            "reason": reason, "hf": _finite(a.hf), "threshold": _finite(a.level),
+                            "detail": message_json(message)}, deliveries))  # fmt: skip
+            reasons[reason] += 1
+            sent_at = now
+        if reason is not None or before is None or before["severity"] != a.severity or before["since"] != a.since:
+            states.append({"subject": a.account, "severity": a.severity, "since": a.since, "last_sent_at": sent_at})
+    _anomaly_alerts(snapshot, cfg, previous, anomalies, now, states, alerts, reasons)
+    ids = store.record_alerts(snapshot.market, snapshot.block, states, alerts) if states or alerts else []
+    return EvaluationResult(tuple(assessments), reasons, tuple(ids))
+
+
+def _anomaly_alerts(
+    snapshot: MarketSnapshot,
+    cfg: AlertsConfig,
+    previous: Mapping[str, Mapping[str, Any]],
+    anomalies: Sequence[Anomaly],
+    now: float,
+    states: list[dict[str, Any]],
+    alerts: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+    reasons: Counter[str],
+) -> None:
+    current = {f"oracle:{x.kind}:{x.asset}": x for x in anomalies}
+    subjects = set(current) | {s for s in previous if s.startswith("oracle:") and previous[s]["severity"] != "ok"}
+    for subject in sorted(subjects):
+        anomaly = current.get(subject)
+        severity = anomaly.severity if anomaly else "ok"
+        before = previous.get(subject)
+        prev_severity = before["severity"] if before else None
+        reason = decide(prev_severity, before["last_sent_at"] if before else None, severity, now, cfg.repeat_interval_s)
+        if reason is None:
+            continue
+        message = render_anomaly(snapshot.market, snapshot.block, anomaly, subject, reason)
+        alerts.append(({"subject": subject, "severity": severity, "previous": prev_severity or "ok", "reason": reason,
+                        "hf": None, "threshold": None, "detail": message_json(message)},
+                       _deliveries(cfg, snapshot.market, None, prev_severity if anomaly is None else severity,
+                                   message)))  # fmt: skip
+        states.append({"subject": subject, "severity": severity, "since": now, "last_sent_at": now})
+        reasons[reason] += 1
+
+
+def _deliveries(
+    cfg: AlertsConfig, market: str, account: str | None, severity: str | None, message: Message
+) -> list[dict[str, Any]]:
+    """One outbox row per matching route; a resolved message goes where the alert it
+    resolves went (routing on the previous severity)."""
+    text = message_json(message)
+    routed = severity or "watch"
+    return [
+        {"channel": r.channel, "destination": r.to, "message": text}
+        for r in cfg.routes
+        if r.matches(market, account, routed)
+    ]
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

@@ -1,0 +1,484 @@
+"""Volatility-aware alert levels: P(HF < 1 within a horizon) -> the HF at which to alert.
+
+Method
+------
+- A position's health factor ``HF = sum(c_a * lt_a) / sum(d_a)`` moves with prices. Its
+  log sensitivity to asset ``a`` is ``w_a = d ln HF / d ln p_a = c_a*lt_a / W - d_a / D``
+  (:func:`log_hf_sensitivities`), so with daily log-return covariance ``S`` the daily sigma
+  of ``ln HF`` is ``sqrt(w S w^T)`` (:func:`log_hf_sigma`). An asset that is both collateral
+  and debt (a loop) largely cancels out.
+- ``ln HF`` is treated as a driftless Brownian motion over the reaction horizon ``h``. By
+  the reflection principle the probability that it touches 0 (HF == 1) within ``h`` is
+  ``2 * Phi(-ln(HF) / (sigma * sqrt(h_days)))`` (:func:`liquidation_probability`). The
+  alert level for a tolerance ``t`` is the HF where that probability equals ``t``:
+  ``exp(z * sigma * sqrt(h_days))`` with ``z = Phi^-1(1 - t/2)`` (:func:`threshold_hf`).
+- Each severity starts at ``max(optimized level, fixed floor)`` (:class:`Levels`): the
+  floors are a safety net for calm assets and underestimated volatility. A more severe level
+  must mean a likelier liquidation, so the tolerances INCREASE from watch to critical
+  (default 0.1 %, 1 %, 5 %) while the HF levels decrease (floors 1.25, 1.10, 1.05).
+- :func:`step_severity` adds hysteresis (leave a level only above ``level * (1 + exit_margin)``)
+  and a minimum dwell before de-escalating; escalation is always immediate.
+
+Sigmas are DAILY (24 h), as in :mod:`monitor.risk.volatility`. The clock is always a
+parameter. Normal CDF / quantile are implemented here (no scipy): ``erfc`` and Acklam's
+rational approximation refined by one Halley step (relative error near machine precision).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from monitor import price_data
+from monitor.errors import InputError
+from monitor.risk.book import Book
+from monitor.risk.checks import finite_number
+from monitor.risk.volatility import DEFAULT_LAMBDA, asset_covariance, ewma_covariance
+
+__all__ = [
+    "SEVERITIES",
+    "Levels",
+    "ThresholdPolicy",
+    "covariance_for",
+    "levels",
+    "liquidation_probability",
+    "log_hf_sensitivities",
+    "log_hf_sigma",
+    "norm_cdf",
+    "norm_ppf",
+    "raw_severity",
+    "step_severity",
+    "threshold_hf",
+]
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+SEVERITIES: tuple[str, ...] = ("ok", "watch", "warning", "critical", "liquidatable")  # index = rank
+HOURS_PER_DAY = 24.0
+SECONDS_PER_DAY = 86400.0
+SHIPPED_WINDOW_DAYS = 365
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdPolicy:
+    """How alert levels are set (defaults as ``AlertsConfig``, but tolerances increase with severity)."""
+
+    horizon_hours: float = 1.0  # time a user needs to react
+    tolerances: tuple[float, float, float] = (0.001, 0.01, 0.05)  # P(HF<1 within horizon): watch, warning, critical
+    floors: tuple[float, float, float] = (1.25, 1.10, 1.05)  # at or below a floor the severity is at least that
+    exit_margin: float = 0.02  # leave a level only when HF > level * (1 + exit_margin)
+    min_dwell_s: float = 300.0  # ... and it has been held this long (escalation is immediate)
+
+    def validate(self) -> ThresholdPolicy:
+        """``self`` if consistent, else an :class:`InputError` naming the field."""
+        horizon = finite_number(self.horizon_hours, "horizon_hours")
+        if horizon <= 0.0:
+            raise InputError(f"horizon_hours must be > 0, got {self.horizon_hours}")
+        tol = _three(self.tolerances, "tolerances")
+        if not all(0.0 < t < 1.0 for t in tol):
+            raise InputError(f"tolerances must be probabilities in (0, 1), got {self.tolerances}")
+        if not tol[0] < tol[1] < tol[2]:
+            raise InputError(
+                f"tolerances must be strictly increasing (watch < warning < critical), got {tol}: a more severe"
+                " level starts at a higher probability of liquidation within the horizon (hence a lower HF),"
+                f" e.g. {tuple(sorted(tol))}"
+            )
+        floors = _three(self.floors, "floors")
+        if not all(f > 1.0 for f in floors):
+            raise InputError(f"floors must be health factors > 1, got {self.floors}")
+        if not floors[0] > floors[1] > floors[2]:
+            raise InputError(f"floors must be strictly decreasing (watch > warning > critical), got {floors}")
+        if finite_number(self.exit_margin, "exit_margin") < 0.0:
+            raise InputError(f"exit_margin must be >= 0, got {self.exit_margin}")
+        if finite_number(self.min_dwell_s, "min_dwell_s") < 0.0:
+            raise InputError(f"min_dwell_s must be >= 0, got {self.min_dwell_s}")
+        return self
+
+
+# -- the normal distribution ----------------------------------------------------------
+
+_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
+
+# Acklam's rational approximation of the normal quantile (relative error < 1.15e-9).
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549671010029162e00, 4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+_P_LOW = 0.02425
+
+
+def norm_cdf(x: ArrayLike) -> Array:
+    """Standard normal CDF, ``0.5 * erfc(-x / sqrt(2))`` (accurate in both tails; NaN stays NaN)."""
+    arr = np.asarray(x, dtype=np.float64)
+    out: Array = 0.5 * _ERFC(-arr / math.sqrt(2.0))
+    return out
+
+
+def norm_ppf(p: ArrayLike) -> Array:
+    """Standard normal quantile: ``norm_ppf(0.975) == 1.959963984540054``; 0 -> -inf, 1 -> +inf.
+
+    Probabilities outside [0, 1] or NaN raise :class:`InputError`.
+    """
+    arr = np.asarray(p, dtype=np.float64)
+    if np.isnan(arr).any() or (arr < 0.0).any() or (arr > 1.0).any():
+        raise InputError(f"probabilities must be in [0, 1], got {arr[np.isnan(arr) | (arr < 0) | (arr > 1)][:3]}")
+    upper = arr > 0.5
+    # 1 - p is exact for p in [0.5, 1] (Sterbenz), so the upper half loses nothing by symmetry.
+    q = np.where(upper, 1.0 - arr, arr)
+    z = _lower_quantile(q)
+    out: Array = np.where(upper, -z, z)
+    return out
+
+
+def _lower_quantile(q: Array) -> Array:
+    """``Phi^-1(q)`` for ``q`` in [0, 0.5] (so the result is <= 0)."""
+    q = np.asarray(q, dtype=np.float64)
+    safe = np.clip(q, 1e-300, 0.5)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t = np.sqrt(-2.0 * np.log(safe))
+        tail = _poly(_C, t) / _poly((*_D, 1.0), t)
+        c = safe - 0.5
+        r = c * c
+        central = _poly(_A, r) * c / _poly((*_B, 1.0), r)
+        x = np.where(safe < _P_LOW, tail, central)
+        # one Halley step on f(x) = Phi(x) - q; Phi(x) via erfc is accurate for x <= 0
+        e = norm_cdf(x) - safe
+        u = e * math.sqrt(2.0 * math.pi) * np.exp(0.5 * x * x)
+        refined = x - u / (1.0 + 0.5 * x * u)
+        x = np.where(np.isfinite(refined), refined, x)
+    out: Array = np.where(q <= 0.0, -np.inf, x)
+    return out
+
+
+def _poly(coef: tuple[float, ...], t: Array) -> Array:
+    acc = np.full_like(t, coef[0])
+    for c in coef[1:]:
+        acc = acc * t + c
+    return acc
+
+
+# -- the health factor's volatility ---------------------------------------------------
+
+
+def log_hf_sensitivities(book: Book) -> Array:
+    """``[P, A]``: ``d ln HF / d ln p_a = c_a*lt_a / W - d_a / D`` (rows of zeros without debt).
+
+    ``W = sum(c*lt)`` uses the raw liquidation thresholds (Aave's floor of the average LT to
+    whole bps is a < 1e-4 relative effect on HF and none on its sensitivity).
+    """
+    weighted = book.collateral * book.lt
+    w_total = weighted.sum(axis=1, keepdims=True)
+    d_total = book.debt.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coll = np.where(w_total > 0, weighted / np.where(w_total > 0, w_total, 1.0), 0.0)
+        debt = np.where(d_total > 0, book.debt / np.where(d_total > 0, d_total, 1.0), 0.0)
+    out: Array = np.where(d_total > 0, coll - debt, 0.0)
+    return out
+
+
+def log_hf_sigma(book: Book, cov_daily: ArrayLike) -> Array:
+    """``[P]`` daily sigma of ``ln HF``: ``sqrt(w S w^T)`` per row, ``S`` the ``[A, A]`` daily
+    log-return covariance in the book's column order (see :func:`covariance_for`)."""
+    a = len(book.symbols)
+    cov = np.asarray(cov_daily, dtype=np.float64)
+    if cov.shape != (a, a):
+        raise InputError(f"covariance must be [{a}, {a}] for the book's assets {book.symbols}, got shape {cov.shape}")
+    if not np.isfinite(cov).all():
+        raise InputError("covariance contains NaN or infinite values")
+    w = log_hf_sensitivities(book)
+    var = np.einsum("pa,ab,pb->p", w, 0.5 * (cov + cov.T), w)
+    out: Array = np.sqrt(np.clip(var, 0.0, None))
+    return out
+
+
+# -- probability <-> level ------------------------------------------------------------
+
+
+def liquidation_probability(hf: ArrayLike, sigma_daily: ArrayLike, horizon_hours: float) -> Array:
+    """P(HF touches 1 within ``horizon_hours``) for driftless Brownian ``ln HF`` (reflection principle):
+    ``2 * Phi(-ln(hf) / (sigma * sqrt(h / 24)))`` in [0, 1]; 1 when ``hf <= 1``; 0 when ``hf`` is
+    infinite (no debt) or ``sigma * h`` is 0 with ``hf > 1``. Broadcasts ``hf`` against ``sigma_daily``."""
+    h, s = _hf_array(hf), _sigma_array(sigma_daily)
+    scale = s * math.sqrt(_horizon(horizon_hours) / HOURS_PER_DAY)
+    h, scale = np.broadcast_arrays(h, scale)
+    live = (h > 1.0) & np.isfinite(h) & (scale > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(live, np.log(np.where(live, h, 2.0)) / np.where(live, scale, 1.0), 0.0)
+    p = np.clip(2.0 * norm_cdf(-d), 0.0, 1.0)
+    out: Array = np.where(h <= 1.0, 1.0, np.where(live, p, 0.0))
+    return out
+
+
+def threshold_hf(sigma_daily: ArrayLike, horizon_hours: float, tolerance: float) -> Array:
+    """The HF at which :func:`liquidation_probability` equals ``tolerance``:
+    ``exp(z * sigma * sqrt(h / 24))`` with ``z = Phi^-1(1 - tolerance / 2)`` (1.0 when sigma is 0)."""
+    s = _sigma_array(sigma_daily)
+    tol = finite_number(tolerance, "tolerance")
+    if not 0.0 < tol < 1.0:
+        raise InputError(f"tolerance must be a probability in (0, 1), got {tolerance}")
+    z = -float(_lower_quantile(np.array(tol / 2.0)))  # upper quantile without forming 1 - tol/2
+    out: Array = np.exp(z * s * math.sqrt(_horizon(horizon_hours) / HOURS_PER_DAY))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """Per position, the HF at or below which each severity starts: ``max(optimized, floor)``."""
+
+    watch: Array
+    warning: Array
+    critical: Array
+
+    def as_matrix(self) -> Array:
+        """``[P, 3]``: columns watch, warning, critical."""
+        out: Array = np.column_stack([self.watch, self.warning, self.critical]).astype(np.float64)
+        return out
+
+    def enter(self) -> Array:
+        """``[P, 4]``: the enter level of severities 1..4 (watch, warning, critical, liquidatable=1.0)."""
+        m = self.as_matrix()
+        out: Array = np.column_stack([m, np.ones(m.shape[0])])
+        return out
+
+
+def levels(sigma_daily: ArrayLike, policy: ThresholdPolicy) -> Levels:
+    """The :class:`Levels` for each position's daily ``ln HF`` sigma (see :func:`log_hf_sigma`)."""
+    policy.validate()
+    s = np.atleast_1d(_sigma_array(sigma_daily))
+    cols = [
+        np.maximum(threshold_hf(s, policy.horizon_hours, tol), floor)
+        for tol, floor in zip(policy.tolerances, policy.floors, strict=True)
+    ]
+    return Levels(*(np.asarray(c, dtype=np.float64) for c in cols))
+
+
+# -- severities -------------------------------------------------------------------------
+
+
+def raw_severity(hf: ArrayLike, lv: Levels) -> IntArray:
+    """Rank per position without memory: 4 if ``hf < 1``, 3 if ``<= critical``, 2 if ``<= warning``,
+    1 if ``<= watch``, else 0 (index into :data:`SEVERITIES`)."""
+    h = _hf_array(hf)
+    out = np.where(
+        h < 1.0, 4, np.where(h <= lv.critical, 3, np.where(h <= lv.warning, 2, np.where(h <= lv.watch, 1, 0)))
+    )
+    return np.asarray(out, dtype=np.int64)
+
+
+def step_severity(
+    prev: ArrayLike, prev_since: ArrayLike, hf: ArrayLike, lv: Levels, now: float, policy: ThresholdPolicy
+) -> tuple[IntArray, Array]:
+    """One update of each position's alert severity with hysteresis and dwell.
+
+    With ``target = raw_severity(hf, lv)`` and ``enter(s)`` the level at which severity ``s``
+    starts (1.0 for liquidatable):
+
+    - ``target > prev``: escalate to ``target`` now (``since = now``), whatever the dwell;
+    - otherwise, if ``now - prev_since >= min_dwell_s`` and ``hf > enter(prev) * (1 + exit_margin)``,
+      de-escalate to the lowest severity whose exit band still holds ``hf``, i.e. the number of
+      levels ``k`` with ``hf <= enter(k) * (1 + exit_margin)`` (never below ``target``), ``since = now``;
+    - else keep ``prev`` and ``prev_since``.
+
+    Every de-escalation therefore comes at least ``min_dwell_s`` after the previous transition,
+    and HF noise inside the exit band never de-escalates. Start a position with
+    ``prev = raw_severity(hf, lv)`` and ``prev_since = now`` (or ``-inf``: "held forever").
+    Returns ``(severity, since)``.
+    """
+    policy.validate()
+    t_now = finite_number(now, "now")
+    h = np.atleast_1d(_hf_array(hf))
+    p_arr = np.asarray(prev)
+    if p_arr.size and (not np.issubdtype(p_arr.dtype, np.integer) or p_arr.min() < 0 or p_arr.max() > 4):
+        raise InputError(f"prev severities must be integer ranks 0..4, got {p_arr[:5]}")
+    since = np.asarray(prev_since, dtype=np.float64)
+    if np.isnan(since).any() or (since == np.inf).any():
+        raise InputError("prev_since must be times (or -inf), not NaN or +inf")
+    p_sev, since, h = np.broadcast_arrays(p_arr.astype(np.int64), since, h)
+    enter = lv.enter()
+    if enter.shape[0] not in (1, h.shape[0]):
+        raise InputError(f"levels are for {enter.shape[0]} positions, health factors for {h.shape[0]}")
+    target = raw_severity(h, lv)
+    band = (h[:, None] <= enter * (1.0 + policy.exit_margin)).sum(axis=1).astype(np.int64)
+    band = np.maximum(band, target)
+    up = target > p_sev
+    down = ~up & (band < p_sev) & (t_now - since >= policy.min_dwell_s)
+    severity = np.where(up, target, np.where(down, band, p_sev)).astype(np.int64)
+    new_since: Array = np.where(up | down, t_now, since).astype(np.float64)
+    return severity, new_since
+
+
+# -- covariance for a book ---------------------------------------------------------------
+
+
+def covariance_for(
+    symbols: Sequence[str],
+    *,
+    price_history: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    min_days: float = 30.0,
+    end: str | None = None,
+    lam: float = DEFAULT_LAMBDA,
+) -> tuple[Array, str]:
+    """The ``[A, A]`` DAILY log-return covariance for ``symbols`` (rows/columns in that order).
+
+    - ``"store"``: when every symbol has stored oracle history (``price_history``: symbol ->
+      ``[(unix_time, usd_price), ...]``, any spacing, symbols matched case-insensitively) and
+      their common daily grid spans at least ``min_days`` returns. Each UTC day takes the
+      symbol's last price (carried forward over days without an update), then the EWMA
+      covariance (``lam``) of the daily log returns.
+    - ``"shipped data (...)"`` otherwise: the EWMA covariance of the shipped real daily prices
+      over the ``365`` days to ``end`` (or the last common day), through
+      :func:`monitor.price_data.resolve_asset` (WETH -> ETH, WBTC -> BTC). Symbols without
+      shipped data get the median variance of the others and zero correlation; the source
+      string names them.
+
+    ``end`` (``YYYY-MM-DD``, inclusive) also cuts the stored history, so a replay sees no
+    later prices.
+    """
+    names = list(symbols) if not isinstance(symbols, str) else None
+    if not names:
+        raise InputError(f"symbols must be a non-empty sequence of names, got {symbols!r}")
+    days_needed = finite_number(min_days, "min_days")
+    cutoff = _end_cutoff(end)
+    reason = "no stored history"
+    if price_history is not None:
+        cov, reason = _store_covariance(names, price_history, days_needed, cutoff, lam)
+        if cov is not None:
+            return cov, "store"
+    return _shipped_covariance(names, end, lam, reason)
+
+
+def _store_covariance(
+    names: list[str],
+    history: Mapping[str, Sequence[tuple[float, float]]],
+    min_days: float,
+    cutoff: float | None,
+    lam: float,
+) -> tuple[Array | None, str]:
+    by_key = {str(k).upper(): v for k, v in history.items()}
+    series: list[pd.Series] = []
+    for name in names:
+        rows = by_key.get(name.upper())
+        if rows is None or len(rows) == 0:
+            return None, f"no stored history for {name}"
+        arr = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(arr).all() or (arr[:, 1] <= 0).any():
+            raise InputError(f"stored price history for {name} has non-finite or non-positive values")
+        if cutoff is not None:
+            arr = arr[arr[:, 0] < cutoff]
+            if arr.size == 0:
+                return None, f"no stored history for {name} up to the end date"
+        order = np.argsort(arr[:, 0], kind="stable")
+        day = np.floor(arr[order, 0] / SECONDS_PER_DAY).astype(np.int64)
+        s = pd.Series(arr[order, 1], index=day)
+        series.append(s[~s.index.duplicated(keep="last")])
+    first = max(int(s.index[0]) for s in series)
+    last = min(int(s.index[-1]) for s in series)
+    span = last - first
+    if span < max(min_days, 2.0):
+        return None, f"stored history covers {max(span, 0)} common days < {min_days:g}"
+    grid = np.arange(first, last + 1)
+    # carry each symbol's last value forward to every grid day (its latest update on or before it)
+    closes = np.column_stack([s.reindex(np.arange(int(s.index[0]), last + 1)).ffill().loc[grid] for s in series])
+    returns = np.diff(np.log(closes), axis=0)
+    return ewma_covariance(returns, lam), ""
+
+
+def _shipped_covariance(names: list[str], end: str | None, lam: float, reason: str) -> tuple[Array, str]:
+    known: list[str] = []
+    unknown: list[str] = []
+    for name in names:
+        try:
+            price_data.resolve_asset(name)
+        except InputError:
+            unknown.append(name)
+        else:
+            known.append(name)
+    if not known:
+        raise InputError(
+            f"no price data for any of {', '.join(names)} ({reason}; shipped data has {', '.join(price_data.ASSETS)}):"
+            " store at least the minimum days of oracle history first"
+        )
+    unique_known = list(dict.fromkeys(known))
+    sub = asset_covariance(unique_known, end, SHIPPED_WINDOW_DAYS, lam)
+    last_day = price_data.load_closes(list(dict.fromkeys(price_data.resolve_asset(n) for n in unique_known)), None, end)
+    a = len(names)
+    cov = np.zeros((a, a))
+    idx = [unique_known.index(n) if n in unique_known else -1 for n in names]
+    fill = float(np.median(np.diag(sub)))
+    for i, ii in enumerate(idx):
+        for j, jj in enumerate(idx):
+            if ii >= 0 and jj >= 0:
+                cov[i, j] = sub[ii, jj]
+        if ii < 0:
+            cov[i, i] = fill
+    last = pd.Timestamp(last_day.index[-1]).strftime("%Y-%m-%d")
+    parts = [f"{', '.join(unique_known)}: EWMA lam {lam:g} over {SHIPPED_WINDOW_DAYS} days to {last}"]
+    if reason:
+        parts.append(reason)
+    if unknown:
+        parts.append(
+            f"no data for {', '.join(dict.fromkeys(unknown))}: median variance (sigma {math.sqrt(fill):.4f}/day),"
+            " zero correlation"
+        )
+    return cov, f"shipped data ({'; '.join(parts)})"
+
+
+# -- internals ----------------------------------------------------------------------------
+
+
+def _three(values: tuple[float, float, float], what: str) -> tuple[float, float, float]:
+    vals = tuple(values)
+    if len(vals) != 3:
+        raise InputError(f"{what} must have 3 values (watch, warning, critical), got {values!r}")
+    a, b, c = (finite_number(v, what) for v in vals)
+    return a, b, c
+
+
+def _horizon(hours: float) -> float:
+    h = finite_number(hours, "horizon_hours")
+    if h < 0.0:
+        raise InputError(f"horizon_hours must be >= 0, got {hours}")
+    return h
+
+
+def _hf_array(hf: ArrayLike) -> Array:
+    try:
+        arr = np.asarray(hf, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"health factors must be numeric: {exc}") from exc
+    if np.isnan(arr).any() or (arr < 0.0).any():
+        raise InputError("health factors must be >= 0 (inf for no debt), got NaN or a negative value")
+    return arr
+
+
+def _sigma_array(sigma: ArrayLike) -> Array:
+    try:
+        arr = np.asarray(sigma, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"sigma_daily must be numeric: {exc}") from exc
+    if not np.isfinite(arr).all() or (arr < 0.0).any():
+        raise InputError("sigma_daily must be finite and >= 0")
+    return arr
+
+
+def _end_cutoff(end: str | None) -> float | None:
+    """Unix time of the start of the day after ``end`` (history strictly before it is kept)."""
+    if end is None:
+        return None
+    try:
+        ts = pd.Timestamp(end)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"end date {end!r} is not a date; use YYYY-MM-DD") from exc
+    if pd.isna(ts):
+        raise InputError(f"end date {end!r} is not a date; use YYYY-MM-DD")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return float((ts.normalize() + pd.Timedelta(days=1)).timestamp())
