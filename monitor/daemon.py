@@ -1,0 +1,134 @@
+"""``liqmon run``: the monitoring daemon on APScheduler 3.
+
+Two jobs on ONE worker thread (so the SQLite connection stays on the thread that opened
+it): ``scan`` polls the head every ``interval_s`` and runs a tick on each new block (mode
+``block``) or on every run (mode ``interval``); ``deliver`` drains the outbox every
+``deliver_interval_s``. coalesce=True and max_instances=1: a slow scan never piles up.
+SIGTERM and Ctrl-C stop the scheduler and let the running job finish; nothing is lost
+because state, alerts and outbox rows are committed together and delivery is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from monitor.alerts.channels import Channel
+from monitor.alerts.factory import build_channels, channel_names
+from monitor.config import Config, redact
+from monitor.logs import setup_logging
+from monitor.scan import open_client
+from monitor.service import Monitor, describe
+from monitor.store import Store
+
+log = logging.getLogger("liqmon")
+
+
+@dataclass
+class _Worker:
+    """The jobs' shared state. Each job opens the store for its own run, so no SQLite
+    connection crosses threads; the jump detectors live on in the Monitor."""
+
+    config: Config
+    clock: Callable[[], float]
+    channels: Mapping[str, Channel]
+    monitor: Monitor | None = None
+    last_head: int | None = None
+    ticks: int = 0
+
+    @contextmanager
+    def _monitor(self) -> Iterator[Monitor]:
+        with Store(self.config.store.path) as store:
+            if self.monitor is None:
+                self.monitor = Monitor(self.config, store, self.channels, clock=self.clock)
+            self.monitor.store = store
+            yield self.monitor
+
+    def scan(self) -> None:
+        if self.config.daemon.mode == "block":
+            head = self._head()
+            if head == self.last_head:
+                return
+            self.last_head = head
+        started = time.monotonic()
+        with self._monitor() as monitor:
+            tick = monitor.tick()
+        self.ticks += 1
+        log.info("tick", extra={**describe(tick), "seconds": round(time.monotonic() - started, 3)})
+
+    def deliver(self) -> None:
+        with self._monitor() as monitor:
+            monitor.deliver()
+
+    def _head(self) -> int:
+        heads = []
+        for chain in {self.config.chain_for(m).name: self.config.chain_for(m) for m in self.config.markets}.values():
+            client = open_client(chain, str(self.config.source))
+            try:
+                heads.append(client.block_number())
+            finally:
+                client.close()
+        return max(heads)
+
+
+def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[[], float] = time.time) -> int:
+    """Run until SIGTERM / Ctrl-C (or ``max_ticks`` scans, for tests); returns an exit code."""
+    setup_logging(config.daemon.log_format, lambda text: redact(text, config))
+    channels = build_channels(config.alerts)  # bad channel config fails here, at start
+    for chain in {config.chain_for(m).name: config.chain_for(m) for m in config.markets}.values():
+        open_client(chain, str(config.source)).close()  # unreachable node or wrong chain id: fail at start
+    log.info("starting", extra={"markets": [m.name for m in config.markets], "channels": channel_names(channels),
+                                "mode": config.daemon.mode, "interval_s": config.daemon.interval_s,
+                                "store": str(config.store.path)})  # fmt: skip
+    worker = _Worker(config, clock, channels)
+    scheduler = BlockingScheduler(
+        executors={"default": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+    )
+    stop = threading.Event()
+
+    def scan_job() -> None:
+        worker.scan()
+        if max_ticks is not None and worker.ticks >= max_ticks:
+            stop.set()
+            threading.Thread(target=lambda: scheduler.shutdown(wait=False), daemon=True).start()
+
+    def on_error(event: JobExecutionEvent) -> None:
+        log.error("job failed", extra={"job": event.job_id, "error": redact(str(event.exception), config)})
+
+    scheduler.add_job(scan_job, "interval", seconds=config.daemon.interval_s, id="scan", next_run_time=_now())
+    scheduler.add_job(worker.deliver, "interval", seconds=config.daemon.deliver_interval_s, id="deliver")
+    scheduler.add_listener(on_error, EVENT_JOB_ERROR)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        scheduler.start()  # blocks until shutdown
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+    log.info("stopped", extra={"ticks": worker.ticks})
+    return 0
+
+
+def _now() -> Any:
+    from datetime import datetime
+
+    return datetime.now(UTC)  # APScheduler's first run time (not decision logic)
