@@ -24,8 +24,8 @@ _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 _ALERT_KEYS: Final = (
-    "horizon_hours", "tolerances", "floors", "exit_margin", "min_dwell_s", "repeat_interval_s", "target_hf",
-    "channels", "routes", "oracle",
+    "horizon_hours", "tolerances", "floors", "vol_floor", "exit_margin", "min_dwell_s", "repeat_interval_s",
+    "target_hf", "channels", "routes", "oracle",
 )  # fmt: skip
 _LEVEL_KEYS: Final = ("watch", "warning", "critical")
 _CHANNEL_KEYS: Final = {
@@ -105,6 +105,7 @@ class AlertsConfig:
     horizon_hours: float = 1.0
     tolerances: tuple[float, float, float] = (0.001, 0.01, 0.05)  # P(HF<1 in horizon) entering watch, warning, critical
     floors: tuple[float, float, float] = (1.25, 1.10, 1.05)
+    vol_floor: float = 1.0  # log-HF sigma never below this share of its long-run (1 y, real data) value
     exit_margin: float = 0.02
     min_dwell_s: float = 300.0
     repeat_interval_s: float = 6 * 3600.0
@@ -150,6 +151,7 @@ def parse_alerts(v: _Validator, value: object, market_names: Sequence[str]) -> A
         horizon_hours=_num(v, raw, "horizon_hours", "alerts", d.horizon_hours),
         tolerances=tolerances,
         floors=floors,
+        vol_floor=_num(v, raw, "vol_floor", "alerts", d.vol_floor, allow_zero=True),
         exit_margin=_num(v, raw, "exit_margin", "alerts", d.exit_margin, allow_zero=True),
         min_dwell_s=_num(v, raw, "min_dwell_s", "alerts", d.min_dwell_s, allow_zero=True),
         repeat_interval_s=_num(v, raw, "repeat_interval_s", "alerts", d.repeat_interval_s),

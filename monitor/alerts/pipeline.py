@@ -27,9 +27,11 @@ from monitor.risk.thresholds import (
     SEVERITIES,
     Levels,
     ThresholdPolicy,
+    floored_sigma,
     levels,
     liquidation_probability,
     log_hf_sigma,
+    long_run_covariance,
     step_severity,
 )
 from monitor.store import Store
@@ -100,7 +102,7 @@ def _assess_book(
     now: float,
 ) -> list[Assessment]:
     hf = np.array([protocol_hf[a] for a in book.accounts])
-    sigma = log_hf_sigma(book, cov_daily)
+    sigma = floored_sigma(log_hf_sigma(book, cov_daily), log_hf_sigma(book, _long_run(book.symbols)), cfg.vol_floor)
     lv = levels(sigma, policy)
     prev = np.array([SEVERITIES.index(previous.get(a, {}).get("severity", "ok")) for a in book.accounts])
     prev_since = np.array([float(previous.get(a, {}).get("since", now)) for a in book.accounts])
@@ -129,6 +131,16 @@ def _assess_book(
         )
         for i, a in enumerate(book.accounts)
     ]
+
+
+_LONG_RUN: dict[tuple[str, ...], np.ndarray] = {}
+
+
+def _long_run(symbols: Sequence[str]) -> np.ndarray:
+    key = tuple(symbols)
+    if key not in _LONG_RUN:  # shipped data does not change while the process runs
+        _LONG_RUN[key] = long_run_covariance(list(symbols))
+    return _LONG_RUN[key]
 
 
 def _level_for(lv: Levels, i: int, severity: int) -> float:

@@ -124,8 +124,9 @@ __all__ = [
     "backtest_many",
 ]
 
-DEFAULT_TOLERANCES: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+DEFAULT_TOLERANCES: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 1e-4, 1e-5, 1e-6)
 SEED_DAYS = 60  # returns before the start that seed the EWMA covariance
+LONG_RUN_DAYS = 365  # returns behind the long-run volatility floor (when vol_floor > 0)
 PAD_DAYS = 30  # days added before each crash window
 ALL_PERIOD: tuple[str, str] = ("2020-01-01", "2023-08-29")
 
@@ -236,6 +237,8 @@ def backtest(
     false_alarm_cost: float = 1.0,
     horizon_hours: float = 24.0,
     floor_hf: float = 1.0,
+    vol_floor: float = 1.0,
+    long_run_days: int = LONG_RUN_DAYS,
 ) -> BacktestResult:
     """Replay the shipped daily prices of ``period`` through ``book`` and score the rules
     (see the module docstring for the method)."""
@@ -245,7 +248,8 @@ def backtest(
     window = _positive_int(window_days, "window_days")
     _check_book(book)
     first, last = (pd.Timestamp(d) for d in PERIODS[period])
-    cal_start = first - pd.Timedelta(days=SEED_DAYS + 1)
+    history = max(SEED_DAYS, long_run_days if vol_floor > 0 else 0)
+    cal_start = first - pd.Timedelta(days=history + 1)
     dates, closes, lows, highs = _price_arrays(book.symbols, cal_start, last + pd.Timedelta(days=window))
     day0 = int(dates.get_loc(first))
     starts = [s for s in range(day0, len(dates), step) if dates[s] <= last and s + window < len(dates)]
@@ -258,6 +262,7 @@ def backtest(
         book, closes, lows, highs, starts=starts, period=period, tolerances=tolerances,
         fixed_levels=fixed_levels, window_days=window, miss_cost=miss_cost, false_alarm_cost=false_alarm_cost,
         horizon_hours=horizon_hours, floor_hf=floor_hf, start_dates=[dates[s] for s in starts],
+        vol_floor=vol_floor, long_run_days=long_run_days,
     )  # fmt: skip
 
 
@@ -308,12 +313,15 @@ def _run(
     lam: float = DEFAULT_LAMBDA,
     seed_days: int = SEED_DAYS,
     start_dates: Sequence[pd.Timestamp] | None = None,
+    vol_floor: float = 0.0,
+    long_run_days: int = LONG_RUN_DAYS,
 ) -> BacktestResult:
     """Score the rules on price arrays ``[T, A]`` (see :func:`_replay`)."""
     m_cost, fa_cost = _check_costs(miss_cost, false_alarm_cost)
     rep = _replay(
         book, closes, lows, highs, starts=starts, tolerances=tolerances, fixed_levels=fixed_levels,
         window_days=window_days, horizon_hours=horizon_hours, floor_hf=floor_hf, lam=lam, seed_days=seed_days,
+        vol_floor=vol_floor, long_run_days=long_run_days,
     )  # fmt: skip
     window = rep.window
     liquidated = rep.liq_day <= window
@@ -377,6 +385,8 @@ def _replay(
     floor_hf: float = 1.0,
     lam: float = DEFAULT_LAMBDA,
     seed_days: int = SEED_DAYS,
+    vol_floor: float = 0.0,
+    long_run_days: int = LONG_RUN_DAYS,
 ) -> _Replay:
     """Replay price arrays ``[T, A]`` (rows consecutive days, columns ``book.symbols``; NaN =
     no data, and that asset is held constant in every start whose seed or window touches a
@@ -393,6 +403,10 @@ def _replay(
         raise InputError(f"floor_hf must be >= 0, got {floor_hf}")
     window = _positive_int(window_days, "window_days")
     seed = _positive_int(seed_days, "seed_days")
+    floor_share = finite_number(vol_floor, "vol_floor")
+    if floor_share < 0:
+        raise InputError(f"vol_floor must be >= 0, got {vol_floor}")
+    long_run = _positive_int(long_run_days, "long_run_days") if floor_share > 0 else 0
     book = _check_book(book)
     n_assets = len(book.symbols)
     c_px = _price_matrix(closes, "closes", n_assets)
@@ -405,10 +419,11 @@ def _replay(
     start_rows = [_positive_int(s, "start row") for s in starts]
     if not start_rows:
         raise InputError("no backtest starts given")
+    need = max(seed, long_run)
     for s in start_rows:
-        if s - seed - 1 < 0 or s + window >= c_px.shape[0]:
+        if s - need - 1 < 0 or s + window >= c_px.shape[0]:
             raise InputError(
-                f"start row {s} needs {seed + 1} rows of history before it and {window} after it "
+                f"start row {s} needs {need + 1} rows of history before it and {window} after it "
                 f"({c_px.shape[0]} rows given)"
             )
 
@@ -472,6 +487,10 @@ def _replay(
         w = w.reshape(n_days, n_pos, n_assets)
         var = np.einsum("tpa,tpa->tp", np.matmul(w, 0.5 * (covs + covs.transpose(0, 2, 1))), w)
         sigma = np.sqrt(np.clip(var, 0.0, None))  # [W+1, P]
+        if floor_share > 0:  # never below a share of the long-run volatility: no "calm before the storm"
+            cov_long = _long_run_covariance(c_px[s - long_run - 1 : s + 1], np.asarray(live, dtype=bool))
+            var_long = np.einsum("tpa,tpa->tp", np.matmul(w, cov_long), w)
+            sigma = np.maximum(sigma, floor_share * np.sqrt(np.clip(var_long, 0.0, None)))
 
         # 3. alerts at the closes
         warn_masks = [hf_close <= level for level in levels]
@@ -483,6 +502,16 @@ def _replay(
             first_warn[i, k] = np.where(warn.any(axis=0), warn.argmax(axis=0), window + 1)
 
     return _Replay(levels, tols, window, liq_days, first_warn, held, held_last)
+
+
+def _long_run_covariance(closes: Array, live: NDArray[np.bool_]) -> Array:
+    """Equal-weight daily log-return covariance over the rows given (the year before a start),
+    pairwise over the days both assets have data; 0 for assets held constant."""
+    rets = pd.DataFrame(np.diff(np.log(closes), axis=0))
+    cov = rets.cov(min_periods=30).to_numpy(dtype=np.float64)
+    cov = np.where(np.isfinite(cov), cov, 0.0)
+    mask = np.outer(live, live)
+    return np.where(mask, cov, 0.0)
 
 
 # -- data -----------------------------------------------------------------------------

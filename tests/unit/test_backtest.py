@@ -340,3 +340,20 @@ def test_errors(small_book: Book) -> None:
         backtest(small_book, "all", window_days=5000)
     with pytest.raises(InputError, match="horizon_hours"):
         backtest(small_book, "2022-11-ftx", horizon_hours=0.0)
+
+
+def test_volatility_floor_only_adds_warnings() -> None:
+    """A long-run volatility floor can only raise optimized thresholds: at every tolerance the
+    floored rule warns on at least the liquidations the unfloored one warned on."""
+    import numpy as np
+
+    from monitor.risk.backtest import backtest
+    from monitor.risk.book import synthetic_book
+
+    book = synthetic_book(300, ["WETH", "WBTC", "USDC"], [2000, 30000, 1], [0.83, 0.78, 0.80],
+                          np.random.default_rng(3), hf_range=(1.05, 2.0))  # fmt: skip
+    plain = backtest(book, "2022-11-ftx", vol_floor=0.0)
+    floored = backtest(book, "2022-11-ftx", vol_floor=1.0)
+    for (tol_a, a), (tol_b, b) in zip(plain.frontier, floored.frontier, strict=True):
+        assert tol_a == tol_b
+        assert b.warned >= a.warned and b.liquidations == a.liquidations
