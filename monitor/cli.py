@@ -256,7 +256,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("liqmon demo: Black Thursday (2020-03-12) replayed on a local Aave V3 devnet\n")
     rows = []
     last = None
-    for summary, result in run_demo(
+    for summary, result, _tick in run_demo(
         positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say
     ):
         line = (

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.alerts.console import ConsoleChannel
 from monitor.chain.rpc import RpcClient
 from monitor.config import Config, parse_config
 from monitor.devnet.anvil import Anvil
@@ -19,10 +20,12 @@ from monitor.devnet.seed import seed_positions, set_price
 from monitor.devnet.session import devnet_config
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.price_data import intraday_path
-from monitor.scan import ScanResult, scan_all
+from monitor.scan import ScanResult
+from monitor.service import Monitor, TickResult
 from monitor.store import Store
 
 CRASH_START, CRASH_END = "2020-03-11", "2020-03-13"
+SECONDS_PER_REAL_STEP = 6 * 3600  # open -> high/low -> low/high -> close: about a quarter day each
 WALKED = {"WETH": "ETH", "WBTC": "BTC"}  # devnet symbol -> price-data asset
 
 
@@ -79,8 +82,9 @@ def run_demo(
     substeps: int = 2,
     db_path: Path | None = None,
     say: Callable[[str], None] = print,
-) -> Iterator[tuple[StepSummary, ScanResult]]:
-    """Yields one summary per price step; the devnet is stopped when the walk ends."""
+) -> Iterator[tuple[StepSummary, ScanResult, TickResult]]:
+    """Yields one summary per price step; alerts go to the console channel as they are
+    delivered; the devnet is stopped when the walk ends."""
     steps = crash_steps(substeps)
     with Anvil() as anvil, tempfile.TemporaryDirectory(prefix="liqmon-demo-") as tmp:
         client = RpcClient([anvil.url], timeout=120, max_retries=0)
@@ -93,11 +97,19 @@ def run_demo(
         store_path = db_path or Path(tmp) / "demo.db"
         config = _config(anvil.url, deployment, store_path)
         with Store(store_path) as store:
+            monitor = Monitor(config, store, {"console": ConsoleChannel()}, clock=lambda: _chain_time(client))
             for step in steps:
+                client.request("evm_increaseTime", [SECONDS_PER_REAL_STEP // substeps])
                 _set_prices(node, deployment, step.prices)
-                (result,) = scan_all(config, store)
-                yield summarize(step.label, step.prices, result.snapshot), result
+                tick = monitor.tick()
+                (result,) = tick.scans
+                yield summarize(step.label, step.prices, result.snapshot), result, tick
         client.close()
+
+
+def _chain_time(client: RpcClient) -> float:
+    """The demo's clock is the chain's: the walk compresses days into seconds."""
+    return float(int(client.get_block("latest")["timestamp"], 16))
 
 
 def _set_prices(node: DevnetNode, deployment: Deployment, prices: dict[str, float]) -> None:
@@ -108,4 +120,7 @@ def _set_prices(node: DevnetNode, deployment: Deployment, prices: dict[str, floa
 
 def _config(url: str, deployment: Deployment, store_path: Path) -> Config:
     data = devnet_config(url, deployment, str(store_path))
+    # a day of the crash passes in seconds: no repeats of unchanged alerts within the walk
+    data["alerts"] = {"repeat_interval_s": 3 * 86400, "routes": [{"channel": "console", "min_severity": "warning"}],
+                      "channels": {"console": {"type": "console"}}}  # fmt: skip
     return parse_config(data, store_path.parent / "demo.yaml", label="demo config")
