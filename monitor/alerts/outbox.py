@@ -10,8 +10,9 @@ marks the row failed with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from monitor.alerts.channels import Channel, DeliveryError
 from monitor.alerts.pipeline import message_from_json
@@ -31,6 +32,18 @@ def backoff(attempts: int, retry_after: float | None, base: float = 2.0, cap: fl
     return max(delay, retry_after or 0.0)
 
 
+def _due(store: Store, now: float, page: int) -> Iterator[dict[str, Any]]:
+    """Every due row, page by page (rows handled in a page are no longer due)."""
+    seen: set[int] = set()
+    while True:
+        rows = [r for r in store.due_deliveries(now, page + len(seen)) if r["id"] not in seen]
+        if not rows:
+            return
+        for row in rows:
+            seen.add(row["id"])
+            yield row
+
+
 def deliver_due(
     store: Store,
     channels: Mapping[str, Channel],
@@ -41,7 +54,7 @@ def deliver_due(
 ) -> DeliveryStats:
     sent = retried = failed = held = 0
     blocked: set[tuple[str, str]] = set()
-    for row in store.due_deliveries(now, limit):
+    for row in _due(store, now, limit):
         target = (row["channel"], row["destination"])
         if target in blocked:
             held += 1
