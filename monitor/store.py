@@ -781,8 +781,14 @@ class Store:
         return ids
 
     def due_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending rows due at ``now``, oldest first, FIFO per destination: a row waits while
+        an older pending row for the same channel and destination is scheduled later."""
         return self._rows(
-            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?", [now, limit]
+            "SELECT * FROM outbox AS o WHERE o.status = 'pending' AND o.next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending' AND e.channel = o.channel"
+            " AND e.destination = o.destination AND e.id < o.id AND e.next_attempt_at > ?)"
+            " ORDER BY o.id LIMIT ?",
+            [now, now, limit],
         )
 
     def mark_delivery(

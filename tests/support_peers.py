@@ -139,7 +139,9 @@ class TelegramServer:
         *,
         chats: Iterable[int | str] | None = None,
         blocked_chats: Iterable[int | str] = (),
+        port: int = 0,
     ) -> None:
+        self.port = port  # 0: any free port
         self.tokens = frozenset(tokens)
         self.chats = None if chats is None else frozenset(str(c) for c in chats)
         self.blocked_chats = frozenset(str(c) for c in blocked_chats)
@@ -167,7 +169,7 @@ class TelegramServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="telegram-peer", daemon=True
