@@ -128,14 +128,23 @@ def cmd_history(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.runs:
         return _history_runs(args, config.store.path)
+    if args.alerts:
+        return _history_alerts(args, config.store.path)
+    if args.prices:
+        return _history_prices(args, config)
     if args.account is None:
-        raise InputError("give --account ADDR (an account's positions) or --runs (stored stress / calibration runs)")
+        raise InputError(
+            "give --account ADDR (an account's positions), --alerts, --prices or --runs (stress / calibration runs)"
+        )
     account = parse_account(args.account)
     since_block, since_time = parse_since(args.since)
     if args.market:
         config.market(args.market)
     with Store(config.store.path) as store:
         rows = store.position_history(account, market=args.market, since_block=since_block, since_time=since_time)
+    if args.plot:
+        _plot_account(config.store.path, account, rows, args.plot)
+        print(f"plot written to {args.plot}")
     if args.format == "json":
         print(to_json(rows))
     elif args.format == "csv":
@@ -192,6 +201,58 @@ def _history_runs(args: argparse.Namespace, db: Path) -> int:
         )
     )
     return 0
+
+
+def _history_alerts(args: argparse.Namespace, db: Path) -> int:
+    since_block, _ = parse_since(args.since)
+    subject = parse_account(args.account) if args.account else None
+    with Store(db) as store:
+        alerts = store.alerts(market=args.market, subject=subject, since_block=since_block)
+        sent = {r["alert_id"]: r for r in store.outbox()}
+    for a in alerts:
+        a["delivery"] = sent[a["id"]]["status"] if a["id"] in sent else "no route"
+    if args.format == "json":
+        print(to_json(alerts))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(alerts))
+    elif not alerts:
+        print(f"no stored alerts in {db}")
+    else:
+        print(table(
+            [(a["id"], a["market"], a["block"], _iso(int(a["created_at"])), a["subject"], a["severity"], a["reason"],
+              "-" if a["hf"] is None else f"{a['hf']:.4f}", "-" if a["threshold"] is None else f"{a['threshold']:.4f}",
+              a["delivery"]) for a in alerts],
+            ["id", "market", "block", "time (UTC)", "subject", "severity", "reason", "HF", "threshold", "delivery"],
+            "><><<<<>><",
+        ))  # fmt: skip
+    return 0
+
+
+def _history_prices(args: argparse.Namespace, config: Any) -> int:
+    since_block, _ = parse_since(args.since)
+    markets = [args.market] if args.market else [m.name for m in config.markets]
+    with Store(config.store.path) as store:
+        prices = [row for m in markets for row in store.price_history(m, args.asset, since_block=since_block)]
+    if args.format == "json":
+        print(to_json(prices))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(prices))
+    elif not prices:
+        print(f"no stored prices in {config.store.path}")
+    else:
+        print(table([(p["market"], p["block"], _iso(p["timestamp"]), p["symbol"], f"{p['price_usd']:,.8f}")
+                     for p in prices], ["market", "block", "time (UTC)", "asset", "USD"], "<><<>"))  # fmt: skip
+    return 0
+
+
+def _plot_account(db: Path, account: str, rows: list[dict[str, Any]], path: Path) -> None:
+    from monitor.plots import hf_history
+
+    if not rows:
+        raise InputError(f"no stored positions for {account}: nothing to plot")
+    with Store(db) as store:
+        alerts = store.alerts(subject=account)
+    hf_history(account, rows, alerts, path)
 
 
 def _run_line(run: dict[str, Any]) -> str:
@@ -315,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     history.add_argument("--account", help="account address: its positions over time")
     history.add_argument("--runs", action="store_true", help="list stored stress and calibration runs instead")
+    history.add_argument("--alerts", action="store_true", help="list stored alerts (of --account if given)")
+    history.add_argument("--prices", action="store_true", help="list stored oracle prices (of --asset if given)")
+    history.add_argument("--asset", help="with --prices: one asset (symbol or address)")
+    history.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="with --account: HF over time, thresholds, alerts"
+    )
     history.add_argument("--market", help="only this market")
     history.add_argument("--since", help="a block number or a UTC date (2024-01-31 or 2024-01-31T12:00)")
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")

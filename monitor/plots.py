@@ -89,3 +89,35 @@ def calibration_curve(
     path = _save(fig, path)
     plt.close(fig)
     return path
+
+
+_SEVERITY_COLOURS = {"watch": "#8da0cb", "warning": "#fc8d62", "critical": "#e41a1c", "liquidatable": "#000000",
+                     "ok": "#66c2a5"}  # fmt: skip
+
+
+def hf_history(account: str, positions: Sequence[Any], alerts: Sequence[Any], path: Path) -> Path:
+    """HF over blocks with the alert thresholds in force and a marker per alert sent."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    blocks = [p["block"] for p in positions]
+    hfs = [p["hf"] if p["hf"] is not None else np.nan for p in positions]
+    ax.plot(blocks, hfs, color="#4c72b0", label="health factor")
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="liquidation (HF 1)")
+    for a in alerts:
+        colour = _SEVERITY_COLOURS.get(a["severity"], "grey")
+        if a["hf"] is not None:
+            ax.scatter([a["block"]], [a["hf"]], color=colour, zorder=3, s=40)
+            ax.annotate(f"{a['severity']} ({a['reason']})", (a["block"], a["hf"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 6))  # fmt: skip
+        if a["threshold"] is not None and a["severity"] not in ("ok", "liquidatable"):
+            ax.hlines(a["threshold"], a["block"], blocks[-1], colors=colour, linestyles=":", linewidth=1)
+    ax.set_xlabel("block")
+    ax.set_ylabel("health factor")
+    ax.set_title(f"{account}: HF, thresholds in force (dotted) and alerts sent")
+    finite = [h for h in hfs if np.isfinite(h)]
+    if finite:
+        ax.set_ylim(max(0.0, min(finite) * 0.9), min(4.0, max(finite) * 1.1))
+    ax.legend(fontsize=8, loc="upper right")
+    path = _save(fig, path)
+    plt.close(fig)
+    return path

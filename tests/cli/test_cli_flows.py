@@ -63,3 +63,48 @@ def test_demo_walks_the_crash_and_flags_positions(capsys: Any, tmp_path: Path) -
     assert first_liq == 0 and worst_liq > 0
     assert "at risk at the end of the walk" in out
     assert db.is_file()
+
+
+def test_demo_history_lists_alerts_prices_and_plots(capsys: Any, tmp_path: Path) -> None:
+    import yaml
+
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--positions", "30", "--substeps", "1", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "[LIQUIDATABLE]" in out and "[RESOLVED]" in out and "oracle jump on WETH" in out
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "chains": {"devnet": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:1"]}},
+        "markets": [{"name": "aave-v3-devnet", "protocol": "aave_v3", "chain": "devnet",
+                     "pool_addresses_provider": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}],
+        "store": {"path": str(db)},
+    }))  # fmt: skip
+    assert main(["history", "--config", str(cfg), "--alerts", "--format", "json"]) == 0
+    alerts = json.loads(capsys.readouterr().out)
+    liquidatable = [a for a in alerts if a["severity"] == "liquidatable"]
+    assert liquidatable and all(a["delivery"] == "sent" for a in liquidatable)
+    assert main(["history", "--config", str(cfg), "--prices", "--asset", "WETH", "--format", "json"]) == 0
+    prices = json.loads(capsys.readouterr().out)
+    assert min(p["price_usd"] for p in prices) == pytest.approx(95.184303, rel=1e-6)  # 2020-03-13 low
+    account = liquidatable[0]["subject"]
+    plot = tmp_path / "hf.png"
+    assert main(["history", "--config", str(cfg), "--account", account, "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_fails_at_start_on_bad_channel_config(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    import yaml
+
+    monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "chains": {"devnet": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:1"]}},
+        "markets": [{"name": "m", "protocol": "aave_v3", "chain": "devnet",
+                     "pool_addresses_provider": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}],
+        "alerts": {"channels": {"tg": {"type": "telegram", "token_env": "NO_SUCH_TOKEN"}},
+                   "routes": [{"channel": "tg", "to": "-100123"}]},
+    }))  # fmt: skip
+    assert main(["run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "alerts.channels.tg.token_env: environment variable NO_SUCH_TOKEN is not set" in err
+    assert err.count("\n") == 1
