@@ -55,22 +55,30 @@ class Fn:
     def encode(self, *args: Any) -> bytes:
         if len(args) != len(self.inputs):
             raise TypeError(f"{self.signature} takes {len(self.inputs)} arguments, got {len(args)}")
+        if self.inputs == ("address",) and isinstance(args[0], str) and len(args[0]) == 42:
+            return self.selector + b"\x00" * 12 + bytes.fromhex(args[0][2:])  # the hot path: balanceOf(user)
         return self.selector + abi_encode(list(self.inputs), list(args))
 
     def decode(self, data: bytes) -> tuple[Any, ...]:
         """Decode the return data; raises DecodeError when it does not fit the outputs."""
-        if len(self.outputs) == 1 and self.outputs[0] in _WORD_TYPES:
-            if len(data) < 32:
-                raise DecodeError(f"{self.signature}: expected 32 bytes, got {len(data)}")
-            value = int.from_bytes(data[:32], "big")
-            bits = int(self.outputs[0][4:])
-            if value >> bits:
-                raise DecodeError(f"{self.signature}: {value} does not fit {self.outputs[0]}")
-            return (value,)
+        if self.outputs and all(t in _WORD_TYPES for t in self.outputs):
+            return self._decode_words(data)
         try:
             return tuple(abi_decode(list(self.outputs), data, strict=False))
         except Exception as exc:  # eth-abi raises several unrelated types
             raise DecodeError(f"{self.signature}: cannot decode {len(data)} bytes: {exc}") from exc
+
+    def _decode_words(self, data: bytes) -> tuple[int, ...]:
+        """Unsigned integer outputs, one 32-byte word each (no eth-abi overhead)."""
+        if len(data) < 32 * len(self.outputs):
+            raise DecodeError(f"{self.signature}: expected {32 * len(self.outputs)} bytes, got {len(data)}")
+        values = []
+        for i, kind in enumerate(self.outputs):
+            value = int.from_bytes(data[32 * i : 32 * i + 32], "big")
+            if value >> int(kind[4:]):
+                raise DecodeError(f"{self.signature}: {value} does not fit {kind}")
+            values.append(value)
+        return tuple(values)
 
     def decode_one(self, data: bytes) -> Any:
         return self.decode(data)[0]

@@ -64,3 +64,36 @@ def test_encode_aggregate3_round_trip() -> None:
 
     (items,) = decode(["(address,bool,bytes)[]"], encode_aggregate3(calls)[4:])
     assert items[0][1] is True and items[0][2] == f.encode("0x" + "22" * 20)
+
+
+addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+
+
+@given(st.lists(st.tuples(addresses, st.booleans(), addresses), max_size=30))
+def test_hand_encoded_aggregate3_equals_eth_abi(items: list[tuple[str, bool, str]]) -> None:
+    from monitor.chain.multicall import encode_aggregate3_reference
+
+    balance = fn("balanceOf(address)", "uint256")
+    data = fn("getReserveData(address)", "uint256")
+    calls = [Call(t, balance if i % 2 else data, (u,), allow_failure=f) for i, (t, f, u) in enumerate(items)]
+    assert encode_aggregate3(calls) == encode_aggregate3_reference(calls)
+
+
+@given(addresses)
+def test_address_fast_path_equals_eth_abi(address: str) -> None:
+    from eth_abi import encode as reference
+
+    f = fn("balanceOf(address)", "uint256")
+    assert f.encode(address) == f.selector + reference(["address"], [address])
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**256 - 1), min_size=6, max_size=6))
+def test_word_decoder_equals_eth_abi(values: list[int]) -> None:
+    from eth_abi import decode as reference
+    from eth_abi import encode as ref_encode
+
+    f = fn("getUserAccountData(address)", "uint256,uint256,uint256,uint256,uint256,uint256")
+    data = ref_encode(["uint256"] * 6, values)
+    assert f.decode(data) == tuple(reference(["uint256"] * 6, data))
+    with pytest.raises(DecodeError):
+        f.decode(data[:-1])
