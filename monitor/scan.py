@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from monitor.chain.feeds import FeedReading, read_feeds
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.config import ChainConfig, Config, MarketConfig
@@ -31,6 +32,7 @@ class ScanResult:
     snapshot: MarketSnapshot
     new_accounts: int
     log_range: LogRange | None  # None: watchlist, or nothing new to read
+    feeds: dict[str, FeedReading] = field(default_factory=dict)  # configured Chainlink feeds, same block
 
 
 def open_client(chain: ChainConfig, source: str = "config") -> RpcClient:
@@ -102,8 +104,9 @@ def scan_market(
     accounts = market.accounts if market.accounts is not None else tuple(store.accounts(market.name))
     progress(f"{market.name}: reading {len(accounts)} accounts at block {head.number}")
     snapshot = reader.snapshot(list(accounts), head)
+    feeds = read_feeds(reader.multicall, config.alerts.oracle.chainlink_feeds, head.number)
     store.save_snapshot(snapshot)
-    return ScanResult(snapshot, new, log_range)
+    return ScanResult(snapshot, new, log_range, feeds)
 
 
 def scan_all(

@@ -19,7 +19,7 @@ from monitor.alerts.outbox import DeliveryStats, deliver_due
 from monitor.alerts.pipeline import EvaluationResult, evaluate_snapshot
 from monitor.config import Config
 from monitor.models import MarketSnapshot
-from monitor.risk.anomalies import Anomaly, JumpDetector
+from monitor.risk.anomalies import Anomaly, JumpDetector, divergence, stale_feeds
 from monitor.risk.thresholds import covariance_for
 from monitor.scan import ScanResult, scan_all
 from monitor.store import Store
@@ -50,7 +50,7 @@ class Monitor:
         evaluations = []
         anomalies: list[Anomaly] = []
         for result in scans:
-            found = self._anomalies(result.snapshot)
+            found = self._anomalies(result.snapshot) + self._feed_anomalies(result)
             anomalies.extend(found)
             evaluations.append(self.assess(result.snapshot, found))
         delivery = self.deliver()
@@ -93,6 +93,24 @@ class Monitor:
             detector = JumpDetector(sigma, z_warning=cfg.jump_z_warning, z_critical=cfg.jump_z_critical)
             self._detectors[snapshot.market] = detector
         return list(detector.observe(prices, float(snapshot.timestamp)))
+
+    def _feed_anomalies(self, result: ScanResult) -> list[Anomaly]:
+        """Stale reference feeds, and divergence between the protocol oracle and them."""
+        if not result.feeds:
+            return []
+        cfg = self.config.alerts.oracle
+        snapshot = result.snapshot
+        unit = snapshot.base_currency_unit
+        protocol = {r.symbol.upper(): r.price / unit for r in snapshot.reserves if r.price > 0}
+        found = stale_feeds(
+            {s: float(f.updated_at) for s, f in result.feeds.items()}, float(snapshot.timestamp), cfg.heartbeat_s,
+            margin_s=cfg.stale_margin_s,
+        )  # fmt: skip
+        found += divergence(
+            {s: p for s, p in protocol.items() if s in result.feeds}, {s: f.price for s, f in result.feeds.items()},
+            warning_bps=cfg.divergence_warning_bps, critical_bps=cfg.divergence_critical_bps,
+        )  # fmt: skip
+        return found
 
 
 def describe(tick: TickResult) -> dict[str, Any]:
