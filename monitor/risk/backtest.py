@@ -109,7 +109,7 @@ from numpy.typing import NDArray
 from monitor import price_data
 from monitor.errors import InputError
 from monitor.risk.book import Array, Book, hf_of
-from monitor.risk.checks import finite_number
+from monitor.risk.checks import finite_number, positive_int
 from monitor.risk.scenarios import HISTORICAL_EVENTS
 from monitor.risk.thresholds import log_hf_sensitivities, threshold_hf
 from monitor.risk.volatility import DEFAULT_LAMBDA, ewma_covariance
@@ -244,8 +244,8 @@ def backtest(
     (see the module docstring for the method)."""
     if not isinstance(period, str) or period not in PERIODS:
         raise InputError(f"unknown backtest period {period!r}; known: {', '.join(PERIODS)}")
-    step = _positive_int(step_days, "step_days")
-    window = _positive_int(window_days, "window_days")
+    step = positive_int(step_days, "step_days")
+    window = positive_int(window_days, "window_days")
     _check_book(book)
     first, last = (pd.Timestamp(d) for d in PERIODS[period])
     history = max(SEED_DAYS, long_run_days if vol_floor > 0 else 0)
@@ -401,12 +401,12 @@ def _replay(
     floor = finite_number(floor_hf, "floor_hf")
     if floor < 0.0:
         raise InputError(f"floor_hf must be >= 0, got {floor_hf}")
-    window = _positive_int(window_days, "window_days")
-    seed = _positive_int(seed_days, "seed_days")
+    window = positive_int(window_days, "window_days")
+    seed = positive_int(seed_days, "seed_days")
     floor_share = finite_number(vol_floor, "vol_floor")
     if floor_share < 0:
         raise InputError(f"vol_floor must be >= 0, got {vol_floor}")
-    long_run = _positive_int(long_run_days, "long_run_days") if floor_share > 0 else 0
+    long_run = positive_int(long_run_days, "long_run_days") if floor_share > 0 else 0
     book = _check_book(book)
     n_assets = len(book.symbols)
     c_px = _price_matrix(closes, "closes", n_assets)
@@ -416,7 +416,7 @@ def _replay(
     hi_px = np.where(np.isfinite(hi_px), hi_px, c_px)
     if isinstance(starts, str):
         raise InputError(f"starts must be row numbers, got the string {starts!r}")
-    start_rows = [_positive_int(s, "start row") for s in starts]
+    start_rows = [positive_int(s, "start row") for s in starts]
     if not start_rows:
         raise InputError("no backtest starts given")
     need = max(seed, long_run)
@@ -595,14 +595,6 @@ def _price_matrix(values: Array, what: str, n_assets: int, rows: int | None = No
     if np.any(arr[np.isfinite(arr)] <= 0.0) or np.isinf(arr).any():
         raise InputError(f"{what} must be positive and finite (NaN marks a missing price)")
     return arr
-
-
-def _positive_int(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{what} must be an integer, got {value!r}")
-    if value < 1:
-        raise InputError(f"{what} must be >= 1, got {value}")
-    return int(value)
 
 
 def _check_tolerances(tolerances: Sequence[float]) -> tuple[float, ...]:

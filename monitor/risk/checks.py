@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from monitor.errors import InputError
 
 
@@ -18,3 +20,27 @@ def finite_number(value: float, what: str) -> float:
     if not math.isfinite(out):
         raise InputError(f"{what} must be finite, got {value!r}")
     return out
+
+
+def positive_int(value: int, what: str) -> int:
+    """``value`` as an int >= 1; bools and non-integers are refused."""
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(f"{what} must be an integer, got {value!r}")
+    if value < 1:
+        raise InputError(f"{what} must be >= 1, got {value}")
+    return int(value)
+
+
+def parse_day(text: str, what: str = "end date") -> pd.Timestamp:
+    """A user-given date as a tz-naive UTC day (midnight)."""
+    try:
+        ts = pd.Timestamp(text)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} {text!r} is not a date; use YYYY-MM-DD") from exc
+    if pd.isna(ts):
+        raise InputError(f"{what} {text!r} is not a date; use YYYY-MM-DD")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.normalize()

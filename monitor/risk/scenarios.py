@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 
 from monitor import price_data
 from monitor.errors import InputError
-from monitor.risk.checks import finite_number
+from monitor.risk.checks import finite_number, positive_int
 from monitor.risk.volatility import DEFAULT_LAMBDA, asset_covariance
 
 __all__ = [
@@ -256,7 +256,7 @@ def historical_moves(name: str, horizon_days: int = 3) -> dict[str, HistoricalMo
     left out. Keys are data asset names in :data:`monitor.price_data.ASSETS` order.
     """
     event = _event(name)
-    h = _positive_int(horizon_days, "horizon_days")
+    h = positive_int(horizon_days, "horizon_days")
     start = pd.Timestamp(event.start)
     end = pd.Timestamp(event.end)
     last_start = max(start, end - pd.Timedelta(days=h - 1))
@@ -276,7 +276,7 @@ def historical_scenario(name: str, horizon_days: int = 3) -> Scenario:
     assets left out for lack of data.
     """
     event = _event(name)
-    h = _positive_int(horizon_days, "horizon_days")
+    h = positive_int(horizon_days, "horizon_days")
     moves = historical_moves(name, h)
     missing = [a for a in price_data.ASSETS if a not in moves]
     details = [
@@ -361,7 +361,7 @@ def correlated_scenario(
     main_asset = price_data.resolve_asset(main)
     others = list(dict.fromkeys(price_data.resolve_asset(a) for a in assets))
     names = [main_asset, *[a for a in others if a != main_asset]]
-    cov = asset_covariance(names, end=end, window_days=_positive_int(lookback_days, "lookback_days"))
+    cov = asset_covariance(names, end=end, window_days=positive_int(lookback_days, "lookback_days"))
     var_main = float(cov[0, 0])
     if var_main <= 0.0:
         raise InputError(f"{main_asset} has zero variance over the lookback; cannot condition on its move")
@@ -432,9 +432,9 @@ def monte_carlo_bootstrap_paths(
     count (for liquidation at any time on the path).
     """
     names = _asset_list(assets)
-    h = _positive_int(horizon_days, "horizon_days")
-    n = _positive_int(n_paths, "n_paths")
-    b = _positive_int(block_days, "block_days")
+    h = positive_int(horizon_days, "horizon_days")
+    n = positive_int(n_paths, "n_paths")
+    b = positive_int(block_days, "block_days")
     _check_rng(rng)
     close_ret, low_ret = _joint_daily(names, start, end)
     n_days = close_ret.shape[0]
@@ -474,10 +474,10 @@ def monte_carlo_gbm(
     h = finite_number(horizon_days, "horizon_days")
     if h < 0.0:
         raise InputError(f"horizon_days must be >= 0, got {horizon_days}")
-    n = _positive_int(n_paths, "n_paths")
+    n = positive_int(n_paths, "n_paths")
     _check_rng(rng)
     unique = list(dict.fromkeys(names))
-    cov = asset_covariance(unique, end=end, window_days=_positive_int(lookback_days, "lookback_days"), lam=lam)
+    cov = asset_covariance(unique, end=end, window_days=positive_int(lookback_days, "lookback_days"), lam=lam)
     chol = _cholesky(cov)
     z = rng.standard_normal((n, len(unique)))
     log_m = -0.5 * np.diag(cov) * h + math.sqrt(h) * (z @ chol.T)
@@ -528,14 +528,6 @@ def _asset_list(assets: Sequence[str]) -> list[str]:
     if not names:
         raise InputError(f"no assets given; known assets: {', '.join(price_data.ASSETS)}")
     return names
-
-
-def _positive_int(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{what} must be an integer, got {value!r}")
-    if value < 1:
-        raise InputError(f"{what} must be >= 1, got {value}")
-    return int(value)
 
 
 def _check_rng(rng: np.random.Generator) -> None:

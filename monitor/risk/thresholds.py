@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 from monitor import price_data
 from monitor.errors import InputError
 from monitor.risk.book import Book
-from monitor.risk.checks import finite_number
+from monitor.risk.checks import finite_number, parse_day
 from monitor.risk.volatility import DEFAULT_LAMBDA, asset_covariance, ewma_covariance
 
 __all__ = [
@@ -473,15 +473,7 @@ def _end_cutoff(end: str | None) -> float | None:
     """Unix time of the start of the day after ``end`` (history strictly before it is kept)."""
     if end is None:
         return None
-    try:
-        ts = pd.Timestamp(end)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"end date {end!r} is not a date; use YYYY-MM-DD") from exc
-    if pd.isna(ts):
-        raise InputError(f"end date {end!r} is not a date; use YYYY-MM-DD")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return float((ts.normalize() + pd.Timedelta(days=1)).timestamp())
+    return float((parse_day(end) + pd.Timedelta(days=1)).timestamp())
 
 
 def long_run_covariance(symbols: Sequence[str], *, window_days: int = 365, end: str | None = None) -> Array:
@@ -508,8 +500,21 @@ def long_run_covariance(symbols: Sequence[str], *, window_days: int = 365, end: 
     first = str((np.datetime64(last) - np.timedelta64(window_days, "D")).astype("datetime64[D]"))
     rets = joint_log_returns(names, first, last)
     sub = np.atleast_2d(np.cov(rets, rowvar=False)) if rets.shape[0] > 2 else np.zeros((len(known), len(known)))
-    cov[np.ix_(known, known)] = sub
+    # where the data has OHLC, the Parkinson range estimator sees intraday swings that closes
+    # hide: each asset's volatility is the larger of the two, correlations kept
+    close_sd = np.sqrt(np.clip(np.diag(sub), 0.0, None))
+    range_sd = np.array([_parkinson(price_data.resolve_asset(n), first, last) for n in names])
+    scale = np.where(close_sd > 0, np.maximum(close_sd, range_sd) / np.where(close_sd > 0, close_sd, 1.0), 1.0)
+    cov[np.ix_(known, known)] = sub * np.outer(scale, scale)
     return cov
+
+
+def _parkinson(asset: str, first: str, last: str) -> float:
+    from monitor import price_data
+    from monitor.risk.volatility import parkinson_volatility
+
+    daily = price_data.load_daily(asset).loc[first:last]
+    return float(parkinson_volatility(daily["high"].to_numpy(), daily["low"].to_numpy())) if len(daily) > 2 else 0.0
 
 
 def floored_sigma(sigma: Array, sigma_long: Array, share: float) -> Array:

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from monitor import price_data
 from monitor.errors import InputError
-from monitor.risk.checks import finite_number
+from monitor.risk.checks import finite_number, parse_day
 
 __all__ = [
     "DEFAULT_LAMBDA",
@@ -215,10 +215,4 @@ def _names(assets: Sequence[str]) -> list[str]:
 def _end_day(end: str | None, default: pd.Timestamp) -> pd.Timestamp:
     if end is None:
         return pd.Timestamp(default)
-    try:
-        ts = pd.Timestamp(end)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"end date {end!r} is not a date; use YYYY-MM-DD") from exc
-    if pd.isna(ts):
-        raise InputError(f"end date {end!r} is not a date; use YYYY-MM-DD")
-    return ts.normalize()
+    return parse_day(end)

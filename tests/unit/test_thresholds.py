@@ -480,3 +480,17 @@ def test_covariance_unknown_symbol_gets_median_variance() -> None:
 def test_covariance_store_rejects_bad_prices() -> None:
     with pytest.raises(InputError):
         covariance_for(["WETH"], price_history={"WETH": [(0.0, 1.0), (DAY, -1.0)]})
+
+
+def test_long_run_floor_uses_the_larger_of_close_and_parkinson_volatility() -> None:
+    from monitor import price_data
+    from monitor.risk.thresholds import long_run_covariance
+    from monitor.risk.volatility import parkinson_volatility
+
+    cov = long_run_covariance(["WETH", "USDC", "NOPE"], end="2022-12-31")
+    daily = price_data.load_daily("ETH").loc["2022-01-01":"2022-12-31"]
+    parkinson = parkinson_volatility(daily["high"].to_numpy(), daily["low"].to_numpy())
+    assert np.sqrt(cov[0, 0]) >= parkinson * (1 - 1e-9)
+    assert 0.02 < np.sqrt(cov[0, 0]) < 0.08  # ETH in 2022
+    assert cov[2].tolist() == [0.0, 0.0, 0.0]  # no data: no floor
+    assert cov[0, 1] == cov[1, 0]
