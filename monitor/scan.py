@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from monitor.chain.feeds import FeedReading, read_feeds
 from monitor.chain.multicall import Multicall
-from monitor.chain.rpc import RpcClient
+from monitor.chain.rpc import RpcClient, RpcObserver
 from monitor.config import ChainConfig, Config, MarketConfig
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, RpcError
 from monitor.models import MarketSnapshot
 from monitor.protocols.aave_v3 import DISCOVERY, AaveV3Reader, block_ref
 from monitor.store import Store
@@ -35,16 +35,20 @@ class ScanResult:
     feeds: dict[str, FeedReading] = field(default_factory=dict)  # configured Chainlink feeds, same block
 
 
-def open_client(chain: ChainConfig, source: str = "config") -> RpcClient:
-    """A client for ``chain`` whose node is checked to serve the configured chain id."""
-    client = RpcClient(chain.rpc_urls, timeout=chain.request_timeout_s, max_retries=chain.max_retries)
-    actual = client.chain_id()
-    if actual != chain.chain_id:
+def open_client(chain: ChainConfig, source: str = "config", observer: RpcObserver | None = None) -> RpcClient:
+    """A client for ``chain``; every endpoint is asked for its chain id first (a node on
+    another chain is a config error; an unreachable one is failed over)."""
+    client = RpcClient(
+        chain.rpc_urls, timeout=chain.request_timeout_s, max_retries=chain.max_retries,
+        rate_limit_per_s=chain.rate_limit_per_s, observer=observer,
+    )  # fmt: skip
+    try:
+        client.check_chain_id(chain.chain_id)
+    except RpcError as exc:
         client.close()
-        raise ConfigError(
-            f"{source}: chains.{chain.name}.chain_id: configured {chain.chain_id}, but the node "
-            f"at {client.endpoints[0].display} serves chain {actual}; fix chain_id or rpc_urls"
-        )
+        if "serves chain" in str(exc):
+            raise ConfigError(f"{source}: chains.{chain.name}.chain_id: {exc}; fix chain_id or rpc_urls") from None
+        raise
     return client
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.chain.rpc import RpcClient, to_int
-from monitor.errors import DecodeError
+from monitor.errors import DecodeError, RpcResponseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,33 +38,86 @@ def parse_log(raw: Any) -> Log:
         raise DecodeError(f"eth_getLogs: malformed log entry ({exc})") from exc
 
 
+_RANGE_WORDS = (
+    "block range", "range is too large", "range too large", "exceed maximum block range", "more than 10000 results",
+    "query returned more than", "log response size exceeded", "response size exceeded", "too many logs",
+    "limited to a", "max range", "query timeout exceeded", "logs matched by query exceeds",
+)  # fmt: skip
+_HINT_MAX = re.compile(r"max(?:imum)?(?: block)?(?: range)?(?: is)?[:\s]+(\d+)(k?)", re.I)
+_HINT_SPAN = re.compile(r"\[(0x[0-9a-f]+),\s*(0x[0-9a-f]+)\]", re.I)
+
+
+def range_limit(exc: RpcResponseError, asked: int) -> int | None:
+    """None when ``exc`` is not a range / result-count limit; else the span to try next:
+    the node's hint when it gives one (``max is 1k blocks``, ``[0x..., 0x...]``), else half."""
+    text = str(exc).lower()
+    if not any(word in text for word in _RANGE_WORDS):
+        return None
+    span = _HINT_SPAN.search(text)
+    if span:
+        return max(1, int(span.group(2), 16) - int(span.group(1), 16) + 1)
+    hint = _HINT_MAX.search(text)
+    if hint:
+        value = int(hint.group(1)) * (1000 if hint.group(2) else 1)
+        if 0 < value < asked:
+            return value
+    return max(1, asked // 2)
+
+
+@dataclass(slots=True)
+class AdaptiveRange:
+    """The eth_getLogs span in blocks: shrinks on a range / result-count error, grows back
+    by half again after ``grow_after`` successes, never above the configured maximum."""
+
+    maximum: int
+    current: int = 0
+    successes: int = 0
+    grow_after: int = 3
+
+    def __post_init__(self) -> None:
+        self.current = self.current or self.maximum
+
+    def shrink(self, to: int) -> None:
+        self.current = max(1, min(self.current - 1, to))
+        self.successes = 0
+
+    def succeeded(self) -> None:
+        self.successes += 1
+        if self.successes >= self.grow_after and self.current < self.maximum:
+            self.current = min(self.maximum, max(self.current + 1, self.current * 3 // 2))
+            self.successes = 0
+
+
 def iter_log_chunks(
     client: RpcClient,
     address: str,
     topics: Sequence[str | list[str] | None],
     from_block: int,
     to_block: int,
-    max_range: int,
+    span: AdaptiveRange | int,
 ) -> Iterator[tuple[int, int, list[Log]]]:
     """Yield ``(chunk_from, chunk_to, logs)`` for consecutive chunks, in block order.
 
-    The caller checkpoints after each chunk, so a crash resumes at the next chunk.
+    The span adapts to the provider: a range or result-count error retries the same start
+    with a smaller span. The caller checkpoints after each chunk, so a crash resumes at the
+    next chunk.
     """
+    adaptive = span if isinstance(span, AdaptiveRange) else AdaptiveRange(span)
     start = from_block
     while start <= to_block:
-        end = min(to_block, start + max_range - 1)
-        raw = client.request(
-            "eth_getLogs",
-            [
-                {
-                    "address": address,
-                    "topics": list(topics),
-                    "fromBlock": hex(start),
-                    "toBlock": hex(end),
-                }
-            ],
-        )
+        end = min(to_block, start + adaptive.current - 1)
+        query = {"address": address, "topics": list(topics), "fromBlock": hex(start), "toBlock": hex(end)}
+        try:
+            raw = client.request("eth_getLogs", [query])
+        except RpcResponseError as exc:
+            smaller = range_limit(exc, end - start + 1)
+            if smaller is None or end == start:
+                raise
+            adaptive.shrink(smaller)
+            continue
         if not isinstance(raw, list):
             raise DecodeError(f"eth_getLogs: expected a list, got {type(raw).__name__}")
-        yield start, end, [parse_log(item) for item in raw]
+        logs = [parse_log(item) for item in raw]
+        adaptive.succeeded()
+        yield start, end, logs
         start = end + 1

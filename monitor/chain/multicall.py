@@ -14,7 +14,7 @@ from eth_abi import encode as abi_encode
 
 from monitor.chain.abi import Fn, fn
 from monitor.chain.rpc import RpcClient
-from monitor.errors import DecodeError
+from monitor.errors import DecodeError, RpcResponseError
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 AGGREGATE3 = fn("aggregate3((address,bool,bytes)[])", "(bool,bytes)[]")
@@ -95,38 +95,62 @@ def decode_aggregate3(data: bytes, expected: int) -> list[tuple[bool, bytes]]:
     return results
 
 
+_TOO_BIG_WORDS = (
+    "out of gas", "gas required exceeds", "exceeds block gas limit", "gas limit", "too large", "payload too large",
+    "request entity too large", "response size", "exceeds the limit", "execution timeout", "timeout exceeded",
+    "max calldata", "batch too large", "return data",
+)  # fmt: skip
+
+
+def too_big(exc: RpcResponseError) -> bool:
+    """The node refused the eth_call for its size (gas cap, body or response size)."""
+    text = str(exc).lower()
+    return exc.code == 413 or any(word in text for word in _TOO_BIG_WORDS)
+
+
 class Multicall:
-    """Run many calls through ``aggregate3`` in batches of ``calls_per_batch`` sub-calls."""
+    """Run many calls through ``aggregate3`` in batches of at most ``calls_per_batch`` sub-calls.
+
+    A batch the node refuses for its size (gas cap, request or response size) is split in
+    two and ``calls_per_batch`` is lowered for the rest of the run; a single call that is
+    still too big is an error.
+    """
 
     def __init__(self, client: RpcClient, address: str = CANONICAL_MULTICALL3, calls_per_batch: int = 500) -> None:
         self.client = client
         self.address = address
         self.calls_per_batch = max(1, calls_per_batch)
+        self.splits = 0
 
     def raw(self, calls: Sequence[Call], block: int) -> list[tuple[bool, bytes]]:
         """Each call's (success, return data), all read at ``block``."""
         out: list[tuple[bool, bytes]] = []
-        for start in range(0, len(calls), self.calls_per_batch):
+        start = 0
+        while start < len(calls):
             chunk = calls[start : start + self.calls_per_batch]
-            answer = self.client.eth_call(self.address, encode_aggregate3(chunk), block)
-            out.extend(decode_aggregate3(answer, len(chunk)))
+            out.extend(self._chunk(chunk, block))
+            start += len(chunk)
         return out
+
+    def _chunk(self, chunk: Sequence[Call], block: int) -> list[tuple[bool, bytes]]:
+        try:
+            answer = self.client.eth_call(self.address, encode_aggregate3(chunk), block)
+        except RpcResponseError as exc:
+            if not too_big(exc) or len(chunk) == 1:
+                raise
+            half = len(chunk) // 2
+            self.calls_per_batch = max(1, min(self.calls_per_batch, half))
+            self.splits += 1
+            return self._chunk(chunk[:half], block) + self._chunk(chunk[half:], block)
+        return decode_aggregate3(answer, len(chunk))
 
     def run(self, calls: Sequence[Call], block: int) -> list[tuple[Any, ...] | None]:
         """Decoded results; ``None`` where a call with ``allow_failure`` failed."""
-        decoded: list[tuple[Any, ...] | None] = []
-        for call, (success, data) in zip(calls, self.raw(calls, block), strict=True):
-            if not success:
-                if not call.allow_failure:
-                    raise DecodeError(f"{call.fn.signature} on {call.target} failed in aggregate3")
-                decoded.append(None)
-                continue
-            decoded.append(call.fn.decode(data))
-        return decoded
+        return [_decoded(call, result) for call, result in zip(calls, self.raw(calls, block), strict=True)]
 
     def run_groups(self, groups: Sequence[Sequence[Call]], block: int) -> list[list[tuple[Any, ...] | None]]:
-        """Run groups of calls (e.g. all calls for one account) without splitting a group
-        across two ``eth_call`` requests; returns results grouped the same way."""
+        """Run groups of calls (e.g. all calls for one account); batches are cut at group
+        boundaries when they can be; returns results grouped the same way."""
         results: list[list[tuple[Any, ...] | None]] = []
         batch: list[Sequence[Call]] = []
         size = 0
@@ -142,20 +166,19 @@ class Multicall:
 
     def _run_batch(self, batch: Sequence[Sequence[Call]], block: int) -> list[list[tuple[Any, ...] | None]]:
         flat = [call for group in batch for call in group]
-        answer = self.client.eth_call(self.address, encode_aggregate3(flat), block)
-        raw = decode_aggregate3(answer, len(flat))
+        raw = self.raw(flat, block) if len(flat) > self.calls_per_batch else self._chunk(flat, block)
         out: list[list[tuple[Any, ...] | None]] = []
         index = 0
         for group in batch:
-            decoded: list[tuple[Any, ...] | None] = []
-            for call in group:
-                success, data = raw[index]
-                index += 1
-                if not success:
-                    if not call.allow_failure:
-                        raise DecodeError(f"{call.fn.signature} on {call.target} failed in aggregate3")
-                    decoded.append(None)
-                else:
-                    decoded.append(call.fn.decode(data))
-            out.append(decoded)
+            out.append([_decoded(call, raw[index + i]) for i, call in enumerate(group)])
+            index += len(group)
         return out
+
+
+def _decoded(call: Call, result: tuple[bool, bytes]) -> tuple[Any, ...] | None:
+    success, data = result
+    if not success:
+        if not call.allow_failure:
+            raise DecodeError(f"{call.fn.signature} on {call.target} failed in aggregate3")
+        return None
+    return call.fn.decode(data)

@@ -20,14 +20,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
 from monitor.errors import RpcError, RpcResponseError
 
-RATE_LIMIT_CODES = frozenset({-32005, -32029, 429})
-RATE_LIMIT_WORDS = ("rate limit", "too many requests", "exceeded the rps", "request limit")
+RATE_LIMIT_CODES = frozenset({-32029, 429})
+RATE_LIMIT_WORDS = (
+    "rate limit", "too many requests", "exceeded the rps", "request limit", "requests per second", "capacity exceeded",
+    "daily request count", "throttled",
+)  # fmt: skip
+
+
+class RpcObserver(Protocol):
+    """Receives request, error and failover events (``monitor.metrics.Metrics`` implements it)."""
+
+    def rpc_request(self, endpoint: str, method: str) -> None: ...
+    def rpc_error(self, endpoint: str, kind: str) -> None: ...
+    def rpc_failover(self, from_endpoint: str, to_endpoint: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +60,25 @@ class Endpoint:
 
 @dataclass(slots=True)
 class EndpointStats:
+    """Health of one endpoint: after a failure it cools down (exponentially longer after each
+    consecutive failure) and is tried again when the cooldown ends, so the preferred endpoint
+    comes back on its own once it answers."""
+
     requests: int = 0
     errors: int = 0
     consecutive_failures: int = 0
+    cooldown_until: float = 0.0
     last_error: str = ""
+    next_slot: float = 0.0  # rate limit: earliest time of the next request
     by_method: Counter[str] = field(default_factory=Counter)
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, kind: str = "transport") -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.kind = kind
 
 
 class RpcClient:
@@ -74,8 +92,13 @@ class RpcClient:
         max_retries: int = 4,
         backoff_base: float = 0.2,
         backoff_cap: float = 8.0,
+        rate_limit_per_s: float | None = None,
+        cooldown_base: float = 1.0,
+        cooldown_cap: float = 60.0,
+        observer: RpcObserver | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not endpoints:
             raise RpcError("no RPC endpoint configured: add at least one URL to rpc_urls")
@@ -84,8 +107,13 @@ class RpcClient:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.rate_limit_per_s = rate_limit_per_s
+        self.cooldown_base = cooldown_base
+        self.cooldown_cap = cooldown_cap
+        self.observer = observer
         self._sleep = sleep
         self._rng = rng
+        self._clock = clock
         self._ids = itertools.count(1)
         self._active = 0
         self._lock = threading.Lock()
@@ -135,6 +163,30 @@ class RpcClient:
     def close(self) -> None:
         self._session.close()
 
+    def check_chain_id(self, expected: int) -> list[str]:
+        """Ask EVERY endpoint for its chain id. A node on another chain is a config error
+        (RpcError naming it); an unreachable one starts cooling down (failover) and is
+        reported in the returned warnings; all unreachable is an RpcError."""
+        warnings: list[str] = []
+        for endpoint in self.endpoints:
+            stats = self.stats[endpoint.display]
+            try:
+                body = self._post(
+                    endpoint, {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_chainId", "params": []}
+                )
+                actual = _to_int(_result_of(body, "eth_chainId"), "eth_chainId")
+            except _Retryable as exc:
+                self._failed(endpoint, stats, exc)
+                warnings.append(f"{endpoint.display}: {exc.reason}")
+                continue
+            if actual != expected:
+                raise RpcError(
+                    f"the node at {endpoint.display} serves chain {actual}, not the configured chain {expected}"
+                )
+        if len(warnings) == len(self.endpoints):
+            raise RpcError(f"no RPC endpoint answered eth_chainId ({'; '.join(warnings)}); check rpc_urls")
+        return warnings
+
     @property
     def total_requests(self) -> int:
         return sum(self.method_counts.values())
@@ -170,28 +222,49 @@ class RpcClient:
         for attempt in range(attempts):
             endpoint = self._pick()
             stats = self.stats[endpoint.display]
+            self._throttle(stats)
             stats.requests += 1
             stats.by_method[what] += 1
+            if self.observer is not None:
+                self.observer.rpc_request(endpoint.display, what)
             try:
                 body = self._post(endpoint, payload)
                 if isinstance(body, dict) and _is_rate_limited(body.get("error")):
-                    raise _Retryable("rate limited (JSON-RPC error)")
+                    raise _Retryable("rate limited (JSON-RPC error)", kind="429")
             except _Retryable as exc:
-                stats.errors += 1
-                stats.consecutive_failures += 1
-                stats.last_error = exc.reason
+                self._failed(endpoint, stats, exc)
                 failures.append(f"{endpoint.display}: {exc.reason}")
-                self._rotate(endpoint)
                 if attempt + 1 < attempts:
                     self._sleep(self._backoff(attempt, exc.retry_after))
                 continue
             stats.consecutive_failures = 0
+            stats.cooldown_until = 0.0
             return body
-        tried = "; ".join(failures[-len(self.endpoints) :])
+        tried = "; ".join(dict.fromkeys(failures[-2 * len(self.endpoints) :]))
         raise RpcError(
             f"{what}: no RPC endpoint answered after {attempts} attempts ({tried}); "
             "check the node URL and that it is reachable"
         )
+
+    def _failed(self, endpoint: Endpoint, stats: EndpointStats, exc: _Retryable) -> None:
+        stats.errors += 1
+        stats.consecutive_failures += 1
+        stats.last_error = exc.reason
+        cooldown = min(self.cooldown_cap, self.cooldown_base * (1 << min(stats.consecutive_failures - 1, 16)))
+        stats.cooldown_until = self._clock() + max(cooldown, exc.retry_after or 0.0)
+        if self.observer is not None:
+            self.observer.rpc_error(endpoint.display, exc.kind)
+
+    def _throttle(self, stats: EndpointStats) -> None:
+        """Per-endpoint request-rate limit (``rate_limit_per_s`` from the config)."""
+        if not self.rate_limit_per_s:
+            return
+        with self._lock:
+            now = self._clock()
+            wait = stats.next_slot - now
+            stats.next_slot = max(now, stats.next_slot) + 1.0 / self.rate_limit_per_s
+        if wait > 0:
+            self._sleep(wait)
 
     def _post(self, endpoint: Endpoint, payload: object) -> Any:
         try:
@@ -202,30 +275,46 @@ class RpcClient:
                 timeout=self.timeout,
             )
         except requests.Timeout as exc:
-            raise _Retryable(f"timed out after {self.timeout:g} s") from exc
+            raise _Retryable(f"timed out after {self.timeout:g} s", kind="timeout") from exc
         except requests.ConnectionError as exc:
-            raise _Retryable(_connection_reason(exc)) from exc
+            raise _Retryable(_connection_reason(exc), kind="connection") from exc
         except requests.RequestException as exc:
-            raise _Retryable(type(exc).__name__) from exc
-        if response.status_code == 429:
-            raise _Retryable("HTTP 429 Too Many Requests", _retry_after(response))
-        if response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
-        if response.status_code >= 400 and response.status_code not in (400,):
-            raise _Retryable(f"HTTP {response.status_code}")
+            raise _Retryable(type(exc).__name__, kind="transport") from exc
+        status = response.status_code
+        if status == 429:
+            raise _Retryable("HTTP 429 Too Many Requests", _retry_after(response), kind="429")
+        if status == 413:  # the request is too big for this node: the caller must send less, not retry
+            raise RpcResponseError(f"request too large for {endpoint.display} (HTTP 413)", 413)
+        if status >= 500:
+            raise _Retryable(f"HTTP {status}", _retry_after(response), kind="5xx")
+        if status >= 400 and status != 400:
+            raise _Retryable(f"HTTP {status}", kind="4xx")
         try:
             return response.json()
         except ValueError as exc:
-            raise _Retryable("answer is not JSON") from exc
+            raise _Retryable("answer is not JSON (truncated or an error page)", kind="bad_json") from exc
 
     def _pick(self) -> Endpoint:
+        """The first endpoint, in configured order of preference, that is not cooling down;
+        when all are, the one whose cooldown ends first."""
         with self._lock:
-            return self.endpoints[self._active]
+            now = self._clock()
+            healthy = [i for i, e in enumerate(self.endpoints) if self.stats[e.display].cooldown_until <= now]
+            if healthy:
+                chosen = healthy[0]
+            else:
+                chosen = min(
+                    range(len(self.endpoints)), key=lambda i: self.stats[self.endpoints[i].display].cooldown_until
+                )
+            if chosen != self._active:
+                if self.observer is not None:
+                    self.observer.rpc_failover(self.endpoints[self._active].display, self.endpoints[chosen].display)
+                self._active = chosen
+            return self.endpoints[chosen]
 
-    def _rotate(self, failed: Endpoint) -> None:
-        with self._lock:
-            if self.endpoints[self._active] == failed and len(self.endpoints) > 1:
-                self._active = (self._active + 1) % len(self.endpoints)
+    @property
+    def active_endpoint(self) -> Endpoint:
+        return self.endpoints[self._active]
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         delay = min(self.backoff_cap, self.backoff_base * (1 << attempt))
@@ -255,11 +344,14 @@ def _result_of(body: Any, method: str) -> Any:
 
 
 def _is_rate_limited(error: object) -> bool:
+    """A JSON-RPC error that means "slow down" (retried), as opposed to the node's answer.
+    Infura's -32005 is also "query returned more than 10000 results" (a range error for the
+    caller to handle), so the code alone does not decide: the message does."""
     if not isinstance(error, dict):
         return False
+    message = str(error.get("message", "")).lower()
     if error.get("code") in RATE_LIMIT_CODES:
         return True
-    message = str(error.get("message", "")).lower()
     return any(word in message for word in RATE_LIMIT_WORDS)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from monitor.chain.logs import iter_log_chunks
+from monitor.chain.logs import AdaptiveRange, iter_log_chunks
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient, to_int
 from monitor.errors import DecodeError, RpcError
@@ -111,7 +111,7 @@ class AaveV3Reader:
         self.provider = to_checksum_address(pool_addresses_provider)
         self.chain_id = chain_id
         self.multicall = multicall
-        self.max_log_range = max_log_range
+        self.log_span = AdaptiveRange(max_log_range)  # adapts to the provider's eth_getLogs limits
         self._addresses: MarketAddresses | None = None
 
     # -- market ---------------------------------------------------------------------------
@@ -222,7 +222,7 @@ class AaveV3Reader:
         is called after each range so the caller can store accounts and checkpoint together."""
         pool = self.addresses(to_block).pool
         for start, end, logs in iter_log_chunks(
-            self.client, pool, [abi.BORROW_TOPIC], from_block, to_block, self.max_log_range
+            self.client, pool, [abi.BORROW_TOPIC], from_block, to_block, self.log_span
         ):
             borrowers = []
             for log in logs:
