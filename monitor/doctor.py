@@ -35,6 +35,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from eth_utils.address import to_checksum_address
+
 from monitor.alerts.channels import Channel
 from monitor.alerts.console import ConsoleChannel
 from monitor.alerts.factory import build_channel
@@ -258,9 +260,9 @@ class _Doctor:
             severity="watch",
             title="liqmon doctor test message",
             lines=(
-                f"Sent by `liqmon doctor --send-test` through alerts.routes[{index}] ({where}).",
-                f"Host {socket.gethostname()}, config {self.config.source.name}.",
-                "No action needed: alerts for this route will arrive here.",
+                f"sent by `liqmon doctor --send-test` through alerts.routes[{index}] ({where})",
+                f"host {socket.gethostname()}, config {self.config.source.name}",
+                "no action needed: alerts for this route will arrive here",
             ),
         )
         channel.send(message, route.to)  # DeliveryError -> FAIL with its (secret-free) message
@@ -325,7 +327,7 @@ def _probe_market(client: RpcClient, market: MarketConfig) -> Outcome:
     if not _code(client, provider):
         return "FAIL", f"no contract at pool_addresses_provider {provider}: check the address and the chain"
     try:
-        pool = str(GET_POOL.decode_one(client.eth_call(provider, GET_POOL.encode())))
+        pool = str(to_checksum_address(GET_POOL.decode_one(client.eth_call(provider, GET_POOL.encode()))))
     except RpcResponseError as exc:
         return "FAIL", f"getPool() on {provider} failed ({exc}): is this an Aave V3 PoolAddressesProvider?"
     if int(pool, 16) == 0 or not _code(client, pool):

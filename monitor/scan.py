@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from monitor.chain.feeds import FeedReading, read_feeds
 from monitor.chain.multicall import Multicall
+from monitor.chain.reorg import common_ancestor, orphaned
 from monitor.chain.rpc import RpcClient, RpcObserver
 from monitor.config import ChainConfig, Config, MarketConfig
 from monitor.errors import ConfigError, RpcError
@@ -75,6 +76,7 @@ def discover_accounts(
     (new accounts, log range read). A watchlist replaces log discovery entirely."""
     if market.accounts is not None:
         return store.add_accounts(market.name, [(a, 0) for a in market.accounts], "watchlist"), None
+    undo_reorged_discovery(reader.client, store, market.name, progress)
     checkpoint = store.get_checkpoint(market.name, DISCOVERY)
     start = checkpoint.block + 1 if checkpoint else market.start_block
     end = head - chain.confirmations
@@ -85,13 +87,33 @@ def discover_accounts(
     def on_chunk(chunk_from: int, chunk_to: int, borrowers: list[str]) -> None:
         nonlocal new
         block_hash = block_ref(reader.client, chunk_to).hash
-        with store.transaction():
-            new += store.add_accounts(market.name, [(b, chunk_to) for b in borrowers], "logs")
-            store.set_checkpoint(market.name, DISCOVERY, chunk_to, block_hash)
+        new += store.record_discovery(market.name, DISCOVERY, chunk_to, block_hash, borrowers)
         progress(f"{market.name}: Borrow events {chunk_from}-{chunk_to}: {len(borrowers)} borrowers")
 
     reader.discover(start, end, on_chunk)
     return new, LogRange(start, end)
+
+
+def undo_reorged_discovery(client: RpcClient, store: Store, market: str, progress: Progress = _quiet) -> int:
+    """When the discovery checkpoint's block is no longer canonical, roll discovery back to
+    the newest recorded block that still is (accounts first seen after it are forgotten and
+    found again from the new history). Returns the accounts removed."""
+    checkpoint = store.get_checkpoint(market, DISCOVERY)
+    if checkpoint is None or not checkpoint.block_hash:
+        return 0
+    if not orphaned(client, [(checkpoint.block, checkpoint.block_hash)]):
+        return 0
+    ancestor = common_ancestor(client, store.discovery_blocks(market))
+    removed = store.rollback_discovery(market, DISCOVERY, ancestor)
+    progress(f"{market}: reorg below block {checkpoint.block}: discovery rolled back to {ancestor}, {removed} accounts")
+    return removed
+
+
+def drop_orphaned_scans(client: RpcClient, store: Store, market: str) -> list[int]:
+    """Positions, prices and scans stored for recent blocks that a reorg replaced."""
+    gone = orphaned(client, store.recent_scans(market))
+    store.drop_blocks(market, gone)
+    return gone
 
 
 def scan_market(
@@ -104,6 +126,7 @@ def scan_market(
     chain = config.chain_for(market)
     reader = make_reader(client, market, chain)
     head = block_ref(client)
+    drop_orphaned_scans(client, store, market.name)
     new, log_range = discover_accounts(reader, store, market, chain, head.number, progress)
     accounts = market.accounts if market.accounts is not None else tuple(store.accounts(market.name))
     progress(f"{market.name}: reading {len(accounts)} accounts at block {head.number}")

@@ -296,8 +296,19 @@ def _schema_v3_alerts(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_outbox_due ON outbox (status, next_attempt_at)")
 
 
+def _schema_v4_discovery_blocks(db: sqlite_utils.Database) -> None:
+    """Version 4: the (block, hash) of every discovery checkpoint, to find the common
+    ancestor after a reorg."""
+    _create_table(db, "discovery_blocks", {"market": str, "block": int, "hash": str}, pk=("market", "block"))
+
+
 # Append only: entry i brings the schema from version i to version i + 1.
-_MIGRATIONS: tuple[Migration, ...] = (_create_schema_v1, _schema_v2_risk_runs, _schema_v3_alerts)
+_MIGRATIONS: tuple[Migration, ...] = (
+    _create_schema_v1,
+    _schema_v2_risk_runs,
+    _schema_v3_alerts,
+    _schema_v4_discovery_blocks,
+)
 
 
 # --------------------------------------------------------------------------- migrations
@@ -603,6 +614,52 @@ class Store:
         }
         with self.transaction():
             self._db.table("checkpoints").upsert(row, pk=("market", "kind"))
+
+    def record_discovery(self, market: str, kind: str, block: int, block_hash: str, accounts: Iterable[str]) -> int:
+        """ONE transaction: borrowers found up to ``block``, the checkpoint, its hash record."""
+        with self.transaction():
+            new = self.add_accounts(market, [(a, block) for a in accounts], "logs")
+            self.set_checkpoint(market, kind, block, block_hash)
+            self._db.table("discovery_blocks").upsert({"market": market, "block": block, "hash": block_hash},
+                                                      pk=("market", "block"))  # fmt: skip
+        return new
+
+    def discovery_blocks(self, market: str, limit: int = 256) -> list[tuple[int, str]]:
+        rows = self._rows(
+            "SELECT block, hash FROM discovery_blocks WHERE market = ? ORDER BY block DESC LIMIT ?", [market, limit]
+        )
+        return [(r["block"], r["hash"]) for r in rows]
+
+    def rollback_discovery(self, market: str, kind: str, ancestor: tuple[int, str] | None) -> int:
+        """After a reorg: forget borrowers first seen after the common ancestor (their Borrow
+        may be gone) and move the checkpoint back to it. Returns the accounts removed."""
+        block = ancestor[0] if ancestor else -1
+        with self.transaction():
+            cursor = self._db.execute(
+                "DELETE FROM accounts WHERE market = ? AND source = 'logs' AND first_seen_block > ?", [market, block]
+            )
+            self._db.execute("DELETE FROM discovery_blocks WHERE market = ? AND block > ?", [market, block])
+            if ancestor is None:
+                self._db.execute("DELETE FROM checkpoints WHERE market = ? AND kind = ?", [market, kind])
+            else:
+                self.set_checkpoint(market, kind, ancestor[0], ancestor[1])
+        return int(cursor.rowcount)
+
+    def recent_scans(self, market: str, limit: int = 64) -> list[tuple[int, str]]:
+        rows = self._rows(
+            "SELECT block, block_hash FROM scans WHERE market = ? GROUP BY block ORDER BY block DESC LIMIT ?",
+            [market, limit],
+        )
+        return [(r["block"], r["block_hash"]) for r in rows]
+
+    def drop_blocks(self, market: str, blocks: Sequence[int]) -> None:
+        """ONE transaction: positions, prices and scans of blocks no longer canonical."""
+        if not blocks:
+            return
+        marks = ",".join("?" * len(blocks))
+        with self.transaction():
+            for table in ("positions", "prices", "scans"):
+                self._db.execute(f"DELETE FROM {table} WHERE market = ? AND block IN ({marks})", [market, *blocks])
 
     # ----------------------------------------------------------------- snapshots
 

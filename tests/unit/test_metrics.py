@@ -41,7 +41,7 @@ def metrics() -> Iterator[Metrics]:
 
 
 def test_scan_finished_observes_duration_and_timestamp(metrics: Metrics) -> None:
-    assert "liqmon_scan_duration_seconds_count" not in metrics.text().replace("# ", "#\n").split("{")[0]
+    assert value(metrics, "liqmon_scan_duration_seconds_count", market="aave-eth") is None
     metrics.scan_finished("aave-eth", 1.5, 1_700_000_000.0)
     metrics.scan_finished("aave-eth", 0.2, 1_700_000_012.0)
     assert value(metrics, "liqmon_scan_duration_seconds_count", market="aave-eth") == 2
@@ -143,7 +143,7 @@ def test_null_metrics_accepts_everything_and_records_nothing() -> None:
     NULL_METRICS.serve(free_port())  # does not listen
     NULL_METRICS.close()
     assert NULL_METRICS.text() == ""
-    assert "liqmon_" not in NULL_METRICS.registry.collect().__class__.__name__
+    assert list(NULL_METRICS.registry.collect()) == []
 
 
 def test_serve_answers_http_with_the_metrics(metrics: Metrics) -> None:
