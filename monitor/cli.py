@@ -14,6 +14,7 @@ from eth_utils import is_address, to_checksum_address
 
 from monitor import __version__
 from monitor.cli_alerts import add_alert_parsers
+from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
 from monitor.config import load_config
 from monitor.errors import InputError, MonitorError
@@ -403,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stress_parser(sub)
     add_alert_parsers(sub)
+    add_ops_parsers(sub)
 
     demo = sub.add_parser("demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash")
     demo.add_argument("--positions", type=int, default=60, help="positions to seed (default 60)")

@@ -28,6 +28,7 @@ from monitor.alerts.channels import Channel
 from monitor.alerts.factory import build_channels, channel_names
 from monitor.config import Config, redact
 from monitor.logs import setup_logging
+from monitor.metrics import Metrics
 from monitor.scan import open_client
 from monitor.service import Monitor, describe
 from monitor.store import Store
@@ -43,6 +44,7 @@ class _Worker:
     config: Config
     clock: Callable[[], float]
     channels: Mapping[str, Channel]
+    metrics: Metrics
     monitor: Monitor | None = None
     last_head: int | None = None
     ticks: int = 0
@@ -51,7 +53,7 @@ class _Worker:
     def _monitor(self) -> Iterator[Monitor]:
         with Store(self.config.store.path) as store:
             if self.monitor is None:
-                self.monitor = Monitor(self.config, store, self.channels, clock=self.clock)
+                self.monitor = Monitor(self.config, store, self.channels, clock=self.clock, metrics=self.metrics)
             self.monitor.store = store
             yield self.monitor
 
@@ -91,7 +93,11 @@ def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[
     log.info("starting", extra={"markets": [m.name for m in config.markets], "channels": channel_names(channels),
                                 "mode": config.daemon.mode, "interval_s": config.daemon.interval_s,
                                 "store": str(config.store.path)})  # fmt: skip
-    worker = _Worker(config, clock, channels)
+    metrics = Metrics()
+    if config.daemon.metrics_port is not None:
+        metrics.serve(config.daemon.metrics_port)  # a port in use fails here, at start
+        log.info("metrics", extra={"url": f"http://127.0.0.1:{config.daemon.metrics_port}/metrics"})
+    worker = _Worker(config, clock, channels, metrics)
     scheduler = BlockingScheduler(
         executors={"default": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
@@ -101,6 +107,7 @@ def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[
     def scan_job() -> None:
         worker.scan()
         if max_ticks is not None and worker.ticks >= max_ticks:
+            worker.deliver()  # a trial run hands over what it recorded before it ends
             stop.set()
             threading.Thread(target=lambda: scheduler.shutdown(wait=False), daemon=True).start()
 
@@ -124,6 +131,7 @@ def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[
             signal.signal(sig, handler)
         if scheduler.running:
             scheduler.shutdown(wait=True)
+    metrics.close()
     log.info("stopped", extra={"ticks": worker.ticks})
     return 0
 

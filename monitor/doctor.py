@@ -33,7 +33,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TextIO
 
 from eth_utils.address import to_checksum_address
 
@@ -97,7 +97,7 @@ def run_doctor(
     *,
     send_test: bool = False,
     clock: Callable[[], float] = time.time,
-    stream_for_console: Any = None,
+    stream_for_console: TextIO | None = None,
 ) -> list[CheckRow]:
     """Run every check of the config at ``config_path``; never raises for a failed check.
 
@@ -127,7 +127,7 @@ def _redacted(row: CheckRow, config: Config) -> CheckRow:
 
 
 class _Doctor:
-    def __init__(self, config: Config, *, send_test: bool, clock: Callable[[], float], console: Any) -> None:
+    def __init__(self, config: Config, *, send_test: bool, clock: Callable[[], float], console: TextIO) -> None:
         self.config = config
         self.send_test = send_test
         self.clock = clock
@@ -161,7 +161,9 @@ class _Doctor:
 
     def endpoint_checks(self, chain: ChainConfig, endpoint: RpcEndpoint) -> None:
         target = f"{chain.name} {endpoint.display}"
-        client = RpcClient([endpoint], timeout=chain.request_timeout_s, max_retries=0)
+        client = RpcClient(
+            [endpoint], timeout=chain.request_timeout_s, max_retries=0, rate_limit_per_s=chain.rate_limit_per_s
+        )
         try:
             if self.check("rpc", target, lambda: _probe_chain_id(client, chain)) == "FAIL":
                 return
@@ -205,7 +207,9 @@ class _Doctor:
             )  # fmt: skip
             return
         chain = self.config.chain_for(market)
-        client = RpcClient([endpoint], timeout=chain.request_timeout_s, max_retries=0)
+        client = RpcClient(
+            [endpoint], timeout=chain.request_timeout_s, max_retries=0, rate_limit_per_s=chain.rate_limit_per_s
+        )
         try:
             self.check("market", market.name, lambda: _probe_market(client, market))
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ from monitor.chain.reorg import common_ancestor, orphaned
 from monitor.chain.rpc import RpcClient, RpcObserver
 from monitor.config import ChainConfig, Config, MarketConfig
 from monitor.errors import ConfigError, RpcError
+from monitor.metrics import NULL_METRICS, Metrics
 from monitor.models import MarketSnapshot
 from monitor.protocols.aave_v3 import DISCOVERY, AaveV3Reader, block_ref
 from monitor.store import Store
@@ -142,6 +144,8 @@ def scan_all(
     *,
     market_name: str | None = None,
     progress: Progress = _quiet,
+    metrics: Metrics = NULL_METRICS,
+    clock: Callable[[], float] = time.time,
 ) -> list[ScanResult]:
     markets = [config.market(market_name)] if market_name else list(config.markets)
     clients: dict[str, RpcClient] = {}
@@ -150,8 +154,15 @@ def scan_all(
         for market in markets:
             chain = config.chain_for(market)
             if chain.name not in clients:
-                clients[chain.name] = open_client(chain, str(config.source))
-            results.append(scan_market(clients[chain.name], config, market, store, progress))
+                clients[chain.name] = open_client(chain, str(config.source), observer=metrics)
+            started = time.monotonic()
+            try:
+                results.append(scan_market(clients[chain.name], config, market, store, progress))
+            except Exception:
+                metrics.scan_failed(market.name)
+                raise
+            metrics.scan_finished(market.name, time.monotonic() - started, clock())
+            metrics.active_endpoint(chain.name, clients[chain.name].active_endpoint.display)
         return results
     finally:
         for client in clients.values():

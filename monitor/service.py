@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from monitor.alerts.channels import Channel
 from monitor.alerts.outbox import DeliveryStats, deliver_due
 from monitor.alerts.pipeline import EvaluationResult, evaluate_snapshot
 from monitor.config import Config
+from monitor.metrics import NULL_METRICS, Metrics
 from monitor.models import MarketSnapshot
 from monitor.risk.anomalies import Anomaly, JumpDetector, divergence, stale_feeds
 from monitor.risk.thresholds import covariance_for
@@ -43,10 +45,11 @@ class Monitor:
     store: Store
     channels: Mapping[str, Channel]
     clock: Callable[[], float] = time.time
+    metrics: Metrics = NULL_METRICS
     _detectors: dict[str, JumpDetector] = field(default_factory=dict)
 
     def tick(self) -> TickResult:
-        scans = scan_all(self.config, self.store)
+        scans = scan_all(self.config, self.store, metrics=self.metrics, clock=self.clock)
         evaluations = []
         anomalies: list[Anomaly] = []
         for result in scans:
@@ -60,6 +63,7 @@ class Monitor:
         symbols = [r.symbol for r in snapshot.reserves]
         cov, source = covariance_for(symbols, price_history=self._history(snapshot.market))
         result = evaluate_snapshot(snapshot, self.store, self.config.alerts, cov, now=self.clock(), anomalies=anomalies)
+        self.metrics.positions(snapshot.market, Counter(a.severity for a in result.assessments))
         if result.reasons:
             log.info(
                 "alerts recorded",
@@ -69,7 +73,11 @@ class Monitor:
         return result
 
     def deliver(self) -> DeliveryStats:
-        stats = deliver_due(self.store, self.channels, self.clock(), max_attempts=self.config.daemon.max_attempts)
+        stats = deliver_due(
+            self.store, self.channels, self.clock(), max_attempts=self.config.daemon.max_attempts,
+            on_result=lambda channel, ok: self.metrics.alerts_delivered(channel, int(ok), int(not ok)),
+        )  # fmt: skip
+        self.metrics.alerts_queued(len(self.store.outbox("pending")))
         if stats.sent or stats.retried or stats.failed:
             log.info("outbox delivered", extra={"sent": stats.sent, "retried": stats.retried, "failed": stats.failed,
                                                 "held": stats.held})  # fmt: skip

@@ -10,7 +10,7 @@ marks the row failed with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,7 @@ def deliver_due(
     *,
     max_attempts: int = 50,
     limit: int = 200,
+    on_result: Callable[[str, bool], None] = lambda _channel, _ok: None,
 ) -> DeliveryStats:
     sent = retried = failed = held = 0
     blocked: set[tuple[str, str]] = set()
@@ -78,8 +79,10 @@ def deliver_due(
                 retried += 1
             else:
                 store.mark_delivery(row["id"], status="failed", attempts=attempts, next_attempt_at=now, error=str(exc))
+                on_result(row["channel"], False)
                 failed += 1
             continue
         store.mark_delivery(row["id"], status="sent", attempts=attempts, next_attempt_at=now)
+        on_result(row["channel"], True)
         sent += 1
     return DeliveryStats(sent, retried, failed, held)
