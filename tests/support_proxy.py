@@ -21,7 +21,9 @@ import json
 import random
 import socket
 import struct
+import sys
 import threading
+import traceback
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -166,7 +168,13 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        return None  # client went away, reset sockets...: not worth a traceback on stderr
+        """A client that went away is normal; a bug in the proxy is kept in ``owner.errors``."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        self.owner._count("proxy_error")
+        with self.owner._lock:
+            self.owner.errors.append(traceback.format_exc())
 
 
 class _HttpPeer:
@@ -182,6 +190,7 @@ class _HttpPeer:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an env proxy
         self.counts: Counter[str] = Counter()
         self.log: list[dict[str, Any]] = []
+        self.errors: list[str] = []  # tracebacks of exceptions inside the proxy (should stay empty)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -588,7 +597,9 @@ class JunkProxy(_HttpPeer):
     ``counts[method]`` counts the junk served; ``log`` records method and junk index.
     """
 
-    def __init__(self, upstream: str | None = None, junk: Mapping[str, Junk | Sequence[Junk | None]] | None = None):
+    def __init__(
+        self, upstream: str | None = None, junk: Mapping[str, Junk | Sequence[Junk | None]] | None = None
+    ) -> None:
         super().__init__(upstream)
         self.junk: dict[str, Junk | Sequence[Junk | None]] = dict(junk or {})
         self._served: Counter[str] = Counter()

@@ -61,6 +61,8 @@ class Fn:
 
     def decode(self, data: bytes) -> tuple[Any, ...]:
         """Decode the return data; raises DecodeError when it does not fit the outputs."""
+        if len(data) % 32:
+            raise DecodeError(f"{self.signature}: {len(data)} bytes of return data is not a whole number of words")
         if self.outputs and all(t in _WORD_TYPES for t in self.outputs):
             return self._decode_words(data)
         try:

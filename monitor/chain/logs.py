@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.chain.rpc import RpcClient, to_int
-from monitor.errors import DecodeError, RpcResponseError
+from monitor.errors import DecodeError, RpcError, RpcResponseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,21 +21,38 @@ class Log:
     log_index: int
 
 
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+
+
 def parse_log(raw: Any) -> Log:
+    """One eth_getLogs entry, every field checked (a malformed entry is a DecodeError)."""
     if not isinstance(raw, dict):
         raise DecodeError(f"eth_getLogs: a log entry is not an object: {str(raw)[:60]!r}")
+    address, topics, data, block_hash = raw.get("address"), raw.get("topics"), raw.get("data"), raw.get("blockHash")
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+        raise DecodeError(f"eth_getLogs: bad log address {str(address)[:60]!r}")
+    if not isinstance(topics, list) or not all(isinstance(t, str) and _HASH.fullmatch(t) for t in topics):
+        raise DecodeError(f"eth_getLogs: bad log topics {str(topics)[:80]!r}")
+    if not isinstance(block_hash, str) or not _HASH.fullmatch(block_hash):
+        raise DecodeError(f"eth_getLogs: bad log blockHash {str(block_hash)[:60]!r}")
     try:
-        data = raw["data"]
         return Log(
-            address=str(raw["address"]),
-            topics=tuple(str(t).lower() for t in raw["topics"]),
-            data=bytes.fromhex(data[2:] if data.startswith("0x") else data),
-            block_number=to_int(raw["blockNumber"], "log.blockNumber"),
-            block_hash=str(raw["blockHash"]),
-            log_index=to_int(raw["logIndex"], "log.logIndex"),
+            address=address,
+            topics=tuple(t.lower() for t in topics),
+            data=_hex_data(data),
+            block_number=to_int(raw.get("blockNumber"), "log.blockNumber"),
+            block_hash=block_hash,
+            log_index=to_int(raw.get("logIndex"), "log.logIndex"),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except RpcError as exc:
         raise DecodeError(f"eth_getLogs: malformed log entry ({exc})") from exc
+
+
+def _hex_data(value: Any) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"0x(?:[0-9a-fA-F]{2})*", value):
+        raise DecodeError(f"eth_getLogs: bad log data {str(value)[:60]!r}")
+    return bytes.fromhex(value[2:])
 
 
 _RANGE_WORDS = (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -151,7 +152,7 @@ class RpcClient:
             if isinstance(body, dict) and "error" in body:
                 _result_of(body, "batch")
             raise RpcError(f"batch request: expected a JSON list, got {type(body).__name__}")
-        by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
+        by_id = {item["id"]: item for item in body if isinstance(item, dict) and isinstance(item.get("id"), int)}
         results = []
         for i, (method, _) in enumerate(calls):
             item = by_id.get(first_id + i)
@@ -202,8 +203,10 @@ class RpcClient:
     def get_block(self, block: int | str) -> dict[str, Any]:
         tag = hex(block) if isinstance(block, int) else block
         result = self.request("eth_getBlockByNumber", [tag, False])
-        if not isinstance(result, dict):
-            raise RpcError(f"block {block} not found on the node")
+        if result is None:
+            raise RpcError(f"eth_getBlockByNumber({block}): block not found on the node")
+        if not isinstance(result, dict) or not result:
+            raise RpcError(f"eth_getBlockByNumber({block}): expected a block object, got {str(result)[:60]!r}")
         return result
 
     def eth_call(self, to: str, data: bytes, block: int | str = "latest", gas: int | None = None) -> bytes:
@@ -291,7 +294,7 @@ class RpcClient:
             raise _Retryable(f"HTTP {status}", kind="4xx")
         try:
             return response.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _Retryable("answer is not JSON (truncated or an error page)", kind="bad_json") from exc
 
     def _pick(self) -> Endpoint:
@@ -350,7 +353,8 @@ def _is_rate_limited(error: object) -> bool:
     if not isinstance(error, dict):
         return False
     message = str(error.get("message", "")).lower()
-    if error.get("code") in RATE_LIMIT_CODES:
+    code = error.get("code")
+    if isinstance(code, int) and code in RATE_LIMIT_CODES:
         return True
     return any(word in message for word in RATE_LIMIT_WORDS)
 
@@ -376,21 +380,19 @@ def _connection_reason(exc: Exception) -> str:
     return "connection failed"
 
 
+_QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,16}")  # block numbers, timestamps, ids, indexes: < 2**64
+_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+
+
 def _to_int(value: Any, what: str) -> int:
-    if isinstance(value, str) and value.startswith("0x"):
-        try:
-            return int(value, 16)
-        except ValueError:
-            pass
-    raise RpcError(f"{what}: expected a hex quantity, got {str(value)[:60]!r}")
+    if isinstance(value, str) and _QUANTITY.fullmatch(value):
+        return int(value, 16)
+    raise RpcError(f"{what}: expected a hex quantity below 2**64, got {str(value)[:60]!r}")
 
 
 def _hex_bytes(value: Any, what: str) -> bytes:
-    if isinstance(value, str) and value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            pass
+    if isinstance(value, str) and _DATA.fullmatch(value):
+        return bytes.fromhex(value[2:])
     raise RpcError(f"{what}: expected hex data, got {str(value)[:60]!r}")
 
 

@@ -34,6 +34,7 @@ def anvil() -> Iterator[Anvil]:
 def proxy(anvil: Anvil) -> Iterator[FaultProxy]:
     with FaultProxy(anvil.url, seed=1) as p:
         yield p
+    assert p.errors == []  # no exception inside the proxy itself
 
 
 def call(method: str, params: list[Any] | None = None, rid: int = 1) -> dict[str, Any]:
@@ -343,7 +344,10 @@ def test_rpc_client_rides_out_random_faults(proxy: FaultProxy) -> None:
 
 
 def test_junk_proxy_serves_sequences_and_forwards_the_rest(anvil: Anvil) -> None:
-    junk = {"eth_chainId": [Junk.result(12), None, Junk.text("<html>oops</html>")], "batch": Junk.json([])}
+    junk: dict[str, Junk | list[Junk | None]] = {
+        "eth_chainId": [Junk.result(12), None, Junk.text("<html>oops</html>")],
+        "batch": Junk.json([]),
+    }
     with JunkProxy(anvil.url, junk) as p:
         assert post(p.url, call("eth_chainId", rid=4)).json() == {"jsonrpc": "2.0", "id": 4, "result": 12}
         assert post(p.url, call("eth_chainId")).json()["result"] == CHAIN_ID  # None: forwarded
