@@ -114,3 +114,41 @@ def test_all_down_names_endpoints_but_not_secrets() -> None:
         client.request("eth_chainId")
     assert "connection refused" in str(info.value) and "<secret>" in str(info.value)
     assert "SUPERSECRET" not in str(info.value)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_rate_limit_spaces_requests_per_endpoint(serve: Callable[[Behaviour], Server]) -> None:
+    server = serve(lambda n, b: ok(b))
+    clock = FakeClock()
+    client = RpcClient([server.url], rate_limit_per_s=4, sleep=clock.sleep, clock=clock)
+    for _ in range(5):
+        client.request("eth_blockNumber")
+    assert sum(clock.slept) == pytest.approx(1.0)  # 5 requests at 4/s: the last starts 1 s after the first
+    assert all(s == pytest.approx(0.25) for s in clock.slept)
+
+
+def test_preferred_endpoint_recovers_after_its_cooldown(serve: Callable[[Behaviour], Server]) -> None:
+    down = {"on": True}
+    primary = serve(lambda n, b: (503, {}, b"maintenance") if down["on"] else ok(b, "0xa"))
+    backup = serve(lambda n, b: ok(b, "0xb"))
+    clock = FakeClock()
+    client = RpcClient([primary.url, backup.url], cooldown_base=5.0, sleep=clock.sleep, clock=clock, rng=lambda: 0.0)
+    assert client.request("eth_blockNumber") == "0xb"  # primary fails, backup answers
+    assert client.request("eth_blockNumber") == "0xb"  # primary cooling down: not asked
+    assert primary.hits == 1
+    down["on"] = False
+    clock.now += 6  # cooldown over
+    assert client.request("eth_blockNumber") == "0xa"  # back to the preferred endpoint
+    assert client.active_endpoint.display == primary.url
