@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,31 +146,22 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.plot:
         _plot_account(config.store.path, account, rows, args.plot)
         print(f"plot written to {args.plot}")
-    if args.format == "json":
+    return _emit(args.format, rows, f"no stored positions for {account} in {config.store.path}", lambda: table(
+        [(r["market"], r["block"], _iso(r["timestamp"]), short_hf(r["health_factor"]), f"{r['collateral_usd']:,.2f}",
+          f"{r['debt_usd']:,.2f}") for r in rows],
+        ["market", "block", "time (UTC)", "HF", "collateral USD", "debt USD"],
+        "<><>>>",
+    ))  # fmt: skip
+
+
+def _emit(fmt: str, rows: list[dict[str, Any]], empty: str, render: Callable[[], str]) -> int:
+    """Print ``rows`` as JSON, CSV or (``render()``) a table; ``empty`` when there are none."""
+    if fmt == "json":
         print(to_json(rows))
-    elif args.format == "csv":
+    elif fmt == "csv":
         sys.stdout.write(to_csv(rows))
     else:
-        if not rows:
-            print(f"no stored positions for {account} in {config.store.path}")
-            return 0
-        print(
-            table(
-                [
-                    (
-                        r["market"],
-                        r["block"],
-                        _iso(r["timestamp"]),
-                        short_hf(r["health_factor"]),
-                        f"{r['collateral_usd']:,.2f}",
-                        f"{r['debt_usd']:,.2f}",
-                    )
-                    for r in rows
-                ],
-                ["market", "block", "time (UTC)", "HF", "collateral USD", "debt USD"],
-                "<><>>>",
-            )
-        )
+        print(render() if rows else empty)
     return 0
 
 
@@ -178,30 +169,18 @@ def _history_runs(args: argparse.Namespace, db: Path) -> int:
     with Store(db) as store:
         runs = store.risk_runs(market=args.market)
     if args.format == "json":
-        print(to_json(runs))
-        return 0
+        return _emit("json", runs, "", str)
     flat = [
         {"id": r["id"], "kind": r["kind"], "market": r["market"], "block": r["block"], "scenario": r["scenario"],
          "created": _iso(int(r["created_at"])), **{f"summary.{k}": v for k, v in r["summary"].items()}}
         for r in runs
     ]  # fmt: skip
-    if args.format == "csv":
-        sys.stdout.write(to_csv(flat))
-        return 0
-    if not runs:
-        print(f"no stored stress or calibration runs in {db}")
-        return 0
-    print(
-        table(
-            [
-                (r["id"], r["kind"], r["market"], r["block"], r["scenario"], _iso(int(r["created_at"])), _run_line(r))
-                for r in runs
-            ],
-            ["run", "kind", "market", "block", "scenario", "created (UTC)", "result"],
-            "><<><<<",
-        )
-    )
-    return 0
+    return _emit(args.format, flat, f"no stored stress or calibration runs in {db}", lambda: table(
+        [(r["id"], r["kind"], r["market"], r["block"], r["scenario"], _iso(int(r["created_at"])), _run_line(r))
+         for r in runs],
+        ["run", "kind", "market", "block", "scenario", "created (UTC)", "result"],
+        "><<><<<",
+    ))  # fmt: skip
 
 
 def _history_alerts(args: argparse.Namespace, db: Path) -> int:
@@ -212,21 +191,13 @@ def _history_alerts(args: argparse.Namespace, db: Path) -> int:
         sent = {r["alert_id"]: r for r in store.outbox()}
     for a in alerts:
         a["delivery"] = sent[a["id"]]["status"] if a["id"] in sent else "no route"
-    if args.format == "json":
-        print(to_json(alerts))
-    elif args.format == "csv":
-        sys.stdout.write(to_csv(alerts))
-    elif not alerts:
-        print(f"no stored alerts in {db}")
-    else:
-        print(table(
-            [(a["id"], a["market"], a["block"], _iso(int(a["created_at"])), a["subject"], a["severity"], a["reason"],
-              "-" if a["hf"] is None else f"{a['hf']:.4f}", "-" if a["threshold"] is None else f"{a['threshold']:.4f}",
-              a["delivery"]) for a in alerts],
-            ["id", "market", "block", "time (UTC)", "subject", "severity", "reason", "HF", "threshold", "delivery"],
-            "><><<<<>><",
-        ))  # fmt: skip
-    return 0
+    return _emit(args.format, alerts, f"no stored alerts in {db}", lambda: table(
+        [(a["id"], a["market"], a["block"], _iso(int(a["created_at"])), a["subject"], a["severity"], a["reason"],
+          "-" if a["hf"] is None else f"{a['hf']:.4f}", "-" if a["threshold"] is None else f"{a['threshold']:.4f}",
+          a["delivery"]) for a in alerts],
+        ["id", "market", "block", "time (UTC)", "subject", "severity", "reason", "HF", "threshold", "delivery"],
+        "><><<<<>><",
+    ))  # fmt: skip
 
 
 def _history_prices(args: argparse.Namespace, config: Any) -> int:
@@ -234,16 +205,11 @@ def _history_prices(args: argparse.Namespace, config: Any) -> int:
     markets = [args.market] if args.market else [m.name for m in config.markets]
     with Store(config.store.path) as store:
         prices = [row for m in markets for row in store.price_history(m, args.asset, since_block=since_block)]
-    if args.format == "json":
-        print(to_json(prices))
-    elif args.format == "csv":
-        sys.stdout.write(to_csv(prices))
-    elif not prices:
-        print(f"no stored prices in {config.store.path}")
-    else:
-        print(table([(p["market"], p["block"], _iso(p["timestamp"]), p["symbol"], f"{p['price_usd']:,.8f}")
-                     for p in prices], ["market", "block", "time (UTC)", "asset", "USD"], "<><<>"))  # fmt: skip
-    return 0
+    return _emit(args.format, prices, f"no stored prices in {config.store.path}", lambda: table(
+        [(p["market"], p["block"], _iso(p["timestamp"]), p["symbol"], f"{p['price_usd']:,.8f}") for p in prices],
+        ["market", "block", "time (UTC)", "asset", "USD"],
+        "<><<>",
+    ))  # fmt: skip
 
 
 def _plot_account(db: Path, account: str, rows: list[dict[str, Any]], path: Path) -> None:

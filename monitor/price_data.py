@@ -131,21 +131,22 @@ def _known() -> str:
     return ", ".join(ASSETS)
 
 
-def _parse_day(value: str, what: str) -> pd.Timestamp:
+def parse_day(value: str, what: str = "date") -> pd.Timestamp:
+    """A user-given date as a tz-naive UTC day (midnight); InputError naming ``what``."""
     try:
         ts = pd.Timestamp(value)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} date {value!r} is not a date; use YYYY-MM-DD") from exc
+        raise InputError(f"{what} {value!r} is not a date; use YYYY-MM-DD") from exc
     if pd.isna(ts):
-        raise InputError(f"{what} date {value!r} is not a date; use YYYY-MM-DD")
+        raise InputError(f"{what} {value!r} is not a date; use YYYY-MM-DD")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.normalize()
 
 
 def _slice(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
-    lo = _parse_day(start, "start") if start is not None else None
-    hi = _parse_day(end, "end") if end is not None else None
+    lo = parse_day(start, "start date") if start is not None else None
+    hi = parse_day(end, "end date") if end is not None else None
     if lo is not None and hi is not None and lo > hi:
         raise InputError(f"start date {start} is after end date {end}")
     mask = np.ones(len(frame), dtype=bool)

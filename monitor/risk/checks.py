@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
-
 from monitor.errors import InputError
+from monitor.price_data import parse_day as parse_day  # re-exported for the risk modules
 
 
 def finite_number(value: float, what: str) -> float:
@@ -31,16 +30,3 @@ def positive_int(value: int, what: str) -> int:
     if value < 1:
         raise InputError(f"{what} must be >= 1, got {value}")
     return int(value)
-
-
-def parse_day(text: str, what: str = "end date") -> pd.Timestamp:
-    """A user-given date as a tz-naive UTC day (midnight)."""
-    try:
-        ts = pd.Timestamp(text)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} {text!r} is not a date; use YYYY-MM-DD") from exc
-    if pd.isna(ts):
-        raise InputError(f"{what} {text!r} is not a date; use YYYY-MM-DD")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.normalize()
