@@ -42,7 +42,7 @@ __all__ = [
 CANONICAL_MULTICALL3: Final = "0xcA11bde05977b3631167028862bE2a173976CA11"
 """Multicall3 is deployed at this address on (nearly) every EVM chain."""
 
-SUPPORTED_PROTOCOLS: Final[frozenset[str]] = frozenset({"aave_v3"})
+SUPPORTED_PROTOCOLS: Final[frozenset[str]] = frozenset({"aave_v3", "morpho_blue", "compound_v3"})
 """Values accepted for ``markets[].protocol``."""
 
 DEFAULT_STORE_PATH: Final = "liqmon.db"
@@ -73,9 +73,19 @@ _MARKET_KEYS: Final = (
     "protocol",
     "chain",
     "pool_addresses_provider",
+    "morpho",
+    "market_ids",
+    "comet",
     "start_block",
     "accounts",
 )
+# the protocol-specific keys: each protocol requires its own and refuses the others'
+_PROTOCOL_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
+    "aave_v3": ("pool_addresses_provider",),
+    "morpho_blue": ("morpho", "market_ids"),
+    "compound_v3": ("comet",),
+}
+_MARKET_ID_RE: Final = re.compile(r"0x[0-9a-fA-F]{64}")
 _STORE_KEYS: Final = ("path",)
 
 
@@ -116,9 +126,12 @@ class MarketConfig:
     name: str
     protocol: str
     chain: str
-    pool_addresses_provider: str
+    pool_addresses_provider: str  # aave_v3 (and same-interface forks such as Spark); "" otherwise
     start_block: int
     accounts: tuple[str, ...] | None
+    morpho: str = ""  # morpho_blue: the Morpho contract
+    market_ids: tuple[str, ...] = ()  # morpho_blue: the market ids to watch (0x + 64 hex)
+    comet: str = ""  # compound_v3: the Comet proxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,9 +522,29 @@ class _Validator:
                 f" (defined under 'chains': {', '.join(chains)})",
             )
 
-        # pool_addresses_provider is required by aave_v3, the only supported protocol.
-        self.required(raw, ("pool_addresses_provider",), path)
-        provider = self.address(raw["pool_addresses_provider"], f"{path}.pool_addresses_provider")
+        own = _PROTOCOL_KEYS[protocol]
+        self.required(raw, own, path)
+        for other in {k for keys in _PROTOCOL_KEYS.values() for k in keys} - set(own):
+            if other in raw:
+                self.fail(f"{path}.{other}", f"not a {protocol} setting (it needs: {', '.join(own)})")
+        provider = (
+            self.address(raw["pool_addresses_provider"], f"{path}.pool_addresses_provider")
+            if "pool_addresses_provider" in raw
+            else ""
+        )
+        morpho = self.address(raw["morpho"], f"{path}.morpho") if "morpho" in raw else ""
+        comet = self.address(raw["comet"], f"{path}.comet") if "comet" in raw else ""
+        market_ids: tuple[str, ...] = ()
+        if "market_ids" in raw:
+            ids_path = f"{path}.market_ids"
+            listed_ids = self.sequence(raw["market_ids"], ids_path, "a non-empty list of Morpho market ids")
+            if not listed_ids:
+                self.fail(ids_path, "expected a non-empty list of Morpho market ids (0x followed by 64 hex digits)")
+            for i, item in enumerate(listed_ids):
+                text = self.string(item, f"{ids_path}[{i}]")
+                if not _MARKET_ID_RE.fullmatch(text):
+                    self.fail(f"{ids_path}[{i}]", f"{_show(text)} is not a market id (0x followed by 64 hex digits)")
+            market_ids = tuple(dict.fromkeys(str(i).lower() for i in listed_ids))
         start_block = self.integer(raw.get("start_block", 0), f"{path}.start_block", 0)
 
         accounts: tuple[str, ...] | None = None
@@ -532,6 +565,9 @@ class _Validator:
             pool_addresses_provider=provider,
             start_block=start_block,
             accounts=accounts,
+            morpho=morpho,
+            market_ids=market_ids,
+            comet=comet,
         )
 
     def store(self, value: object, source: Path) -> StoreConfig:

@@ -185,7 +185,7 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_supported_protocols_constant() -> None:
-    assert sorted(SUPPORTED_PROTOCOLS) == ["aave_v3"]
+    assert sorted(SUPPORTED_PROTOCOLS) == ["aave_v3", "compound_v3", "morpho_blue"]
 
 
 def test_unquoted_hex_addresses_stay_strings(tmp_path: Path) -> None:
@@ -529,7 +529,8 @@ def _set(data: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
         (
             "markets.0.protocol",
             "aave-v3",
-            "markets[0].protocol: unsupported protocol 'aave-v3'; did you mean 'aave_v3'? (supported: aave_v3)",
+            "markets[0].protocol: unsupported protocol 'aave-v3'; did you mean 'aave_v3'? "
+            "(supported: aave_v3, compound_v3, morpho_blue)",
         ),
         (
             "markets.0.chain",
@@ -687,3 +688,26 @@ def test_parse_config_from_code_uses_label_and_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(bad, source, env={})
     assert str(info.value).startswith(f"{source}: chains.ethereum.chain_id: ")
+
+
+def test_protocol_specific_keys(tmp_path: Path) -> None:
+    base = {"chains": {"eth": {"chain_id": 1, "rpc_urls": ["http://127.0.0.1:8545"]}}}
+    morpho = {
+        "name": "morpho",
+        "protocol": "morpho_blue",
+        "chain": "eth",
+        "morpho": "0xBBBBBbbBBb9cC5e90e3b3Af64bdAF62C37EEFFCb",
+        "market_ids": ["0x" + "Ab" * 32, "0x" + "ab" * 32],
+    }
+    comet = {"name": "comet-usdc", "protocol": "compound_v3", "chain": "eth",
+             "comet": "0xc3d688B66703497DAA19211EEdff47f25384cdc3"}  # fmt: skip
+    config = parse_config(dict(base, markets=[morpho, comet]), tmp_path / "c.yaml")
+    m, c = config.markets
+    assert m.market_ids == ("0x" + "ab" * 32,) and m.morpho.startswith("0xBBBB") and m.pool_addresses_provider == ""
+    assert c.comet == "0xc3d688B66703497DAA19211EEdff47f25384cdc3"
+    with pytest.raises(ConfigError, match=r"markets\[0\]\.market_ids: required key is missing"):
+        parse_config(dict(base, markets=[{k: v for k, v in morpho.items() if k != "market_ids"}]), tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=r"markets\[0\]\.comet: not a morpho_blue setting"):
+        parse_config(dict(base, markets=[dict(morpho, comet=comet["comet"])]), tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=r"market_ids\[0\]: '0x12' is not a market id"):
+        parse_config(dict(base, markets=[dict(morpho, market_ids=["0x12"])]), tmp_path / "c.yaml")
