@@ -32,11 +32,11 @@ def _book(args: argparse.Namespace) -> Book:
                               hf_range=(1.05, 2.0))  # fmt: skip
     if args.config is None:
         raise InputError("give --config FILE (stored positions) or --synthetic N (a synthetic book)")
+    from monitor.cli_risk import stored_market
+
     config = load_config(args.config)
-    name = args.market or config.markets[0].name
-    config.market(name)
     with Store(config.store.path) as store:
-        return book_from_snapshot(store.load_snapshot(name))
+        return book_from_snapshot(store.load_snapshot(stored_market(config, store, args.market)))
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

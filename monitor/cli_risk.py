@@ -31,13 +31,24 @@ from monitor.risk.stress import evaluate, position_outcomes
 from monitor.store import Store
 
 
+def stored_market(config: Config, store: Store, market: str | None) -> str:
+    """The stored market to work on: ``--market`` (a config market, or one of the markets a
+    config market stores, e.g. each Morpho Blue market id), or the only one there is."""
+    stored = [str(m["name"]) for m in store.markets()]
+    if market is None:
+        if len(stored) == 1:
+            return stored[0]
+        if not stored:
+            return config.markets[0].name  # load_snapshot says "run liqmon scan first"
+        raise InputError(f"the history holds several markets ({', '.join(stored)}): choose one with --market")
+    if market in stored:
+        return market
+    config.market(market)  # unknown everywhere: the error lists the config's markets
+    return market
+
+
 def _snapshot(config: Config, store: Store, market: str | None) -> MarketSnapshot:
-    name = market or config.markets[0].name
-    if market is None and len(config.markets) > 1:
-        names = ", ".join(m.name for m in config.markets)
-        raise InputError(f"the config has several markets ({names}): choose one with --market")
-    config.market(name)
-    return store.load_snapshot(name)
+    return store.load_snapshot(stored_market(config, store, market))
 
 
 def data_symbols(book: Book) -> tuple[list[int], list[str], list[str]]:

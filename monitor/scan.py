@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from monitor.chain.feeds import FeedReading, read_feeds
 from monitor.chain.multicall import Multicall
@@ -15,6 +16,9 @@ from monitor.errors import ConfigError, RpcError
 from monitor.metrics import NULL_METRICS, Metrics
 from monitor.models import MarketSnapshot
 from monitor.protocols.aave_v3 import DISCOVERY, AaveV3Reader, block_ref
+from monitor.protocols.base import ProtocolReader
+from monitor.protocols.compound_v3 import CompoundV3Reader
+from monitor.protocols.morpho_blue import MorphoBlueReader
 from monitor.store import Store
 
 Progress = Callable[[str], None]
@@ -55,19 +59,20 @@ def open_client(chain: ChainConfig, source: str = "config", observer: RpcObserve
     return client
 
 
-def make_reader(client: RpcClient, market: MarketConfig, chain: ChainConfig) -> AaveV3Reader:
-    return AaveV3Reader(
-        client,
-        market=market.name,
-        pool_addresses_provider=market.pool_addresses_provider,
-        chain_id=chain.chain_id,
-        multicall=Multicall(client, chain.multicall3, chain.calls_per_batch),
-        max_log_range=chain.max_log_range,
-    )
+def make_reader(client: RpcClient, market: MarketConfig, chain: ChainConfig) -> ProtocolReader:
+    """The reader of ``market.protocol`` (Aave V3 forks such as Spark use the aave_v3 reader)."""
+    multicall = Multicall(client, chain.multicall3, chain.calls_per_batch)
+    common: dict[str, Any] = {"market": market.name, "chain_id": chain.chain_id, "multicall": multicall,
+                              "max_log_range": chain.max_log_range}  # fmt: skip
+    if market.protocol == "morpho_blue":
+        return MorphoBlueReader(client, morpho=market.morpho, market_ids=market.market_ids, **common)
+    if market.protocol == "compound_v3":
+        return CompoundV3Reader(client, comet=market.comet, **common)
+    return AaveV3Reader(client, pool_addresses_provider=market.pool_addresses_provider, **common)
 
 
 def discover_accounts(
-    reader: AaveV3Reader,
+    reader: ProtocolReader,
     store: Store,
     market: MarketConfig,
     chain: ChainConfig,
@@ -124,7 +129,9 @@ def scan_market(
     market: MarketConfig,
     store: Store,
     progress: Progress = _quiet,
-) -> ScanResult:
+) -> list[ScanResult]:
+    """One config market at one block: a ScanResult per protocol market (Aave V3 and Comet:
+    one; Morpho Blue: one per market id). All snapshots are stored in one transaction."""
     chain = config.chain_for(market)
     reader = make_reader(client, market, chain)
     head = block_ref(client)
@@ -132,10 +139,14 @@ def scan_market(
     new, log_range = discover_accounts(reader, store, market, chain, head.number, progress)
     accounts = market.accounts if market.accounts is not None else tuple(store.accounts(market.name))
     progress(f"{market.name}: reading {len(accounts)} accounts at block {head.number}")
-    snapshot = reader.snapshot(list(accounts), head)
+    snapshots = reader.snapshots(list(accounts), head)
     feeds = read_feeds(reader.multicall, config.alerts.oracle.chainlink_feeds, head.number)
-    store.save_snapshot(snapshot)
-    return ScanResult(snapshot, new, log_range, feeds)
+    with store.transaction():
+        for snapshot in snapshots:
+            if snapshot.market != market.name:
+                drop_orphaned_scans(client, store, snapshot.market)
+            store.save_snapshot(snapshot)
+    return [ScanResult(s, new, log_range, feeds) for s in snapshots]
 
 
 def scan_all(
@@ -157,7 +168,7 @@ def scan_all(
                 clients[chain.name] = open_client(chain, str(config.source), observer=metrics)
             started = time.monotonic()
             try:
-                results.append(scan_market(clients[chain.name], config, market, store, progress))
+                results.extend(scan_market(clients[chain.name], config, market, store, progress))
             except Exception:
                 metrics.scan_failed(market.name)
                 raise

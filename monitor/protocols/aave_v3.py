@@ -18,9 +18,10 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from monitor.chain.blocks import BlockRef, block_ref, check_block
 from monitor.chain.logs import AdaptiveRange, iter_log_chunks
 from monitor.chain.multicall import Call, Multicall
-from monitor.chain.rpc import RpcClient, to_int
+from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcError
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.protocols import aave_v3_abi as abi
@@ -73,22 +74,6 @@ class MarketAddresses:
             "oracle": self.oracle,
             "data_provider": self.data_provider,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRef:
-    number: int
-    hash: str
-    timestamp: int
-
-
-def block_ref(client: RpcClient, block: int | str = "latest") -> BlockRef:
-    raw = client.get_block(block)
-    return BlockRef(
-        to_int(raw.get("number"), "block.number"),
-        str(raw.get("hash")),
-        to_int(raw.get("timestamp"), "block.timestamp"),
-    )
 
 
 class AaveV3Reader:
@@ -299,6 +284,9 @@ class AaveV3Reader:
 
     # -- one snapshot ---------------------------------------------------------------------
 
+    def snapshots(self, accounts: Sequence[str], block: BlockRef) -> list[MarketSnapshot]:
+        return [self.snapshot(accounts, block)]
+
     def snapshot(self, accounts: Sequence[str], block: BlockRef) -> MarketSnapshot:
         """Market and positions, every read pinned to ``block.number``; the block hash is
         checked again at the end so a reorg during the scan is never stored."""
@@ -308,9 +296,7 @@ class AaveV3Reader:
             [r.emode_category for r in reserves] + [p.emode_category for p in positions],
             block.number,
         )
-        after = block_ref(self.client, block.number)
-        if after.hash != block.hash:
-            raise RpcError(f"{self.market}: block {block.number} changed hash during the scan (reorg); scan again")
+        check_block(self.client, block, self.market)
         return MarketSnapshot(
             market=self.market,
             protocol=PROTOCOL,
@@ -334,3 +320,6 @@ def _need(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
 
 def _present(results: Sequence[tuple[Any, ...] | None]) -> list[tuple[Any, ...]]:
     return [_need(r) for r in results]
+
+
+__all__ = ["DISCOVERY", "PROTOCOL", "AaveV3Reader", "BlockRef", "block_ref"]

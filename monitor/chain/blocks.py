@@ -1,0 +1,30 @@
+"""A block as a scan pins it: number, hash and timestamp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitor.chain.rpc import RpcClient, to_int
+from monitor.errors import RpcError
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    number: int
+    hash: str
+    timestamp: int
+
+
+def block_ref(client: RpcClient, block: int | str = "latest") -> BlockRef:
+    raw = client.get_block(block)
+    return BlockRef(
+        to_int(raw.get("number"), "block.number"),
+        str(raw.get("hash")),
+        to_int(raw.get("timestamp"), "block.timestamp"),
+    )
+
+
+def check_block(client: RpcClient, block: BlockRef, market: str) -> None:
+    """The block must still have the hash seen at the start of the scan (no reorg during it)."""
+    if block_ref(client, block.number).hash != block.hash:
+        raise RpcError(f"{market}: block {block.number} changed hash during the scan (reorg); scan again")

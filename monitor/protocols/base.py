@@ -1,0 +1,40 @@
+"""What the scan, risk and alert layers need from a protocol reader.
+
+Every reader turns its protocol into :class:`~monitor.models.MarketSnapshot` objects: reserves
+(assets with decimals, price in the snapshot's base unit, the liquidation threshold / LTV /
+bonus that apply, in bps) and positions (collateral and debt legs with exact amounts, and the
+health factor as a WAD computed exactly as the protocol decides liquidations: HF < 1 iff the
+protocol would let the position be liquidated). Risk and alerts work on these alone.
+
+- Aave V3 (and same-interface forks): one snapshot per market; HF from ``getUserAccountData``.
+- Morpho Blue: one snapshot per market id (named ``<config name>:<COLL>/<LOAN>-<lltv>:<id>``),
+  prices and values in units of the loan token (base unit 1e8 per loan token).
+- Compound V3: one snapshot per Comet, prices in USD from Comet's own price feeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from monitor.chain.blocks import BlockRef
+from monitor.chain.multicall import Multicall
+from monitor.chain.rpc import RpcClient
+from monitor.models import MarketSnapshot
+
+OnChunk = Callable[[int, int, list[str]], None]
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+class ProtocolReader(Protocol):
+    protocol: str
+    client: RpcClient
+    multicall: Multicall
+
+    def discover(self, from_block: int, to_block: int, on_chunk: OnChunk) -> None:
+        """Borrowers from the protocol's borrow events in ``[from_block, to_block]``; ``on_chunk``
+        is called after each log range with the borrowers found in it."""
+
+    def snapshots(self, accounts: Sequence[str], block: BlockRef) -> list[MarketSnapshot]:
+        """Every market of this reader at ``block`` (all reads pinned to it)."""
+        ...
