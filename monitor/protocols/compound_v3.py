@@ -34,7 +34,7 @@ PRICE_UNIT = 10**8
 
 BASE_TOKEN = fn("baseToken()", "address")
 BASE_TOKEN_PRICE_FEED = fn("baseTokenPriceFeed()", "address")
-BASE_SCALE = fn("baseScale()", "uint64")
+BASE_SCALE = fn("baseScale()", "uint256")
 NUM_ASSETS = fn("numAssets()", "uint8")
 GET_ASSET_INFO = fn("getAssetInfo(uint8)", "(uint8,address,address,uint64,uint64,uint64,uint64,uint128)")
 GET_PRICE = fn("getPrice(address)", "uint256")
