@@ -23,6 +23,7 @@ from monitor.render import short_hf, table, to_csv, to_json
 from monitor.scan import ScanResult, scan_all
 from monitor.store import Store
 
+SHORT = {"aave_v3": "aave", "morpho_blue": "morpho", "compound_v3": "comet"}
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -281,39 +282,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.positions < 1:
         raise InputError("--positions must be at least 1")
-    print("liqmon demo: Black Thursday (2020-03-12) replayed on a local Aave V3 devnet\n")
+    print("liqmon demo: Black Thursday (2020-03-12) replayed on a local devnet (Aave V3, Morpho Blue, Compound V3)\n")
     rows = []
     last = None
-    for summary, result, _tick in run_demo(
+    for summary, scans, _tick in run_demo(
         positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say
     ):
         line = (
             f"{summary.label:<22} ETH {summary.prices['WETH']:>8.2f}  BTC {summary.prices['WBTC']:>9.2f}  "
-            f"block {summary.block:>5}  HF<1.1: {summary.at_risk:>3}  HF<1: {summary.liquidatable:>3}  "
+            f"block {summary.block:>5}  HF<1.1: {summary.at_risk:>3}  HF<1: {summary.liquidatable:>3} "
+            f"({' '.join(f'{SHORT.get(k, k)} {v}' for k, v in summary.by_protocol.items())})  "
             f"min HF {summary.min_hf:.4f}"
         )
         print(line, flush=True)
         rows.append(summary)
-        last = result
+        last = scans
     assert last is not None
-    at_risk = [r for r in _positions_json(last.snapshot) if _hf_key(r) < 1.1]
-    print(f"\nat risk at the end of the walk (HF < 1.1): {len(at_risk)} of {len(last.snapshot.positions)}")
-    print(
-        table(
-            [
-                (
-                    r["account"],
-                    short_hf(r["health_factor"]),
-                    _usd(r["collateral_usd"]),
-                    _usd(r["debt_usd"]),
-                    ",".join(leg["symbol"] for leg in r["legs"] if int(leg["collateral"])),
-                )
-                for r in at_risk
-            ],
-            ["account", "HF", "collateral USD", "debt USD", "collateral assets"],
-            "<>>><",
-        )
-    )
+    at_risk = [r for s in last for r in _positions_json(s.snapshot) if _hf_key(r) < 1.1]
+    total = sum(len(s.snapshot.positions) for s in last)
+    print(f"\nat risk at the end of the walk (HF < 1.1): {len(at_risk)} of {total} (Aave, Morpho Blue, Compound V3)")
+    at_risk.sort(key=_hf_key)
+    print(table(
+        [(r["market"], r["account"], short_hf(r["health_factor"]), _usd(r["collateral_usd"]), _usd(r["debt_usd"]),
+          ",".join(leg["symbol"] for leg in r["legs"] if int(leg["collateral"]))) for r in at_risk],
+        ["market", "account", "HF", "collateral", "debt", "collateral assets"],
+        "<<>>><",
+    ))  # fmt: skip
     if args.db:
         print(f"\nhistory stored in {args.db}")
     return 0

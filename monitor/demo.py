@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +14,11 @@ from monitor.alerts.console import ConsoleChannel
 from monitor.chain.rpc import RpcClient
 from monitor.config import Config, parse_config
 from monitor.devnet.anvil import Anvil
-from monitor.devnet.deploy import Deployment, deploy_aave
+from monitor.devnet.comet import seed_comet
+from monitor.devnet.morpho import seed_morpho
 from monitor.devnet.node import DevnetNode
-from monitor.devnet.seed import seed_positions, set_price
-from monitor.devnet.session import devnet_config
+from monitor.devnet.seed import seed_positions
+from monitor.devnet.world import World, deploy_world, set_world_price, world_config
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.price_data import intraday_path
 from monitor.scan import ScanResult
@@ -61,17 +62,22 @@ class StepSummary:
     liquidatable: int
     at_risk: int  # HF < 1.1
     min_hf: float
+    by_protocol: dict[str, int]  # liquidatable positions per protocol family
 
 
-def summarize(label: str, prices: dict[str, float], snapshot: MarketSnapshot) -> StepSummary:
-    hfs = [p.health_factor for p in snapshot.positions if p.health_factor != MAX_UINT256]
+def summarize(label: str, prices: dict[str, float], snapshots: Sequence[MarketSnapshot]) -> StepSummary:
+    hfs = [(s.protocol, p.health_factor) for s in snapshots for p in s.positions if p.health_factor != MAX_UINT256]
+    by_protocol = {s.protocol: 0 for s in snapshots}
+    for protocol, hf in hfs:
+        by_protocol[protocol] += hf < WAD
     return StepSummary(
         label=label,
-        block=snapshot.block,
+        block=snapshots[0].block,
         prices=prices,
-        liquidatable=sum(1 for h in hfs if h < WAD),
-        at_risk=sum(1 for h in hfs if h < WAD * 11 // 10),
-        min_hf=min(hfs) / WAD if hfs else math.inf,
+        liquidatable=sum(by_protocol.values()),
+        at_risk=sum(1 for _, h in hfs if h < WAD * 11 // 10),
+        min_hf=min(h for _, h in hfs) / WAD if hfs else math.inf,
+        by_protocol=by_protocol,
     )
 
 
@@ -82,28 +88,32 @@ def run_demo(
     substeps: int = 2,
     db_path: Path | None = None,
     say: Callable[[str], None] = print,
-) -> Iterator[tuple[StepSummary, ScanResult, TickResult]]:
+) -> Iterator[tuple[StepSummary, list[ScanResult], TickResult]]:
     """Yields one summary per price step; alerts go to the console channel as they are
     delivered; the devnet is stopped when the walk ends."""
     steps = crash_steps(substeps)
     with Anvil() as anvil, tempfile.TemporaryDirectory(prefix="liqmon-demo-") as tmp:
         client = RpcClient([anvil.url], timeout=120, max_retries=0)
         node = DevnetNode(client)
-        say(f"devnet: anvil on {anvil.url}; deploying the real Aave V3 contracts from @aave/core-v3")
-        deployment = deploy_aave(node)
-        _set_prices(node, deployment, steps[0].prices)
-        say(f"devnet: seeding {positions} positions (seed {seed}) at the {steps[0].label} prices")
-        seed_positions(node, deployment, positions, seed=seed)
+        say(f"devnet: anvil on {anvil.url}; deploying the real Aave V3 (@aave/core-v3), the real Morpho Blue "
+            "(@morpho-org/morpho-blue, compiled with solc-js 0.8.19) and a Comet-semantics market")  # fmt: skip
+        world = deploy_world(node)
+        _set_prices(node, world, steps[0].prices)
+        say(f"devnet: seeding {positions} Aave, {positions // 2} Morpho Blue and {positions // 2} Compound V3 "
+            f"positions (seed {seed}) at the {steps[0].label} prices")  # fmt: skip
+        seed_positions(node, world.aave, positions, seed=seed)
+        seed_morpho(node, world.morpho, positions // 2, seed=seed)
+        seed_comet(node, world.comet, positions // 2, seed=seed)
         store_path = db_path or Path(tmp) / "demo.db"
-        config = _config(anvil.url, deployment, store_path)
+        config = _config(anvil.url, world, store_path)
         with Store(store_path) as store:
             monitor = Monitor(config, store, {"console": ConsoleChannel()}, clock=lambda: _chain_time(client))
             for step in steps:
                 client.request("evm_increaseTime", [SECONDS_PER_REAL_STEP // substeps])
-                _set_prices(node, deployment, step.prices)
+                _set_prices(node, world, step.prices)
                 tick = monitor.tick()
-                (result,) = tick.scans
-                yield summarize(step.label, step.prices, result.snapshot), result, tick
+                scans = list(tick.scans)
+                yield summarize(step.label, step.prices, [r.snapshot for r in scans]), scans, tick
         client.close()
 
 
@@ -112,14 +122,14 @@ def _chain_time(client: RpcClient) -> float:
     return float(int(client.get_block("latest")["timestamp"], 16))
 
 
-def _set_prices(node: DevnetNode, deployment: Deployment, prices: dict[str, float]) -> None:
+def _set_prices(node: DevnetNode, world: World, prices: dict[str, float]) -> None:
     for symbol, usd in prices.items():
-        set_price(node, deployment, symbol, usd, mine=False)
+        set_world_price(node, world, symbol, usd)
     node.mine()
 
 
-def _config(url: str, deployment: Deployment, store_path: Path) -> Config:
-    data = devnet_config(url, deployment, str(store_path))
+def _config(url: str, world: World, store_path: Path) -> Config:
+    data = world_config(url, world, str(store_path))
     # a day of the crash passes in seconds: no repeats of unchanged alerts within the walk
     data["alerts"] = {"repeat_interval_s": 3 * 86400, "routes": [{"channel": "console", "min_severity": "warning"}],
                       "channels": {"console": {"type": "console"}}}  # fmt: skip
