@@ -19,12 +19,13 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from monitor.chain.blocks import BlockRef, block_ref, check_block
-from monitor.chain.logs import AdaptiveRange, iter_log_chunks
+from monitor.chain.logs import AdaptiveRange
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcError
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.protocols import aave_v3_abi as abi
+from monitor.protocols.base import accounts_from_events, required
 from monitor.wadray import ray_mul
 
 PROTOCOL = "aave_v3"
@@ -105,7 +106,7 @@ class AaveV3Reader:
         if self._addresses is None:
             calls = [Call(self.provider, f) for f in (abi.GET_POOL, abi.GET_PRICE_ORACLE, abi.GET_POOL_DATA_PROVIDER)]
             try:
-                pool, oracle, data_provider = (r[0] for r in _present(self.multicall.run(calls, block)))
+                pool, oracle, data_provider = (required(r)[0] for r in self.multicall.run(calls, block))
             except DecodeError as exc:
                 raise RpcError(
                     f"{self.market}: {self.provider} does not answer as an Aave V3 "
@@ -132,8 +133,8 @@ class AaveV3Reader:
             ],
             block,
         )
-        assets = [to_checksum_address(a) for a in _need(head[0])[0]]
-        base_unit = int(_need(head[1])[0])
+        assets = [to_checksum_address(a) for a in required(head[0])[0]]
+        base_unit = int(required(head[1])[0])
         symbols = {to_checksum_address(a): s for s, a in (head[2][0] if head[2] else [])}
         calls: list[Call] = [Call(addr.oracle, abi.GET_ASSETS_PRICES, (assets,))]
         for asset in assets:
@@ -143,14 +144,14 @@ class AaveV3Reader:
                 Call(addr.pool, abi.GET_NORMALIZED_DEBT, (asset,)),
             ]
         results = self.multicall.run(calls, block)
-        prices = _need(results[0])[0]
+        prices = required(results[0])[0]
         if len(prices) != len(assets):
             raise DecodeError(f"{self.market}: oracle returned {len(prices)} prices for {len(assets)} assets")
         reserves = []
         for i, asset in enumerate(assets):
-            data = _need(results[1 + 3 * i])[0]
-            income = int(_need(results[2 + 3 * i])[0])
-            debt_index = int(_need(results[3 + 3 * i])[0])
+            data = required(results[1 + 3 * i])[0]
+            income = int(required(results[2 + 3 * i])[0])
+            debt_index = int(required(results[3 + 3 * i])[0])
             cfg = ReserveConfig.decode(int(data[0][0]))
             reserves.append(
                 Reserve(
@@ -206,15 +207,10 @@ class AaveV3Reader:
         """Scan ``Borrow`` events in ``[from_block, to_block]``; ``on_chunk(start, end, borrowers)``
         is called after each range so the caller can store accounts and checkpoint together."""
         pool = self.addresses(to_block).pool
-        for start, end, logs in iter_log_chunks(
-            self.client, pool, [abi.BORROW_TOPIC], from_block, to_block, self.log_span
-        ):
-            borrowers = []
-            for log in logs:
-                if len(log.topics) < 3:
-                    raise DecodeError(f"{self.market}: Borrow log without onBehalfOf topic at block {log.block_number}")
-                borrowers.append(to_checksum_address("0x" + log.topics[2][-40:]))
-            on_chunk(start, end, list(dict.fromkeys(borrowers)))
+        accounts_from_events(
+            self.client, pool, [abi.BORROW_TOPIC], 2, self.log_span, from_block, to_block, on_chunk,
+            f"{self.market}: Borrow",
+        )  # fmt: skip
 
     def account_calls(self, account: str, pool: str, reserves: Sequence[Reserve]) -> list[Call]:
         calls = [
@@ -242,18 +238,18 @@ class AaveV3Reader:
         results: Sequence[tuple[Any, ...] | None],
         block: int,
     ) -> Position:
-        total_collateral, total_debt, available, lt, ltv, hf = _need(results[0])
-        user_config = int(_need(results[1])[0])
-        emode = int(_need(results[2])[0])
+        total_collateral, total_debt, available, lt, ltv, hf = required(results[0])
+        user_config = int(required(results[1])[0])
+        emode = int(required(results[2])[0])
         legs = []
         at = ACCOUNT_CALLS
         for r in reserves:
-            scaled_collateral = int(_need(results[at])[0])
-            scaled_debt = int(_need(results[at + 1])[0])
+            scaled_collateral = int(required(results[at])[0])
+            scaled_debt = int(required(results[at + 1])[0])
             at += 2
             stable = 0
             if r.stable_debt_token != ZERO:
-                stable = int(_need(results[at])[0])
+                stable = int(required(results[at])[0])
                 at += 1
             legs.append(
                 AssetLeg(
@@ -310,16 +306,6 @@ class AaveV3Reader:
             positions=tuple(positions),
             addresses=self.addresses(block.number).as_dict(),
         )
-
-
-def _need(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
-    if result is None:
-        raise DecodeError("a required call failed in aggregate3")
-    return result
-
-
-def _present(results: Sequence[tuple[Any, ...] | None]) -> list[tuple[Any, ...]]:
-    return [_need(r) for r in results]
 
 
 __all__ = ["DISCOVERY", "PROTOCOL", "AaveV3Reader", "BlockRef", "block_ref"]

@@ -15,11 +15,15 @@ protocol would let the position be liquidated). Risk and alerts work on these al
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+from eth_utils import to_checksum_address
 
 from monitor.chain.blocks import BlockRef
+from monitor.chain.logs import AdaptiveRange, iter_log_chunks
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient
+from monitor.errors import DecodeError
 from monitor.models import MarketSnapshot
 
 OnChunk = Callable[[int, int, list[str]], None]
@@ -38,3 +42,38 @@ class ProtocolReader(Protocol):
     def snapshots(self, accounts: Sequence[str], block: BlockRef) -> list[MarketSnapshot]:
         """Every market of this reader at ``block`` (all reads pinned to it)."""
         ...
+
+
+def required(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """A multicall result that must be there (a call made without ``allow_failure``)."""
+    if result is None:
+        raise DecodeError("a required call failed in aggregate3")
+    return result
+
+
+def token_symbol(result: tuple[Any, ...] | None, address: str) -> str:
+    """An ERC20 ``symbol()`` answer, or the address's first characters when it has none."""
+    text = str(result[0]) if result else ""
+    return text if text.isprintable() and 0 < len(text) <= 16 else str(address)[:8]
+
+
+def accounts_from_events(
+    client: RpcClient,
+    address: str,
+    topics: list[str | list[str] | None],
+    account_topic: int,
+    span: AdaptiveRange,
+    from_block: int,
+    to_block: int,
+    on_chunk: OnChunk,
+    what: str,
+) -> None:
+    """Accounts named by the indexed ``topics[account_topic]`` of ``address``'s matching events,
+    range by range (adaptive spans); ``on_chunk(start, end, accounts)`` after each range."""
+    for start, end, logs in iter_log_chunks(client, address, topics, from_block, to_block, span):
+        found = []
+        for log in logs:
+            if len(log.topics) <= account_topic:
+                raise DecodeError(f"{what} log without its account topic at block {log.block_number}")
+            found.append(to_checksum_address("0x" + log.topics[account_topic][-40:]))
+        on_chunk(start, end, list(dict.fromkeys(found)))

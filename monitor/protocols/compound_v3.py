@@ -15,18 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from eth_utils import to_checksum_address
 
 from monitor.chain.abi import event_topic, fn
 from monitor.chain.blocks import BlockRef, check_block
-from monitor.chain.logs import AdaptiveRange, iter_log_chunks
+from monitor.chain.logs import AdaptiveRange
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, MarketSnapshot, Position, Reserve
-from monitor.protocols.base import ZERO_ADDRESS, OnChunk
+from monitor.protocols.base import ZERO_ADDRESS, OnChunk, accounts_from_events, required, token_symbol
 
 PROTOCOL = "compound_v3"
 FACTOR_SCALE = 10**18
@@ -116,23 +115,18 @@ class CompoundV3Reader:
     def discover(self, from_block: int, to_block: int, on_chunk: OnChunk) -> None:
         """Borrowing the base asset is a ``Withdraw`` (src = the borrower); suppliers who only
         withdraw are read too and drop out (no debt)."""
-        for start, end, logs in iter_log_chunks(
-            self.client, self.comet, [WITHDRAW_TOPIC], from_block, to_block, self.log_span
-        ):
-            found = []
-            for log in logs:
-                if len(log.topics) < 2:
-                    raise DecodeError(f"{self.market}: Withdraw log without src topic at block {log.block_number}")
-                found.append(to_checksum_address("0x" + log.topics[1][-40:]))
-            on_chunk(start, end, list(dict.fromkeys(found)))
+        accounts_from_events(
+            self.client, self.comet, [WITHDRAW_TOPIC], 1, self.log_span, from_block, to_block, on_chunk,
+            f"{self.market}: Withdraw",
+        )  # fmt: skip
 
     def read_state(self, block: int) -> CometState:
         head = self.multicall.run(
             [Call(self.comet, f) for f in (BASE_TOKEN, BASE_TOKEN_PRICE_FEED, BASE_SCALE, NUM_ASSETS)], block
         )
-        base, base_feed, base_scale, n = (_need(r)[0] for r in head)
+        base, base_feed, base_scale, n = (required(r)[0] for r in head)
         infos = self.multicall.run([Call(self.comet, GET_ASSET_INFO, (i,)) for i in range(int(n))], block)
-        rows = [_need(r)[0] for r in infos]
+        rows = [required(r)[0] for r in infos]
         prices = self.multicall.run(
             [Call(self.comet, GET_PRICE, (base_feed,))] + [Call(self.comet, GET_PRICE, (row[2],)) for row in rows]
             + [Call(a, SYMBOL, allow_failure=True) for a in [base] + [row[1] for row in rows]],
@@ -148,13 +142,13 @@ class CompoundV3Reader:
                 borrow_cf=int(row[4]),
                 liquidate_cf=int(row[5]),
                 liquidation_factor=int(row[6]),
-                symbol=_symbol(symbols[1 + i], row[1]),
-                price=int(_need(prices[1 + i])[0]),
+                symbol=token_symbol(symbols[1 + i], row[1]),
+                price=int(required(prices[1 + i])[0]),
             )
             for i, row in enumerate(rows)
         )
-        return CometState(to_checksum_address(base), _symbol(symbols[0], base), int(base_scale),
-                          int(_need(prices[0])[0]), assets)  # fmt: skip
+        return CometState(to_checksum_address(base), token_symbol(symbols[0], base), int(base_scale),
+                          int(required(prices[0])[0]), assets)  # fmt: skip
 
     def snapshots(self, accounts: Sequence[str], block: BlockRef) -> list[MarketSnapshot]:
         state = self.read_state(block.number)
@@ -167,9 +161,9 @@ class CompoundV3Reader:
         check_block(self.client, block, self.market)
         positions = []
         for account, rows in zip(accounts, results, strict=True):
-            borrow = int(_need(rows[0])[0])
-            assets_in = int(_need(rows[1])[3])
-            balances = [int(_need(r)[0]) for r in rows[2:]]
+            borrow = int(required(rows[0])[0])
+            assets_in = int(required(rows[1])[3])
+            balances = [int(required(r)[0]) for r in rows[2:]]
             if borrow == 0 and not any(balances):
                 continue
             positions.append(self._position(state, account, borrow, assets_in, balances, block.number))
@@ -231,14 +225,3 @@ def _decimals(scale: int) -> int:
     if 10**digits != scale:
         raise DecodeError(f"asset scale {scale} is not a power of ten")
     return digits
-
-
-def _need(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
-    if result is None:
-        raise DecodeError("a required call failed in aggregate3")
-    return result
-
-
-def _symbol(result: tuple[Any, ...] | None, address: str) -> str:
-    text = str(result[0]) if result else ""
-    return text if text.isprintable() and 0 < len(text) <= 16 else str(address)[:8]

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from eth_utils import to_checksum_address
 
 from monitor.chain.abi import event_topic, fn
 from monitor.chain.blocks import BlockRef, check_block
-from monitor.chain.logs import AdaptiveRange, iter_log_chunks
+from monitor.chain.logs import AdaptiveRange
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, MarketSnapshot, Position, Reserve
-from monitor.protocols.base import ZERO_ADDRESS, OnChunk
+from monitor.protocols.base import ZERO_ADDRESS, OnChunk, accounts_from_events, required, token_symbol
 
 PROTOCOL = "morpho_blue"
 ORACLE_PRICE_SCALE = 10**36
@@ -113,14 +112,10 @@ class MorphoBlueReader:
         self.log_span = AdaptiveRange(max_log_range)
 
     def discover(self, from_block: int, to_block: int, on_chunk: OnChunk) -> None:
-        topics: list[str | list[str] | None] = [BORROW_TOPIC, list(self.market_ids)]
-        for start, end, logs in iter_log_chunks(self.client, self.morpho, topics, from_block, to_block, self.log_span):
-            borrowers = []
-            for log in logs:
-                if len(log.topics) < 3:
-                    raise DecodeError(f"{self.market}: Borrow log without onBehalf topic at block {log.block_number}")
-                borrowers.append(to_checksum_address("0x" + log.topics[2][-40:]))
-            on_chunk(start, end, list(dict.fromkeys(borrowers)))
+        topics: list[str | list[str] | None] = [BORROW_TOPIC, list(self.market_ids)]  # only the watched markets
+        accounts_from_events(
+            self.client, self.morpho, topics, 2, self.log_span, from_block, to_block, on_chunk, f"{self.market}: Borrow"
+        )
 
     def read_markets(self, block: int) -> list[MorphoMarketState]:
         params = self.multicall.run(
@@ -131,7 +126,7 @@ class MorphoBlueReader:
         )
         calls: list[Call] = []
         for p in params:
-            loan, collateral, oracle, _irm, _lltv = _need(p)
+            loan, collateral, oracle, _irm, _lltv = required(p)
             if loan == ZERO_ADDRESS:
                 raise DecodeError(f"{self.market}: a configured market id does not exist on Morpho {self.morpho}")
             calls += [
@@ -141,7 +136,7 @@ class MorphoBlueReader:
         extra = self.multicall.run(calls, block)
         out = []
         for k, (market_id, p, st) in enumerate(zip(self.market_ids, params, states, strict=True)):
-            loan, collateral, oracle, irm, lltv = _need(p)
+            loan, collateral, oracle, irm, lltv = required(p)
             price, loan_dec, coll_dec, loan_sym, coll_sym = extra[5 * k : 5 * k + 5]
             out.append(
                 MorphoMarketState(
@@ -151,13 +146,13 @@ class MorphoBlueReader:
                     oracle=to_checksum_address(oracle),
                     irm=to_checksum_address(irm),
                     lltv=int(lltv),
-                    loan_decimals=int(_need(loan_dec)[0]),
-                    collateral_decimals=int(_need(coll_dec)[0]),
-                    loan_symbol=_symbol(loan_sym, loan),
-                    collateral_symbol=_symbol(coll_sym, collateral),
-                    total_borrow_assets=int(_need(st)[2]),
-                    total_borrow_shares=int(_need(st)[3]),
-                    price=int(_need(price)[0]),
+                    loan_decimals=int(required(loan_dec)[0]),
+                    collateral_decimals=int(required(coll_dec)[0]),
+                    loan_symbol=token_symbol(loan_sym, loan),
+                    collateral_symbol=token_symbol(coll_sym, collateral),
+                    total_borrow_assets=int(required(st)[2]),
+                    total_borrow_shares=int(required(st)[3]),
+                    price=int(required(price)[0]),
                 )
             )
         return out
@@ -172,7 +167,7 @@ class MorphoBlueReader:
             positions = []
             name = market_name(self.market, m)
             for account, rows in zip(accounts, results, strict=True):
-                _supply, borrow_shares, collateral = _need(rows[k])
+                _supply, borrow_shares, collateral = required(rows[k])
                 if borrow_shares == 0 and collateral == 0:
                     continue
                 positions.append(self._position(name, account, m, int(borrow_shares), int(collateral), block.number))
@@ -224,14 +219,3 @@ def _collateral_price(m: MorphoMarketState) -> int:
     """Price of one whole collateral token in base units (1e8 per loan token)."""
     scaled: int = m.price * 10**m.collateral_decimals * BASE_UNIT
     return int(scaled // (ORACLE_PRICE_SCALE * 10**m.loan_decimals))
-
-
-def _need(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
-    if result is None:
-        raise DecodeError("a required call failed in aggregate3")
-    return result
-
-
-def _symbol(result: tuple[Any, ...] | None, address: str) -> str:
-    text = str(result[0]) if result else ""
-    return text if text.isprintable() and 0 < len(text) <= 16 else address[:8]
