@@ -30,27 +30,62 @@ from monitor.devnet.seed import seed_account
 from monitor.devnet.spec import price_units
 from monitor.errors import InputError
 
+# the reader's definitions, re-exported here for the devnet and its tests: one source of truth
+from monitor.protocols.compound_v3 import (
+    BASE_SCALE as BASE_SCALE,
+)
+from monitor.protocols.compound_v3 import (
+    BASE_TOKEN as BASE_TOKEN,
+)
+from monitor.protocols.compound_v3 import (
+    BASE_TOKEN_PRICE_FEED as BASE_TOKEN_PRICE_FEED,
+)
+from monitor.protocols.compound_v3 import (
+    BORROW_BALANCE_OF as BORROW_BALANCE_OF,
+)
+from monitor.protocols.compound_v3 import (
+    COLLATERAL_BALANCE_OF as COLLATERAL_BALANCE_OF,
+)
+from monitor.protocols.compound_v3 import (
+    FACTOR_SCALE as FACTOR_SCALE,
+)
+from monitor.protocols.compound_v3 import (
+    GET_ASSET_INFO as GET_ASSET_INFO,
+)
+from monitor.protocols.compound_v3 import (
+    GET_PRICE as GET_PRICE,
+)
+from monitor.protocols.compound_v3 import (
+    IS_LIQUIDATABLE as IS_LIQUIDATABLE,
+)
+from monitor.protocols.compound_v3 import (
+    NUM_ASSETS as NUM_ASSETS,
+)
+from monitor.protocols.compound_v3 import (
+    USER_BASIC as USER_BASIC,
+)
+from monitor.protocols.compound_v3 import (
+    WITHDRAW_EVENT as WITHDRAW_EVENT,
+)
+from monitor.protocols.compound_v3 import (
+    WITHDRAW_TOPIC as WITHDRAW_TOPIC,
+)
+from monitor.protocols.compound_v3 import (
+    mul_factor as mul_factor,
+)
+from monitor.protocols.compound_v3 import (
+    mul_price as mul_price,
+)
+
 # -- Compound III view functions (mainnet signatures) -------------------------------------------------
 
 ASSET_INFO_TYPE = "(uint8,address,address,uint64,uint64,uint64,uint64,uint128)"
 
-BASE_TOKEN = fn("baseToken()", "address")
-BASE_TOKEN_PRICE_FEED = fn("baseTokenPriceFeed()", "address")
-BASE_SCALE = fn("baseScale()", "uint256")
-NUM_ASSETS = fn("numAssets()", "uint8")
-GET_ASSET_INFO = fn("getAssetInfo(uint8)", ASSET_INFO_TYPE)
 GET_ASSET_INFO_BY_ADDRESS = fn("getAssetInfoByAddress(address)", ASSET_INFO_TYPE)
-GET_PRICE = fn("getPrice(address)", "uint256")
-BORROW_BALANCE_OF = fn("borrowBalanceOf(address)", "uint256")
 BALANCE_OF = fn("balanceOf(address)", "uint256")
-COLLATERAL_BALANCE_OF = fn("collateralBalanceOf(address,address)", "uint128")
-USER_BASIC = fn("userBasic(address)", "int104,uint64,uint64,uint16,uint8")
 USER_COLLATERAL = fn("userCollateral(address,address)", "uint128,uint128")
-IS_LIQUIDATABLE = fn("isLiquidatable(address)", "bool")
 IS_BORROW_COLLATERALIZED = fn("isBorrowCollateralized(address)", "bool")
 
-WITHDRAW_EVENT = "Withdraw(address,address,uint256)"
-WITHDRAW_TOPIC = event_topic(WITHDRAW_EVENT)
 SUPPLY_EVENT = "Supply(address,address,uint256)"
 SUPPLY_TOPIC = event_topic(SUPPLY_EVENT)
 SUPPLY_COLLATERAL_EVENT = "SupplyCollateral(address,address,address,uint256)"
@@ -69,7 +104,6 @@ SET_SUPPLY_INDEX = fn("setSupplyIndex(uint64)")
 SET_ANSWER = fn("setAnswer(int256)")
 
 BASE_INDEX_SCALE = 10**15
-FACTOR_SCALE = 10**18
 PRICE_DECIMALS = 8
 BPS_TO_FACTOR = 10**14  # 1 basis point as a 1e18-scaled factor
 
@@ -286,14 +320,6 @@ def set_comet_price(node: DevnetNode, deployment: CometDeployment, symbol: str, 
 
 
 # -- seeding ------------------------------------------------------------------------------------------
-
-
-def mul_price(n: int, price: int, scale: int) -> int:
-    return n * price // scale
-
-
-def mul_factor(n: int, factor: int) -> int:
-    return n * factor // FACTOR_SCALE
 
 
 def seed_comet(

@@ -42,10 +42,34 @@ from monitor.devnet.seed import ETH_FOR_GAS, seed_account
 from monitor.errors import DevnetError, InputError
 from monitor.paths import cache_dir, node_modules, project_root
 
-WAD = 10**18
-ORACLE_PRICE_SCALE = 10**36
-VIRTUAL_SHARES = 10**6  # SharesMathLib
-VIRTUAL_ASSETS = 1
+# the reader's definitions, re-exported here for the devnet and its tests: one source of truth
+from monitor.protocols.morpho_blue import (
+    BORROW_EVENT as BORROW_EVENT,
+)
+from monitor.protocols.morpho_blue import (
+    BORROW_TOPIC as BORROW_TOPIC,
+)
+from monitor.protocols.morpho_blue import (
+    ID_TO_MARKET_PARAMS as ID_TO_MARKET_PARAMS,
+)
+from monitor.protocols.morpho_blue import (
+    MARKET as MARKET,
+)
+from monitor.protocols.morpho_blue import (
+    ORACLE_PRICE_SCALE as ORACLE_PRICE_SCALE,
+)
+from monitor.protocols.morpho_blue import (
+    POSITION as POSITION,
+)
+from monitor.protocols.morpho_blue import PRICE as ORACLE_PRICE
+from monitor.protocols.morpho_blue import (
+    max_borrow as max_borrow,
+)
+from monitor.protocols.morpho_blue import (
+    to_assets_up as to_assets_up,
+)
+from monitor.wadray import WAD as WAD
+
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 MAX_UINT256 = 2**256 - 1
 
@@ -79,9 +103,6 @@ SETUP_HINT = "run `bash scripts/setup.sh` in the project root"
 
 MARKET_PARAMS = "(address,address,address,address,uint256)"  # loanToken, collateralToken, oracle, irm, lltv
 
-POSITION = fn("position(bytes32,address)", "uint256,uint128,uint128")  # supplyShares, borrowShares, collateral
-MARKET = fn("market(bytes32)", "uint128,uint128,uint128,uint128,uint128,uint128")
-ID_TO_MARKET_PARAMS = fn("idToMarketParams(bytes32)", "address,address,address,address,uint256")
 LIQUIDATE = fn(f"liquidate({MARKET_PARAMS},address,uint256,uint256,bytes)", "uint256,uint256")
 SUPPLY_COLLATERAL = fn(f"supplyCollateral({MARKET_PARAMS},uint256,address,bytes)")
 BORROW = fn(f"borrow({MARKET_PARAMS},uint256,uint256,address,address)", "uint256,uint256")
@@ -92,7 +113,6 @@ ENABLE_LLTV = fn("enableLltv(uint256)")
 IS_IRM_ENABLED = fn("isIrmEnabled(address)", "bool")
 IS_LLTV_ENABLED = fn("isLltvEnabled(uint256)", "bool")
 OWNER = fn("owner()", "address")
-ORACLE_PRICE = fn("price()", "uint256")  # IOracle
 ORACLE_SET_PRICE = fn("setPrice(uint256)")  # OracleMock
 ERC20_MINT = fn("mint(address,uint256)", "bool")  # MintableERC20 from @aave/core-v3
 ERC20_APPROVE = fn("approve(address,uint256)", "bool")
@@ -115,11 +135,9 @@ MORPHO_FNS: dict[str, Fn] = {
 }
 
 # EventsLib (Id is bytes32, MarketParams a tuple)
-BORROW_EVENT = "Borrow(bytes32,address,address,address,uint256,uint256)"  # id, caller, onBehalf, receiver, ...
 CREATE_MARKET_EVENT = f"CreateMarket(bytes32,{MARKET_PARAMS})"
 SUPPLY_COLLATERAL_EVENT = "SupplyCollateral(bytes32,address,address,uint256)"
 LIQUIDATE_EVENT = "Liquidate(bytes32,address,address,uint256,uint256,uint256,uint256,uint256)"
-BORROW_TOPIC = event_topic(BORROW_EVENT)
 CREATE_MARKET_TOPIC = event_topic(CREATE_MARKET_EVENT)
 SUPPLY_COLLATERAL_TOPIC = event_topic(SUPPLY_COLLATERAL_EVENT)
 LIQUIDATE_TOPIC = event_topic(LIQUIDATE_EVENT)
@@ -250,17 +268,6 @@ def oracle_price(price: float | Decimal | int, loan_decimals: int, collateral_de
     """Morpho's 1e36-scaled price for ``price`` loan tokens per whole collateral token."""
     scaled = Decimal(str(price)) * Decimal(10) ** (36 + loan_decimals - collateral_decimals)
     return int(scaled)
-
-
-def to_assets_up(shares: int, total_assets: int, total_shares: int) -> int:
-    """SharesMathLib.toAssetsUp."""
-    denominator = total_shares + VIRTUAL_SHARES
-    return (shares * (total_assets + VIRTUAL_ASSETS) + denominator - 1) // denominator
-
-
-def max_borrow(collateral: int, price: int, lltv: int) -> int:
-    """collateral.mulDivDown(price, 1e36).wMulDown(lltv), as Morpho's health check."""
-    return collateral * price // ORACLE_PRICE_SCALE * lltv // WAD
 
 
 # -- compilation ---------------------------------------------------------------------------
