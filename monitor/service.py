@@ -27,6 +27,7 @@ from monitor.scan import ScanResult, scan_all
 from monitor.store import Store
 
 log = logging.getLogger("liqmon")
+HISTORY_DAYS = 400  # stored prices read for volatility: a year of EWMA (lambda 0.94) and a margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class Monitor:
 
     def assess(self, snapshot: MarketSnapshot, anomalies: list[Anomaly]) -> EvaluationResult:
         symbols = [r.symbol for r in snapshot.reserves]
-        cov, source = covariance_for(symbols, price_history=self._history(snapshot.market))
+        cov, source = covariance_for(symbols, price_history=self._history(snapshot))
         result = evaluate_snapshot(snapshot, self.store, self.config.alerts, cov, now=self.clock(), anomalies=anomalies)
         self.metrics.positions(snapshot.market, Counter(a.severity for a in result.assessments))
         if result.reasons:
@@ -83,9 +84,12 @@ class Monitor:
                                                 "held": stats.held})  # fmt: skip
         return stats
 
-    def _history(self, market: str) -> dict[str, list[tuple[float, float]]]:
+    def _history(self, snapshot: MarketSnapshot) -> dict[str, list[tuple[float, float]]]:
+        """The stored oracle prices of the last ``HISTORY_DAYS`` (older ones weigh ~1e-10 in
+        the EWMA, and the table grows by a row per asset per scanned block)."""
         history: dict[str, list[tuple[float, float]]] = {}
-        for row in self.store.price_history(market):
+        since = snapshot.timestamp - HISTORY_DAYS * 86_400
+        for row in self.store.price_history(snapshot.market, since_time=since):
             history.setdefault(row["symbol"], []).append((float(row["timestamp"]), float(row["price_usd"])))
         return history
 
@@ -95,7 +99,7 @@ class Monitor:
         prices = {r.symbol: r.price / unit for r in snapshot.reserves if r.price > 0}
         detector = self._detectors.get(snapshot.market)
         if detector is None:
-            cov, _ = covariance_for(list(prices), price_history=self._history(snapshot.market))
+            cov, _ = covariance_for(list(prices), price_history=self._history(snapshot))
             sigma = {s: float(np.sqrt(cov[i, i])) for i, s in enumerate(prices)}
             cfg = self.config.alerts.oracle
             detector = JumpDetector(sigma, z_warning=cfg.jump_z_warning, z_critical=cfg.jump_z_critical)

@@ -743,7 +743,12 @@ class Store:
         return [_decode_position(row) for row in self._rows(sql, params)]
 
     def price_history(
-        self, market: str, asset: str | None = None, *, since_block: int | None = None
+        self,
+        market: str,
+        asset: str | None = None,
+        *,
+        since_block: int | None = None,
+        since_time: float | None = None,
     ) -> list[dict[str, Any]]:
         """Price rows of a market ordered by block; ``asset`` is an address or a symbol."""
         clauses: list[Clause] = [("market = ?", (market,))]
@@ -751,6 +756,8 @@ class Store:
             clauses.append(("(asset = ? COLLATE NOCASE OR symbol = ? COLLATE NOCASE)", (asset, asset)))
         if since_block is not None:
             clauses.append(("block >= ?", (since_block,)))
+        if since_time is not None:
+            clauses.append(("timestamp >= ?", (since_time,)))
         where, params = _where(clauses)
         return self._rows(f"SELECT * FROM prices {where} ORDER BY block, asset", params)
 

@@ -705,6 +705,8 @@ def test_price_history_by_symbol_or_address(store: Store) -> None:
         BLOCK + 1,
         BLOCK + 1,
     ]
+    later = store.price_history(MARKET, "weth", since_time=BLOCK_TIME + 1)  # the second block is 12 s later
+    assert [row["block"] for row in later] == [BLOCK + 1]
     assert len(store.price_history(MARKET)) == 4
     assert store.price_history("unknown") == []
 
