@@ -19,13 +19,12 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from monitor.chain.blocks import BlockRef, block_ref, check_block
-from monitor.chain.logs import AdaptiveRange
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcError
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.protocols import aave_v3_abi as abi
-from monitor.protocols.base import accounts_from_events, required
+from monitor.protocols.base import ReaderCore, accounts_from_events, required
 from monitor.wadray import ray_mul
 
 PROTOCOL = "aave_v3"
@@ -77,7 +76,7 @@ class MarketAddresses:
         }
 
 
-class AaveV3Reader:
+class AaveV3Reader(ReaderCore):
     """Reads one Aave V3 (or same-interface fork) market."""
 
     protocol = PROTOCOL
@@ -92,12 +91,8 @@ class AaveV3Reader:
         multicall: Multicall,
         max_log_range: int = 2000,
     ) -> None:
-        self.client = client
-        self.market = market
+        super().__init__(client, market=market, chain_id=chain_id, multicall=multicall, max_log_range=max_log_range)
         self.provider = to_checksum_address(pool_addresses_provider)
-        self.chain_id = chain_id
-        self.multicall = multicall
-        self.log_span = AdaptiveRange(max_log_range)  # adapts to the provider's eth_getLogs limits
         self._addresses: MarketAddresses | None = None
 
     # -- market ---------------------------------------------------------------------------

@@ -44,6 +44,20 @@ class ProtocolReader(Protocol):
         ...
 
 
+class ReaderCore:
+    """What every reader holds: its client, market name, chain id, Multicall batcher and the
+    eth_getLogs span that adapts to the provider."""
+
+    def __init__(
+        self, client: RpcClient, *, market: str, chain_id: int, multicall: Multicall, max_log_range: int = 2000
+    ) -> None:
+        self.client = client
+        self.market = market
+        self.chain_id = chain_id
+        self.multicall = multicall
+        self.log_span = AdaptiveRange(max_log_range)
+
+
 def required(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
     """A multicall result that must be there (a call made without ``allow_failure``)."""
     if result is None:

@@ -20,12 +20,11 @@ from eth_utils import to_checksum_address
 
 from monitor.chain.abi import event_topic, fn
 from monitor.chain.blocks import BlockRef, check_block
-from monitor.chain.logs import AdaptiveRange
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, MarketSnapshot, Position, Reserve
-from monitor.protocols.base import ZERO_ADDRESS, OnChunk, accounts_from_events, required, token_symbol
+from monitor.protocols.base import ZERO_ADDRESS, OnChunk, ReaderCore, accounts_from_events, required, token_symbol
 
 PROTOCOL = "compound_v3"
 FACTOR_SCALE = 10**18
@@ -92,7 +91,7 @@ def is_liquidatable(state: CometState, borrow: int, assets_in: int, balances: Se
     return weighted < owed
 
 
-class CompoundV3Reader:
+class CompoundV3Reader(ReaderCore):
     protocol = PROTOCOL
 
     def __init__(
@@ -105,12 +104,8 @@ class CompoundV3Reader:
         multicall: Multicall,
         max_log_range: int = 2000,
     ) -> None:
-        self.client = client
-        self.market = market
+        super().__init__(client, market=market, chain_id=chain_id, multicall=multicall, max_log_range=max_log_range)
         self.comet = to_checksum_address(comet)
-        self.chain_id = chain_id
-        self.multicall = multicall
-        self.log_span = AdaptiveRange(max_log_range)
 
     def discover(self, from_block: int, to_block: int, on_chunk: OnChunk) -> None:
         """Borrowing the base asset is a ``Withdraw`` (src = the borrower); suppliers who only

@@ -20,12 +20,11 @@ from eth_utils import to_checksum_address
 
 from monitor.chain.abi import event_topic, fn
 from monitor.chain.blocks import BlockRef, check_block
-from monitor.chain.logs import AdaptiveRange
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, MarketSnapshot, Position, Reserve
-from monitor.protocols.base import ZERO_ADDRESS, OnChunk, accounts_from_events, required, token_symbol
+from monitor.protocols.base import ZERO_ADDRESS, OnChunk, ReaderCore, accounts_from_events, required, token_symbol
 
 PROTOCOL = "morpho_blue"
 ORACLE_PRICE_SCALE = 10**36
@@ -89,7 +88,7 @@ class MorphoMarketState:
     price: int  # oracle price, 1e36-scaled loan units per collateral unit
 
 
-class MorphoBlueReader:
+class MorphoBlueReader(ReaderCore):
     protocol = PROTOCOL
 
     def __init__(
@@ -103,13 +102,9 @@ class MorphoBlueReader:
         multicall: Multicall,
         max_log_range: int = 2000,
     ) -> None:
-        self.client = client
-        self.market = market
+        super().__init__(client, market=market, chain_id=chain_id, multicall=multicall, max_log_range=max_log_range)
         self.morpho = to_checksum_address(morpho)
         self.market_ids = [m.lower() for m in market_ids]
-        self.chain_id = chain_id
-        self.multicall = multicall
-        self.log_span = AdaptiveRange(max_log_range)
 
     def discover(self, from_block: int, to_block: int, on_chunk: OnChunk) -> None:
         topics: list[str | list[str] | None] = [BORROW_TOPIC, list(self.market_ids)]  # only the watched markets
