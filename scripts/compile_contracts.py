@@ -27,10 +27,11 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from monitor.solc import SolcError, run_solc_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC_DIR = ROOT / "contracts" / "src"
@@ -38,7 +39,6 @@ BUILD_DIR = ROOT / "contracts" / "build"
 ABI_DIR = ROOT / "contracts" / "abi"
 DRIVER = ROOT / "scripts" / "solc_compile.cjs"
 
-SOLC_VERSION_PREFIX = "0.8.19+"
 
 # contracts/abi/<key>.json  <-  ABI of contracts/build/<value>.json
 ABI_EXPORTS: dict[str, str] = {"Multicall3": "LiqmonMulticall"}
@@ -105,36 +105,11 @@ def run_solc(node: str, sources: list[Path]) -> tuple[str, dict[str, Any]]:
         "settings": SETTINGS,
     }
     try:
-        proc = subprocess.run(
-            [node, str(DRIVER)],
-            input=json.dumps(standard_input, sort_keys=True),
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=NODE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise CompileFailure(f"solc-js did not finish within {NODE_TIMEOUT_S} s") from exc
-    except OSError as exc:
-        raise CompileFailure(f"cannot run `{node}`: {exc}", exit_code=2) from exc
-    if proc.returncode == 2:
-        raise CompileFailure(proc.stderr.strip() or "solc-js is missing; run `npm install`", 2)
-    if proc.returncode != 0:
-        raise CompileFailure(f"the solc driver failed (exit {proc.returncode}): {proc.stderr.strip()}")
-    try:
-        reply = json.loads(proc.stdout)
-        version = str(reply["solcVersion"])
-        output: dict[str, Any] = reply["output"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CompileFailure(f"the solc driver printed unexpected output: {exc}") from exc
-    if not version.startswith(SOLC_VERSION_PREFIX):
-        raise CompileFailure(
-            f"solc-js {version} is installed but {SOLC_VERSION_PREFIX.rstrip('+')} is required; "
-            f"run `npm install` in {ROOT}",
-            exit_code=2,
-        )
-    return version, output
+        return run_solc_driver(node, DRIVER, standard_input, cwd=ROOT, timeout=NODE_TIMEOUT_S)
+    except SolcError as exc:
+        if exc.missing:
+            raise CompileFailure(f"{exc}; run `npm install` in {ROOT}", exit_code=2) from exc
+        raise CompileFailure(str(exc)) from exc
 
 
 def report_diagnostics(output: dict[str, Any]) -> None:

@@ -24,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -68,6 +67,7 @@ from monitor.protocols.morpho_blue import (
 from monitor.protocols.morpho_blue import (
     to_assets_up as to_assets_up,
 )
+from monitor.solc import SolcError, run_solc_driver
 from monitor.wadray import WAD as WAD
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -76,7 +76,6 @@ MAX_UINT256 = 2**256 - 1
 # -- compilation ---------------------------------------------------------------------------
 
 MORPHO_PACKAGE = "@morpho-org/morpho-blue"
-SOLC_VERSION_PREFIX = "0.8.19+"
 COMPILE_TIMEOUT_S = 900
 # contract name -> source unit (resolved by scripts/solc_compile.cjs under node_modules)
 MORPHO_CONTRACTS: dict[str, str] = {
@@ -331,31 +330,9 @@ def _compile() -> tuple[str, dict[str, dict[str, Any]]]:
         "settings": MORPHO_SETTINGS,
     }
     try:
-        proc = subprocess.run(
-            [node, str(driver)],
-            input=json.dumps(standard_input, sort_keys=True),
-            capture_output=True,
-            text=True,
-            cwd=project_root(),
-            timeout=COMPILE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DevnetError(f"compiling Morpho Blue with solc-js took over {COMPILE_TIMEOUT_S} s") from exc
-    except OSError as exc:
-        raise DevnetError(f"cannot run `{node}`: {exc}; {SETUP_HINT}") from exc
-    if proc.returncode == 2:
-        raise DevnetError(f"solc-js is missing: {proc.stderr.strip()}; {SETUP_HINT}")
-    if proc.returncode != 0:
-        raise DevnetError(f"the solc driver failed (exit {proc.returncode}): {proc.stderr.strip()}")
-    try:
-        reply = json.loads(proc.stdout)
-        version = str(reply["solcVersion"])
-        output: dict[str, Any] = reply["output"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DevnetError(f"the solc driver printed unexpected output: {exc}") from exc
-    if not version.startswith(SOLC_VERSION_PREFIX):
-        raise DevnetError(f"solc-js {version} is installed but 0.8.19 is required: {SETUP_HINT}")
+        version, output = run_solc_driver(node, driver, standard_input, cwd=project_root(), timeout=COMPILE_TIMEOUT_S)
+    except SolcError as exc:
+        raise DevnetError(f"compiling Morpho Blue: {exc}" + (f"; {SETUP_HINT}" if exc.missing else "")) from exc
     errors = [
         str(d.get("formattedMessage") or d.get("message")).rstrip()
         for d in output.get("errors", [])
