@@ -48,6 +48,18 @@ class EModeCategory:
     liquidation_bonus: int
     price_source: str  # zero address when the category has no price source of its own
     label: str
+    # Aave V3.2+ "liquid eMode": the category's LTV / LT / bonus apply only to reserves whose
+    # bit (reserve_id) is set in ``collateral_bitmap``; ``None`` = pre-3.2 membership by the
+    # reserve-config eMode bits (``Reserve.emode_category``).
+    collateral_bitmap: int | None = None
+    borrowable_bitmap: int | None = None
+    ltv_zero_bitmap: int = 0  # 3.6+: reserves whose LTV is 0 inside this category
+
+    def covers(self, reserve: Reserve) -> bool:
+        """Whether the category's parameters apply to ``reserve`` as collateral."""
+        if self.collateral_bitmap is None:
+            return reserve.emode_category == self.id
+        return bool((self.collateral_bitmap >> reserve.reserve_id) & 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,9 @@ class Reserve:
     liquidity_index: int  # normalized income at the block (ray)
     variable_borrow_index: int  # normalized variable debt at the block (ray)
     price: int  # oracle price in base currency units
+    liquidation_protocol_fee: int = 0  # bps of the liquidation bonus to the treasury (config bits 152-167)
+    paused: bool = False  # config bit 60: liquidationCall reverts
+    liquidation_grace_period_until: int = 0  # 3.1+: no liquidation with this reserve before this timestamp
 
     def as_row(self, market: str, block: int) -> dict[str, Any]:
         return {
@@ -181,6 +196,7 @@ class MarketSnapshot:
     emode_categories: tuple[EModeCategory, ...]
     positions: tuple[Position, ...]
     addresses: dict[str, str] = field(default_factory=dict)  # pool_addresses_provider, pool...
+    revision: int = 0  # the protocol contract's revision as read from the chain (Aave: Pool.POOL_REVISION)
 
     def reserve(self, symbol_or_address: str) -> Reserve:
         key = symbol_or_address.lower()
