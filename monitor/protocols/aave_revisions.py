@@ -172,7 +172,7 @@ def rules_for(revision: int) -> AaveRules:
 
 
 def version_label(revision: int) -> str:
-    """"3.6" for 10; an unknown revision is named with its number."""
+    """The version label: "3.6" for 10; an unknown revision is named with its number."""
     return rules_for(revision).label
 
 
