@@ -302,12 +302,31 @@ def _schema_v4_discovery_blocks(db: sqlite_utils.Database) -> None:
     _create_table(db, "discovery_blocks", {"market": str, "block": int, "hash": str}, pk=("market", "block"))
 
 
+def _schema_v5_aave_revisions(db: sqlite_utils.Database) -> None:
+    """Version 5: what newer Aave revisions add, so their snapshots rebuild exactly.
+
+    - reserves: the liquidation protocol fee (bps), the paused flag, the liquidation grace
+      period end (3.1+, a unix timestamp; 0 = none);
+    - emode_categories: the 3.2+ collateral / borrowable bitmaps (uint128 as decimal TEXT,
+      NULL = pre-3.2 membership by the reserve-config eMode bits) and the 3.6 LTV-zero bitmap;
+    - scans: the Pool revision read at that block (0 = not read: older rows, other protocols).
+    """
+    db.execute("ALTER TABLE reserves ADD COLUMN liquidation_protocol_fee INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE reserves ADD COLUMN paused INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE reserves ADD COLUMN liquidation_grace_period_until INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE emode_categories ADD COLUMN collateral_bitmap TEXT")
+    db.execute("ALTER TABLE emode_categories ADD COLUMN borrowable_bitmap TEXT")
+    db.execute("ALTER TABLE emode_categories ADD COLUMN ltv_zero_bitmap TEXT NOT NULL DEFAULT '0'")
+    db.execute("ALTER TABLE scans ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+
+
 # Append only: entry i brings the schema from version i to version i + 1.
 _MIGRATIONS: tuple[Migration, ...] = (
     _create_schema_v1,
     _schema_v2_risk_runs,
     _schema_v3_alerts,
     _schema_v4_discovery_blocks,
+    _schema_v5_aave_revisions,
 )
 
 
@@ -437,6 +456,26 @@ def _emode_row(market: str, block: int, category: EModeCategory) -> dict[str, An
         "price_source": category.price_source,
         "label": category.label,
         "updated_block": block,
+        "collateral_bitmap": _optional_text(category.collateral_bitmap),
+        "borrowable_bitmap": _optional_text(category.borrowable_bitmap),
+        "ltv_zero_bitmap": str(category.ltv_zero_bitmap),
+    }
+
+
+def _optional_text(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_int(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+def _reserve_row(market: str, block: int, reserve: Reserve) -> dict[str, Any]:
+    return {
+        **reserve.as_row(market, block),
+        "liquidation_protocol_fee": reserve.liquidation_protocol_fee,
+        "paused": int(reserve.paused),
+        "liquidation_grace_period_until": reserve.liquidation_grace_period_until,
     }
 
 
@@ -491,6 +530,7 @@ def _scan_row(snapshot: MarketSnapshot, now: float) -> dict[str, Any]:
         "timestamp": snapshot.timestamp,
         "positions": len(snapshot.positions),
         "created_at": now,
+        "revision": getattr(snapshot, "revision", 0),
     }
 
 
@@ -685,7 +725,7 @@ class Store:
         self._db.table("markets").upsert(row, pk="name")
 
     def _upsert_reserves(self, snapshot: MarketSnapshot) -> None:
-        rows = [reserve.as_row(snapshot.market, snapshot.block) for reserve in snapshot.reserves]
+        rows = [_reserve_row(snapshot.market, snapshot.block, reserve) for reserve in snapshot.reserves]
         self._db.table("reserves").upsert_all(rows, pk=("market", "asset"))
 
     def _upsert_emode_categories(self, snapshot: MarketSnapshot) -> None:
@@ -918,10 +958,7 @@ def snapshot_from_rows(store: Store, market: str, block: int | None) -> MarketSn
         raise StoreError(f"the scan of {market} at block {block} predates reserve indexes: scan again")
     reserves = tuple(_reserve_from_row(r, prices[r["asset"]]) for r in reserve_rows)
     categories = tuple(
-        EModeCategory(
-            c["id"], c["ltv"], c["liquidation_threshold"], c["liquidation_bonus"], c["price_source"], c["label"]
-        )
-        for c in rows("SELECT * FROM emode_categories WHERE market = ? ORDER BY id", [market])
+        _emode_from_row(c) for c in rows("SELECT * FROM emode_categories WHERE market = ? ORDER BY id", [market])
     )
     positions = tuple(
         _position_from_row(p, reserves)
@@ -932,6 +969,15 @@ def snapshot_from_rows(store: Store, market: str, block: int | None) -> MarketSn
         block_hash=scan[0]["block_hash"], timestamp=scan[0]["timestamp"],
         base_currency_unit=int(meta["base_currency_unit"]), reserves=reserves, emode_categories=categories,
         positions=positions, addresses={k: meta[k] for k in ADDRESS_KEYS if meta.get(k)},
+        revision=scan[0]["revision"],
+    )  # fmt: skip
+
+
+def _emode_from_row(c: dict[str, Any]) -> EModeCategory:
+    return EModeCategory(
+        c["id"], c["ltv"], c["liquidation_threshold"], c["liquidation_bonus"], c["price_source"], c["label"],
+        collateral_bitmap=_optional_int(c["collateral_bitmap"]),
+        borrowable_bitmap=_optional_int(c["borrowable_bitmap"]), ltv_zero_bitmap=int(c["ltv_zero_bitmap"]),
     )  # fmt: skip
 
 
@@ -943,6 +989,8 @@ def _reserve_from_row(r: dict[str, Any], price: dict[str, Any]) -> Reserve:
         borrowing_enabled=bool(r["borrowing_enabled"]), a_token=r["a_token"], stable_debt_token=r["stable_debt_token"],
         variable_debt_token=r["variable_debt_token"], liquidity_index=int(price["liquidity_index"]),
         variable_borrow_index=int(price["variable_borrow_index"]), price=int(price["price"]),
+        liquidation_protocol_fee=r["liquidation_protocol_fee"], paused=bool(r["paused"]),
+        liquidation_grace_period_until=r["liquidation_grace_period_until"],
     )  # fmt: skip
 
 

@@ -451,6 +451,9 @@ def test_reserves_and_emode_categories_are_upserted(store: Store, db_path: Path)
             "price_source": "0x0000000000000000000000000000000000000000",
             "label": "ETH correlated",
             "updated_block": BLOCK + 1,
+            "collateral_bitmap": None,  # pre-3.2: membership by the reserve eMode bits
+            "borrowable_bitmap": None,
+            "ltv_zero_bitmap": "0",
         }
     ]
 
@@ -483,6 +486,7 @@ def test_scans_log_each_save(store: Store, clock: FakeClock) -> None:
             "timestamp": BLOCK_TIME,
             "positions": 2,
             "created_at": T0,
+            "revision": 0,
         },
         {
             "id": second,
@@ -492,6 +496,7 @@ def test_scans_log_each_save(store: Store, clock: FakeClock) -> None:
             "timestamp": BLOCK_TIME + 12,
             "positions": 2,
             "created_at": T0 + 12,
+            "revision": 0,
         },
     ]
     assert [scan["id"] for scan in store.scans("spark-ethereum")] == [second]
@@ -723,3 +728,115 @@ def test_saved_snapshot_is_visible_to_another_connection(store: Store, db_path: 
     store.save_snapshot(replace(snapshot, positions=snapshot.positions[:1]))
     with Store(db_path, clock=clock) as reader:
         assert [row["account"] for row in reader.latest_positions()] == [ALICE]
+
+
+# --------------------------------------------------------------------------- exact rebuild (Aave 3.0 .. 3.7)
+
+WSTETH = "0x7f39C581F595B53c5cb19bD0b3f8dA6c935E2Ca0"
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def liquid_snapshot(revision: int = 10) -> MarketSnapshot:
+    """A 3.2+ snapshot: liquid eMode categories with bitmaps wider than int64, protocol fees,
+    a paused reserve and a grace period; every position has one leg per reserve (as read)."""
+    reserves = (
+        replace(make_reserve(WETH, "WETH", 18, 0, 230_012_345_678), emode_category=0, liquidation_protocol_fee=1000),
+        replace(
+            make_reserve(USDC, "USDC", 6, 3, 99_998_000), emode_category=0, paused=True,
+            liquidation_protocol_fee=0, stable_debt_token=ZERO_ADDRESS,
+        ),
+        replace(
+            make_reserve(WSTETH, "wstETH", 18, 127, 270_000_000_000), emode_category=0, liquidation_threshold=0,
+            ltv=0, liquidation_protocol_fee=2500, liquidation_grace_period_until=1_705_003_600,
+        ),
+    )  # fmt: skip
+    categories = (
+        EModeCategory(1, 9300, 9500, 10100, ZERO_ADDRESS, "ETH correlated", collateral_bitmap=(1 << 127) | 1,
+                      borrowable_bitmap=1, ltv_zero_bitmap=1 << 127),
+        EModeCategory(2, 7500, 8000, 10500, ZERO_ADDRESS, "", collateral_bitmap=0, borrowable_bitmap=1 << 3),
+    )  # fmt: skip
+
+    def position(account: str, emode: int, hf: int) -> Position:
+        legs = tuple(
+            AssetLeg(r.asset, r.symbol, ALICE_SCALED + i, ALICE_COLLATERAL + i, 7 * i, 8 * i, 0, i != 1)
+            for i, r in enumerate(reserves)
+        )
+        return replace(make_position(account, health_factor=hf), emode_category=emode, legs=legs)
+
+    return replace(
+        make_snapshot(positions=(position(ALICE, 1, ALICE_HF), position(CAROL, 2, 999_999_999_999_999_999))),
+        protocol="aave_v3", reserves=reserves, emode_categories=categories, revision=revision,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("revision", [1, 10])
+def test_stored_snapshot_rebuilds_exactly(store: Store, revision: int) -> None:
+    snapshot = liquid_snapshot(revision)
+    if revision == 1:  # 3.0: eMode by the reserve bits, categories without bitmaps, a price source
+        snapshot = replace(
+            snapshot,
+            reserves=tuple(replace(r, emode_category=1 if r.symbol != "USDC" else 0) for r in snapshot.reserves),
+            emode_categories=(EModeCategory(1, 9300, 9500, 10100, WETH, "ETH correlated"),),
+        )
+    store.save_snapshot(snapshot)
+    rebuilt = store.load_snapshot(MARKET)
+    assert rebuilt == snapshot
+    assert rebuilt.revision == revision
+    assert [r.liquidation_protocol_fee for r in rebuilt.reserves] == [1000, 0, 2500]
+    assert [r.paused for r in rebuilt.reserves] == [False, True, False]
+    assert rebuilt.reserves[2].liquidation_grace_period_until == 1_705_003_600
+    if revision == 10:
+        assert rebuilt.emode_categories[0].collateral_bitmap == (1 << 127) | 1
+        assert rebuilt.emode_categories[0].ltv_zero_bitmap == 1 << 127
+        assert rebuilt.emode_categories[1].collateral_bitmap == 0  # 0 is not "pre-3.2"
+        assert rebuilt.emode_categories[0].covers(rebuilt.reserves[2])
+        assert not rebuilt.emode_categories[1].covers(rebuilt.reserves[0])
+    else:
+        assert rebuilt.emode_categories[0].collateral_bitmap is None
+
+
+def test_older_block_keeps_its_own_revision(store: Store) -> None:
+    store.save_snapshot(liquid_snapshot(9))
+    newer = liquid_snapshot(10)
+    store.save_snapshot(replace(
+        newer, block=BLOCK + 1, block_hash=f"0x{BLOCK + 1:064x}",
+        positions=tuple(replace(p, block=BLOCK + 1) for p in newer.positions),
+    ))  # fmt: skip
+    assert store.load_snapshot(MARKET, BLOCK).revision == 9
+    assert store.load_snapshot(MARKET).revision == 10
+    assert [s["revision"] for s in store.scans()] == [9, 10]
+
+
+def test_version_4_database_migrates_with_neutral_defaults(
+    db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A history written before schema 5 opens, and its rows read as pre-3.2 / revision 0."""
+    snapshot = make_snapshot()
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "_MIGRATIONS", store_module._MIGRATIONS[:4])
+        with Store(db_path, clock=clock):
+            pass
+    db = sqlite_utils.Database(db_path)
+    try:  # rows exactly as a version-4 liqmon wrote them
+        db.table("markets").insert(store_module._market_row(snapshot, BLOCK, T0))
+        db.table("reserves").insert_all(r.as_row(MARKET, BLOCK) for r in snapshot.reserves)
+        old_emode = store_module._emode_row(MARKET, BLOCK, snapshot.emode_categories[0])
+        for key in ("collateral_bitmap", "borrowable_bitmap", "ltv_zero_bitmap"):
+            del old_emode[key]
+        db.table("emode_categories").insert(old_emode)
+        db.table("prices").insert_all(store_module._price_row(snapshot, r) for r in snapshot.reserves)
+        scan = store_module._scan_row(snapshot, T0)
+        del scan["revision"]
+        db.table("scans").insert(scan)
+    finally:
+        db.close()
+    with Store(db_path, clock=clock) as migrated:
+        assert meta_version(db_path) == str(len(store_module._MIGRATIONS))
+        rebuilt = migrated.load_snapshot(MARKET)
+    assert rebuilt.revision == 0
+    assert rebuilt.emode_categories == snapshot.emode_categories
+    assert rebuilt.emode_categories[0].collateral_bitmap is None
+    assert [(r.liquidation_protocol_fee, r.paused, r.liquidation_grace_period_until) for r in rebuilt.reserves] == [
+        (0, False, 0),
+        (0, False, 0),
+    ]
