@@ -1,5 +1,6 @@
-"""The Aave V3 functions and events liqmon uses, as signatures (checked against the
-``@aave/core-v3`` artifacts by tests/unit/test_aave_abi.py)."""
+"""The Aave V3 functions and events liqmon uses, as signatures (checked by
+tests/unit/test_aave_abi.py against the ``@aave/core-v3`` 1.19.3 artifacts, and those in
+:data:`ORIGIN_ONLY` against the ``@aave-dao/aave-v3-origin`` 3.6.0 ``IPool.sol``)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,33 @@ GET_EMODE_CATEGORY_DATA = fn("getEModeCategoryData(uint8)", "(uint16,uint16,uint
 GET_USER_ACCOUNT_DATA = fn("getUserAccountData(address)", "uint256,uint256,uint256,uint256,uint256,uint256")
 GET_USER_CONFIGURATION = fn("getUserConfiguration(address)", "uint256")
 GET_USER_EMODE = fn("getUserEMode(address)", "uint256")
+POOL_REVISION = fn("POOL_REVISION()", "uint256")
 SUPPLY = fn("supply(address,uint256,address,uint16)")
 BORROW = fn("borrow(address,uint256,uint256,uint16,address)")
 REPAY = fn("repay(address,uint256,uint256,address)", "uint256")
 SET_USER_EMODE = fn("setUserEMode(uint8)")
 LIQUIDATION_CALL = fn("liquidationCall(address,address,address,uint256,bool)")
+
+# Pool, newer revisions (aave-v3-origin): 3.1 grace periods, 3.2 liquid eMode, 3.3 deficit,
+# 3.4 the pool-wide rate strategy, 3.6 the LTV-zero bitmap
+GET_LIQUIDATION_GRACE_PERIOD = fn("getLiquidationGracePeriod(address)", "uint40")
+GET_EMODE_COLLATERAL_CONFIG = fn("getEModeCategoryCollateralConfig(uint8)", "(uint16,uint16,uint16)")
+GET_EMODE_COLLATERAL_BITMAP = fn("getEModeCategoryCollateralBitmap(uint8)", "uint128")
+GET_EMODE_BORROWABLE_BITMAP = fn("getEModeCategoryBorrowableBitmap(uint8)", "uint128")
+GET_EMODE_LABEL = fn("getEModeCategoryLabel(uint8)", "string")
+GET_RESERVE_DEFICIT = fn("getReserveDeficit(address)", "uint256")
+RESERVE_INTEREST_RATE_STRATEGY = fn("RESERVE_INTEREST_RATE_STRATEGY()", "address")
+GET_EMODE_LTVZERO_BITMAP = fn("getEModeCategoryLtvzeroBitmap(uint8)", "uint128")
+ORIGIN_ONLY = (
+    GET_LIQUIDATION_GRACE_PERIOD,
+    GET_EMODE_COLLATERAL_CONFIG,
+    GET_EMODE_COLLATERAL_BITMAP,
+    GET_EMODE_BORROWABLE_BITMAP,
+    GET_EMODE_LABEL,
+    GET_RESERVE_DEFICIT,
+    RESERVE_INTEREST_RATE_STRATEGY,
+    GET_EMODE_LTVZERO_BITMAP,
+)
 
 # PoolConfigurator
 INIT_RESERVES = fn(
@@ -61,6 +84,7 @@ GET_ALL_RESERVES_TOKENS = fn("getAllReservesTokens()", "(string,address)[]")
 # tokens
 SCALED_BALANCE_OF = fn("scaledBalanceOf(address)", "uint256")
 BALANCE_OF = fn("balanceOf(address)", "uint256")
+TOTAL_SUPPLY = fn("totalSupply()", "uint256")
 DECIMALS = fn("decimals()", "uint8")
 MINT = fn("mint(address,uint256)", "bool")
 APPROVE = fn("approve(address,uint256)", "bool")
