@@ -2,11 +2,17 @@
 
 Reads (all ``eth_call`` at the same block number, batched through Multicall3):
 1. provider -> Pool, AaveOracle, AaveProtocolDataProvider;
-2. reserves list, symbols, base currency unit;
-3. per reserve: configuration, indexes, token addresses, normalized income / debt, price;
+2. the Pool revision (``POOL_REVISION()``; a fork without it is placed by probing the getters
+   each revision added), reserves list, symbols, base currency unit;
+3. per reserve: configuration (protocol fee, paused, and the eMode bits before 3.2), indexes,
+   token addresses, normalized income / debt, price, the liquidation grace period (3.1+), and
+   before 3.2 whether its stable-debt token has any supply;
 4. per account: ``getUserAccountData``, user configuration, eMode, and per reserve the
-   scaled aToken / variable-debt balances and the stable-debt balance;
-5. the eMode categories that reserves or accounts use.
+   scaled aToken / variable-debt balances and (before 3.2, where there is any) the stable debt;
+5. eMode categories: before 3.2 ``getEModeCategoryData`` of the ids reserves or accounts use;
+   from 3.2 every configured id (ids 1..255 probed in one batch) plus those accounts use,
+   with collateral config, collateral / borrowable bitmaps, label and (3.6+) LTV-zero bitmap.
+What each revision has is in :mod:`monitor.protocols.aave_revisions`.
 Borrowers are discovered from ``Borrow`` events (``onBehalfOf``), checkpointed in the store.
 """
 
@@ -18,19 +24,65 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from monitor.chain.abi import Fn
 from monitor.chain.blocks import BlockRef, block_ref, check_block
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcError
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.protocols import aave_v3_abi as abi
+from monitor.protocols.aave_revisions import AaveRules, rules_for
 from monitor.protocols.base import ReaderCore, accounts_from_events, required
-from monitor.wadray import ray_mul
+from monitor.wadray import RAY, ray_mul
 
 PROTOCOL = "aave_v3"
 ZERO = "0x0000000000000000000000000000000000000000"
 DISCOVERY = "discovery"
 ACCOUNT_CALLS = 3  # getUserAccountData, getUserConfiguration, getUserEMode
+MAX_EMODE_ID = 255  # eMode category ids are uint8; 0 is "no eMode"
+
+# A Pool without POOL_REVISION(): the newest getter it answers places it (IPool.sol per tag).
+REVISION_PROBES: tuple[tuple[Fn, tuple[Any, ...], int], ...] = (
+    (abi.GET_EMODE_LTVZERO_BITMAP, (1,), 10),  # v3.6.0
+    (abi.RESERVE_INTEREST_RATE_STRATEGY, (), 8),  # v3.4.0 (3.5 adds no getter: taken as 3.4)
+    (abi.GET_RESERVE_DEFICIT, (ZERO,), 7),  # v3.3.0
+    (abi.GET_EMODE_COLLATERAL_CONFIG, (1,), 5),  # v3.2.0
+    (abi.GET_LIQUIDATION_GRACE_PERIOD, (ZERO,), 4),  # v3.1.0
+)
+FALLBACK_REVISION = 1  # none answers: 3.0
+
+
+def decoded_or_none(call: Call, result: tuple[bool, bytes]) -> tuple[Any, ...] | None:
+    """A call's decoded answer, or ``None`` when it reverted or its data does not decode (a
+    function the contract does not have, an EOA answering with empty data)."""
+    success, data = result
+    if not success:
+        return None
+    try:
+        return call.fn.decode(data)
+    except DecodeError:
+        return None
+
+
+def revision_from_answers(pool_revision: tuple[Any, ...] | None, probes: Sequence[bool]) -> int:
+    """The revision ``POOL_REVISION()`` answered, else the first probe in
+    :data:`REVISION_PROBES` that answered, else 3.0."""
+    if pool_revision is not None and 0 < int(pool_revision[0]) < 2**32:
+        return int(pool_revision[0])
+    for (_fn, _args, revision), answered in zip(REVISION_PROBES, probes, strict=True):
+        if answered:
+            return revision
+    return FALLBACK_REVISION
+
+
+def a_token_balance(scaled: int, index: int, rules: AaveRules) -> int:
+    """``aToken.balanceOf``: half-up ``rayMul`` before 3.5, ``rayMulFloor`` from 3.5 (TokenMath)."""
+    return scaled * index // RAY if rules.rounding == "v35" else ray_mul(scaled, index)
+
+
+def variable_debt_balance(scaled: int, index: int, rules: AaveRules) -> int:
+    """``variableDebtToken.balanceOf``: half-up before 3.5, ``rayMulCeil`` from 3.5 (TokenMath)."""
+    return -(-scaled * index // RAY) if rules.rounding == "v35" else ray_mul(scaled, index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +97,13 @@ class ReserveConfig:
     frozen: bool
     borrowing_enabled: bool
     emode_category: int
+    paused: bool = False
+    liquidation_protocol_fee: int = 0
 
     @classmethod
-    def decode(cls, bitmap: int) -> ReserveConfig:
+    def decode(cls, bitmap: int, *, liquid_emode: bool = False) -> ReserveConfig:
+        """ReserveConfiguration.sol bit positions (the same in every revision); the eMode
+        bits 168-175 are read only before 3.2 (``liquid_emode``: deprecated, left stale)."""
         return cls(
             ltv=bitmap & 0xFFFF,
             liquidation_threshold=(bitmap >> 16) & 0xFFFF,
@@ -56,7 +112,9 @@ class ReserveConfig:
             active=bool((bitmap >> 56) & 1),
             frozen=bool((bitmap >> 57) & 1),
             borrowing_enabled=bool((bitmap >> 58) & 1),
-            emode_category=(bitmap >> 168) & 0xFF,
+            emode_category=0 if liquid_emode else (bitmap >> 168) & 0xFF,
+            paused=bool((bitmap >> 60) & 1),
+            liquidation_protocol_fee=(bitmap >> 152) & 0xFFFF,
         )
 
 
@@ -94,6 +152,8 @@ class AaveV3Reader(ReaderCore):
         super().__init__(client, market=market, chain_id=chain_id, multicall=multicall, max_log_range=max_log_range)
         self.provider = to_checksum_address(pool_addresses_provider)
         self._addresses: MarketAddresses | None = None
+        self._revision: tuple[int, int] | None = None  # (block, Pool revision at that block)
+        self._stable_assets: frozenset[str] = frozenset()  # reserves with stable debt to read
 
     # -- market ---------------------------------------------------------------------------
 
@@ -117,20 +177,51 @@ class AaveV3Reader(ReaderCore):
             )
         return self._addresses
 
+    def revision(self, block: int) -> int:
+        """The Pool revision at ``block`` (read with the reserves; cached per block)."""
+        if self._revision is None or self._revision[0] != block:
+            pool = self.addresses(block).pool
+            calls = self._revision_calls(pool)
+            self._revision = (block, self._revision_from(calls, self.multicall.raw(calls, block)))
+        return self._revision[1]
+
+    def rules(self, block: int) -> AaveRules:
+        """What the Pool at ``block`` has and how its math rounds (by its revision)."""
+        return rules_for(self.revision(block))
+
+    @staticmethod
+    def _revision_calls(pool: str) -> list[Call]:
+        return [Call(pool, abi.POOL_REVISION, allow_failure=True)] + [
+            Call(pool, probe, args, allow_failure=True) for probe, args, _rev in REVISION_PROBES
+        ]
+
+    @staticmethod
+    def _revision_from(calls: Sequence[Call], raw: Sequence[tuple[bool, bytes]]) -> int:
+        answers = [decoded_or_none(c, r) for c, r in zip(calls, raw, strict=True)]
+        return revision_from_answers(answers[0], [a is not None for a in answers[1:]])
+
     def read_reserves(self, block: int) -> tuple[tuple[Reserve, ...], int]:
-        """Every reserve with its configuration, indexes and price; and the base currency unit."""
+        """Every reserve with its configuration, indexes and price; and the base currency unit.
+        Also reads the Pool revision at ``block`` (see :meth:`revision`)."""
         addr = self.addresses(block)
-        head = self.multicall.run(
-            [
-                Call(addr.pool, abi.GET_RESERVES_LIST),
-                Call(addr.oracle, abi.BASE_CURRENCY_UNIT),
-                Call(addr.data_provider, abi.GET_ALL_RESERVES_TOKENS, allow_failure=True),
-            ],
-            block,
-        )
+        head_calls = [
+            Call(addr.pool, abi.GET_RESERVES_LIST),
+            Call(addr.oracle, abi.BASE_CURRENCY_UNIT),
+            Call(addr.data_provider, abi.GET_ALL_RESERVES_TOKENS, allow_failure=True),
+        ]
+        revision_calls = self._revision_calls(addr.pool)
+        raw = self.multicall.raw(head_calls + revision_calls, block)
+        head = [decoded_or_none(c, r) for c, r in zip(head_calls, raw, strict=False)]
+        for call, answer in zip(head_calls[:2], head, strict=False):
+            if answer is None:
+                raise DecodeError(f"{self.market}: {call.fn.signature} on {call.target} failed at block {block}")
+        revision = self._revision_from(revision_calls, raw[len(head_calls) :])
+        self._revision = (block, revision)
+        rules = rules_for(revision)
         assets = [to_checksum_address(a) for a in required(head[0])[0]]
         base_unit = int(required(head[1])[0])
         symbols = {to_checksum_address(a): s for s, a in (head[2][0] if head[2] else [])}
+        per_asset = 4 if rules.grace_period else 3
         calls: list[Call] = [Call(addr.oracle, abi.GET_ASSETS_PRICES, (assets,))]
         for asset in assets:
             calls += [
@@ -138,16 +229,20 @@ class AaveV3Reader(ReaderCore):
                 Call(addr.pool, abi.GET_NORMALIZED_INCOME, (asset,)),
                 Call(addr.pool, abi.GET_NORMALIZED_DEBT, (asset,)),
             ]
+            if rules.grace_period:
+                calls.append(Call(addr.pool, abi.GET_LIQUIDATION_GRACE_PERIOD, (asset,), allow_failure=True))
         results = self.multicall.run(calls, block)
         prices = required(results[0])[0]
         if len(prices) != len(assets):
             raise DecodeError(f"{self.market}: oracle returned {len(prices)} prices for {len(assets)} assets")
         reserves = []
         for i, asset in enumerate(assets):
-            data = required(results[1 + 3 * i])[0]
-            income = int(required(results[2 + 3 * i])[0])
-            debt_index = int(required(results[3 + 3 * i])[0])
-            cfg = ReserveConfig.decode(int(data[0][0]))
+            at = 1 + per_asset * i
+            data = required(results[at])[0]
+            income = int(required(results[at + 1])[0])
+            debt_index = int(required(results[at + 2])[0])
+            grace = results[at + 3] if rules.grace_period else None
+            cfg = ReserveConfig.decode(int(data[0][0]), liquid_emode=rules.liquid_emode)
             reserves.append(
                 Reserve(
                     asset=asset,
@@ -167,15 +262,36 @@ class AaveV3Reader(ReaderCore):
                     liquidity_index=income,
                     variable_borrow_index=debt_index,
                     price=int(prices[i]),
+                    liquidation_protocol_fee=cfg.liquidation_protocol_fee,
+                    paused=cfg.paused,
+                    liquidation_grace_period_until=int(grace[0]) if grace else 0,
                 )
             )
+        self._stable_assets = self._stable_debt_assets(reserves, rules, block)
         return tuple(reserves), base_unit
 
+    def _stable_debt_assets(self, reserves: Sequence[Reserve], rules: AaveRules, block: int) -> frozenset[str]:
+        """Reserves whose stable debt counts and may be non-zero: before 3.2 only, and only
+        where the stable-debt token answers ``totalSupply()`` with more than 0. A token that
+        reverts or is not a contract counts as no stable debt (never fails the scan)."""
+        if not rules.stable_debt:
+            return frozenset()
+        with_token = [r for r in reserves if r.stable_debt_token != ZERO]
+        calls = [Call(r.stable_debt_token, abi.TOTAL_SUPPLY, allow_failure=True) for r in with_token]
+        raw = self.multicall.raw(calls, block) if calls else []
+        supplies = [decoded_or_none(c, x) for c, x in zip(calls, raw, strict=True)]
+        return frozenset(r.asset for r, supply in zip(with_token, supplies, strict=True) if supply and supply[0])
+
     def read_emode_categories(self, ids: Iterable[int], block: int) -> tuple[EModeCategory, ...]:
+        """The categories named by ``ids`` (reserves' and accounts' eMode); from 3.2 also every
+        configured category (liquid eMode: any reserve may be in any category)."""
+        pool = self.addresses(block).pool
+        rules = self.rules(block)
+        if rules.liquid_emode:
+            return self._liquid_emode_categories({i for i in ids if i}, pool, rules, block)
         wanted = sorted({i for i in ids if i})
         if not wanted:
             return ()
-        pool = self.addresses(block).pool
         results = self.multicall.run(
             [Call(pool, abi.GET_EMODE_CATEGORY_DATA, (i,), allow_failure=True) for i in wanted],
             block,
@@ -184,11 +300,38 @@ class AaveV3Reader(ReaderCore):
         for category_id, result in zip(wanted, results, strict=True):
             if result is None:
                 raise RpcError(
-                    f"{self.market}: getEModeCategoryData({category_id}) failed; Aave V3.2+ eMode "
-                    "(collateral bitmaps) is not supported yet"
+                    f"{self.market}: getEModeCategoryData({category_id}) failed on the Pool at block {block}"
+                    f" (revision {rules.revision}, Aave {rules.label}): is it an Aave V3 Pool?"
                 )
             ltv, lt, bonus, source, label = result[0]
             categories.append(EModeCategory(category_id, ltv, lt, bonus, to_checksum_address(source), label))
+        return tuple(categories)
+
+    def _liquid_emode_categories(
+        self, used: set[int], pool: str, rules: AaveRules, block: int
+    ) -> tuple[EModeCategory, ...]:
+        probe = [Call(pool, abi.GET_EMODE_COLLATERAL_CONFIG, (i,)) for i in range(1, MAX_EMODE_ID + 1)]
+        configs = {i + 1: required(r)[0] for i, r in enumerate(self.multicall.run(probe, block))}
+        # PoolConfigurator.setEModeCategory requires a non-zero LT: LT 0 = never configured
+        wanted = sorted(used | {i for i, (_ltv, lt, _bonus) in configs.items() if lt})
+        per_id = [abi.GET_EMODE_COLLATERAL_BITMAP, abi.GET_EMODE_BORROWABLE_BITMAP, abi.GET_EMODE_LABEL]
+        if rules.ltv_zero_bitmap:
+            per_id.append(abi.GET_EMODE_LTVZERO_BITMAP)
+        calls = [Call(pool, f, (i,), allow_failure=f is abi.GET_EMODE_LABEL) for i in wanted for f in per_id]
+        results = self.multicall.run(calls, block)
+        categories = []
+        for n, category_id in enumerate(wanted):
+            answers = results[n * len(per_id) : (n + 1) * len(per_id)]
+            ltv, lt, bonus = configs[category_id]
+            label = answers[2]  # deprecated in 3.6 (still answers); a failure is no label
+            categories.append(
+                EModeCategory(
+                    category_id, int(ltv), int(lt), int(bonus), ZERO, str(label[0]) if label else "",
+                    collateral_bitmap=int(required(answers[0])[0]),
+                    borrowable_bitmap=int(required(answers[1])[0]),
+                    ltv_zero_bitmap=int(required(answers[3])[0]) if rules.ltv_zero_bitmap else 0,
+                )
+            )  # fmt: skip
         return tuple(categories)
 
     # -- accounts -------------------------------------------------------------------------
@@ -208,6 +351,8 @@ class AaveV3Reader(ReaderCore):
         )  # fmt: skip
 
     def account_calls(self, account: str, pool: str, reserves: Sequence[Reserve]) -> list[Call]:
+        """One account's calls; the stable debt only of the reserves the last
+        :meth:`read_reserves` found with stable debt (before 3.2), allowed to fail."""
         calls = [
             Call(pool, abi.GET_USER_ACCOUNT_DATA, (account,)),
             Call(pool, abi.GET_USER_CONFIGURATION, (account,)),
@@ -216,15 +361,16 @@ class AaveV3Reader(ReaderCore):
         for r in reserves:
             calls.append(Call(r.a_token, abi.SCALED_BALANCE_OF, (account,)))
             calls.append(Call(r.variable_debt_token, abi.SCALED_BALANCE_OF, (account,)))
-            if r.stable_debt_token != ZERO:
-                calls.append(Call(r.stable_debt_token, abi.BALANCE_OF, (account,)))
+            if r.asset in self._stable_assets:
+                calls.append(Call(r.stable_debt_token, abi.BALANCE_OF, (account,), allow_failure=True))
         return calls
 
     def read_positions(self, accounts: Sequence[str], reserves: Sequence[Reserve], block: int) -> list[Position]:
         pool = self.addresses(block).pool
+        rules = self.rules(block)
         groups = [self.account_calls(a, pool, reserves) for a in accounts]
         results = self.multicall.run_groups(groups, block)
-        return [self._position(a, reserves, r, block) for a, r in zip(accounts, results, strict=True)]
+        return [self._position(a, reserves, r, block, rules) for a, r in zip(accounts, results, strict=True)]
 
     def _position(
         self,
@@ -232,6 +378,7 @@ class AaveV3Reader(ReaderCore):
         reserves: Sequence[Reserve],
         results: Sequence[tuple[Any, ...] | None],
         block: int,
+        rules: AaveRules,
     ) -> Position:
         total_collateral, total_debt, available, lt, ltv, hf = required(results[0])
         user_config = int(required(results[1])[0])
@@ -243,17 +390,18 @@ class AaveV3Reader(ReaderCore):
             scaled_debt = int(required(results[at + 1])[0])
             at += 2
             stable = 0
-            if r.stable_debt_token != ZERO:
-                stable = int(required(results[at])[0])
+            if r.asset in self._stable_assets:
+                answer = results[at]
+                stable = int(answer[0]) if answer else 0  # a failing stable-debt token: none
                 at += 1
             legs.append(
                 AssetLeg(
                     asset=r.asset,
                     symbol=r.symbol,
                     scaled_collateral=scaled_collateral,
-                    collateral=ray_mul(scaled_collateral, r.liquidity_index),
+                    collateral=a_token_balance(scaled_collateral, r.liquidity_index, rules),
                     scaled_variable_debt=scaled_debt,
-                    variable_debt=ray_mul(scaled_debt, r.variable_borrow_index),
+                    variable_debt=variable_debt_balance(scaled_debt, r.variable_borrow_index, rules),
                     stable_debt=stable,
                     used_as_collateral=bool((user_config >> (2 * r.reserve_id + 1)) & 1),
                 )
@@ -300,6 +448,7 @@ class AaveV3Reader(ReaderCore):
             emode_categories=categories,
             positions=tuple(positions),
             addresses=self.addresses(block.number).as_dict(),
+            revision=self.revision(block.number),
         )
 
 
