@@ -19,6 +19,7 @@ from monitor.cli_risk import add_stress_parser
 from monitor.config import load_config
 from monitor.errors import InputError, MonitorError
 from monitor.models import MarketSnapshot
+from monitor.protocols.aave_v3 import aave_position_json
 from monitor.render import short_hf, table, to_csv, to_json
 from monitor.scan import ScanResult, scan_all
 from monitor.store import Store
@@ -70,6 +71,9 @@ def _quiet(_message: str) -> None:
 
 def _positions_json(snapshot: MarketSnapshot) -> list[dict[str, Any]]:
     rows = [p.as_json(snapshot.base_currency_unit) for p in snapshot.positions]
+    if snapshot.protocol == "aave_v3":
+        for row, position in zip(rows, snapshot.positions, strict=True):
+            row.update(aave_position_json(snapshot, position))
     return sorted(rows, key=_hf_key)
 
 
@@ -93,7 +97,9 @@ def _scan_table(result: ScanResult) -> str:
     discovered = f", {result.new_accounts} new accounts" if result.new_accounts else ""
     head = f"{snap.market} @ block {snap.block}: {len(rows)} positions{discovered}"
     liquidatable = sum(1 for r in rows if _hf_key(r) < 1)
-    return f"{head}\n{body}\nliquidatable (HF < 1): {liquidatable}\n"
+    differ = sum(1 for r in rows if r.get("liquidatable_after_accrual") not in (None, r.get("liquidatable_now")))
+    accrual = f" ({differ} only after interest accrual: isLiquidatable at the stored index says no)" if differ else ""
+    return f"{head}\n{body}\nliquidatable (HF < 1): {liquidatable}{accrual}\n"
 
 
 def _usd(text: str) -> str:

@@ -67,6 +67,26 @@ def test_stored_and_printed_hf_equal_get_user_account_data(devnet: Devnet, tmp_p
     assert emode_seen >= 50
     hfs = [float(r["health_factor"]) for r in printed.values()]
     assert min(hfs) > 1.0 and max(hfs) < 3.0
+    # @aave/core-v3 1.19.3 is Pool revision 1 (Aave 3.0): named in every row and stored per scan
+    assert {(r["aave_revision"], r["aave_version"]) for r in printed.values()} == {(1, "3.0")}
+    with Store(tmp_path / "h.db") as store:
+        assert [s["revision"] for s in store.scans()] == [1]
+        rebuilt = store.load_snapshot("aave-v3-devnet")
+    assert rebuilt.revision == 1 and all(c.collateral_bitmap is None for c in rebuilt.emode_categories)
+    cats = {c.id: c for c in rebuilt.emode_categories}
+    reserves = {r.symbol: r for r in rebuilt.reserves}
+    for account, row in printed.items():
+        emode = row["emode"]
+        assert emode["id"] == row["emode_category"]
+        assert emode["label"] == (cats[emode["id"]].label if emode["id"] else "")
+        for leg in emode["collateral"]:
+            reserve = reserves[leg["symbol"]]
+            member = bool(emode["id"]) and reserve.emode_category == emode["id"]  # 3.0: the reserve bits
+            source = cats[emode["id"]] if member else reserve
+            assert leg["in_emode"] == member, account
+            assert leg["liquidation_threshold_bps"] == source.liquidation_threshold
+            assert leg["liquidation_bonus_bps"] == source.liquidation_bonus
+            assert leg["ltv_bps"] == (source.ltv if reserve.ltv else 0)
 
 
 def test_json_fields(devnet: Devnet, tmp_path: Path, capsys: Any) -> None:
@@ -102,6 +122,9 @@ def test_reader_positions_have_exact_legs(devnet: Devnet) -> None:
     head = block_ref(client)
     reserves, unit = reader.read_reserves(head.number)
     assert unit == 10**8
+    assert reader.revision(head.number) == 1  # POOL_REVISION of @aave/core-v3 1.19.3
+    assert {r.liquidation_protocol_fee for r in reserves} == {0}  # the 3.0 devnet sets no fee
+    assert not any(r.paused for r in reserves) and {r.liquidation_grace_period_until for r in reserves} == {0}
     assert [r.symbol for r in reserves] == ["WETH", "WBTC", "USDC", "DAI", "SOL"]
     assert [r.decimals for r in reserves] == [18, 8, 6, 18, 18]
     assert {r.symbol: r.emode_category for r in reserves} == {"WETH": 0, "WBTC": 0, "USDC": 1, "DAI": 1, "SOL": 0}

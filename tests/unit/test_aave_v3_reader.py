@@ -5,6 +5,7 @@ stable-debt tokens that fail without failing the scan."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -14,6 +15,7 @@ from monitor.chain.blocks import BlockRef
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError
+from monitor.models import EModeCategory, Reserve
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_revisions import rules_for
 from monitor.protocols.aave_v3 import (
@@ -21,7 +23,9 @@ from monitor.protocols.aave_v3 import (
     AaveV3Reader,
     ReserveConfig,
     a_token_balance,
+    aave_position_json,
     decoded_or_none,
+    effective_collateral_params,
     revision_from_answers,
     variable_debt_balance,
 )
@@ -330,3 +334,48 @@ def test_snapshot_names_the_revision(monkeypatch: pytest.MonkeyPatch) -> None:
     assert snapshot.revision == 10
     assert [c.id for c in snapshot.emode_categories] == [1, 2, 200]
     assert snapshot.positions[0].emode_category == 1
+
+
+# --------------------------------------------------------------------------- scan --json fields
+
+
+def test_effective_collateral_params_per_revision() -> None:
+    def reserve(rid: int, ltv: int, lt: int, bonus: int, emode: int = 0) -> Reserve:
+        return Reserve(
+            asset=f"0x{rid + 1:040x}", symbol=f"R{rid}", decimals=18, reserve_id=rid, ltv=ltv, liquidation_threshold=lt,
+            liquidation_bonus=bonus, emode_category=emode, active=True, frozen=False, borrowing_enabled=True,
+            a_token=ZERO, stable_debt_token=ZERO, variable_debt_token=ZERO, liquidity_index=RAY,
+            variable_borrow_index=RAY, price=10**8,
+        )  # fmt: skip
+
+    weth, dai, pt = reserve(0, 8000, 8250, 10500, emode=1), reserve(5, 6300, 7700, 10500), reserve(6, 0, 0, 0, emode=1)
+    v36, v32, v30 = rules_for(10), rules_for(5), rules_for(1)
+    liquid = EModeCategory(2, 9000, 9300, 10200, ZERO, "Stablecoins", collateral_bitmap=(1 << 5) | (1 << 6),
+                           ltv_zero_bitmap=1 << 5)  # fmt: skip
+    old = EModeCategory(1, 9300, 9500, 10100, ZERO, "ETH")
+    eff = effective_collateral_params
+    assert eff(dai, liquid, v36) == (0, 9300, 10200, True)  # LTV-zero inside the category
+    assert eff(pt, liquid, v36) == (9000, 9300, 10200, True)  # collateral only inside an eMode
+    assert eff(pt, None, v36) == (0, 0, 0, False)
+    assert eff(weth, liquid, v36) == (8000, 8250, 10500, False)  # not in the bitmap: reserve params
+    assert eff(dai, liquid, v32) == (9000, 9300, 10200, True)  # no LTV-zero bitmap before 3.6
+    assert eff(pt, liquid, v32) == (0, 0, 10200, True)  # an LT-0 reserve does not count before 3.6
+    assert eff(weth, old, v30) == (9300, 9500, 10100, True)  # 3.0: by the reserve eMode bits
+    assert eff(dai, old, v30) == (6300, 7700, 10500, False)
+
+
+def test_position_json_names_revision_and_emode(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = reader_for(FakePool(10))
+    monkeypatch.setattr("monitor.protocols.aave_v3.check_block", lambda *_args: None)
+    snapshot = reader.snapshot([USER], BlockRef(100, "0x" + "00" * 32, 1_700_000_000))
+    row = aave_position_json(snapshot, snapshot.positions[0])
+    assert row["aave_revision"] == 10 and row["aave_version"] == "3.6"
+    assert row["emode"]["id"] == 1 and row["emode"]["label"] == "ETH"
+    # user configuration 0b110010: collateral bits of reserves 0 and 2 (WETH, PT)
+    assert [(leg["symbol"], leg["in_emode"], leg["ltv_bps"], leg["liquidation_threshold_bps"],
+             leg["liquidation_bonus_bps"]) for leg in row["emode"]["collateral"]] == [
+        ("WETH", True, 9000, 9300, 10100),
+        ("PT", True, 0, 9300, 10100),  # in eMode 1's bitmap and its LTV-zero bitmap
+    ]  # fmt: skip
+    unknown = aave_position_json(replace(snapshot, revision=77), snapshot.positions[0])
+    assert unknown["aave_version"] == "3.7 (revision 77 unknown)"
