@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from monitor.chain.abi import fn
+from monitor.config import parse_config
 from monitor.devnet.aave_origin import (
     GET_CONFIGURATION,
     GET_EMODE_BORROWABLE_BITMAP,
@@ -28,11 +30,16 @@ from monitor.devnet.aave_origin import (
     POOL_REVISION,
     RAY,
     USD,
+    OriginDeployment,
     OriginDevnet,
+    advance_days,
     liquidate,
     liquidation_constants,
     origin_prices,
+    plan_origin_positions,
+    price_units,
     set_origin_price,
+    set_reserve_pause,
     user_account_data,
 )
 from monitor.devnet.aave_origin_build import ORIGIN_CONTRACTS, origin_package_version
@@ -204,3 +211,36 @@ def test_liquidation_helper_liquidates_and_decodes(origin_devnet: OriginDevnet) 
     assert event.args["debtToCover"] > 0 and event.args["liquidatedCollateralAmount"] > 0
     (after,) = user_account_data(node, dep, [target.account])
     assert after[1] < before[1]
+
+
+def test_the_book_is_reproducible_from_its_seed(origin_devnet: OriginDevnet) -> None:
+    prices = {r.symbol: price_units(r.price_usd) for r in ORIGIN_RESERVES}
+    again = plan_origin_positions(len(origin_devnet.positions), prices, seed=origin_devnet.seed)
+    assert again == origin_devnet.positions
+    other = plan_origin_positions(len(origin_devnet.positions), prices, seed=origin_devnet.seed + 1)
+    assert [p.account for p in other] != origin_devnet.accounts
+    assert [p.collaterals for p in other] != [p.collaterals for p in origin_devnet.positions]
+
+
+def test_deployment_round_trips_and_config_names_the_market(origin_devnet: OriginDevnet, tmp_path: Path) -> None:
+    dep = origin_devnet.deployment
+    assert OriginDeployment.from_json(dep.to_json()) == dep
+    assert set(dep.a_tokens) == set(dep.variable_debt_tokens) == set(dep.tokens)
+    config = parse_config(origin_devnet.config_data(str(tmp_path / "x.db")), tmp_path / "devnet.yaml")
+    assert [m.name for m in config.markets] == ["aave-v3-origin-devnet"]
+
+
+def test_paused_reserve_and_grace_period_make_liquidations_revert(origin_devnet: OriginDevnet) -> None:
+    node, dep = origin_devnet.node, origin_devnet.deployment
+    target = next(p for p in origin_devnet.positions if p.kind == "emode1" and set(p.collaterals) == {"wstETH"})
+    set_origin_price(node, dep, "wstETH", 3600 * 0.3)
+    set_reserve_pause(node, dep, "wstETH", True)
+    paused = liquidate(node, dep, target.account, "wstETH", "WETH", MAX_UINT256)
+    assert (paused.success, paused.revert_error) == (False, "ReservePaused")
+    set_reserve_pause(node, dep, "wstETH", False, grace_period=3_600)
+    graced = liquidate(node, dep, target.account, "wstETH", "WETH", MAX_UINT256)
+    assert (graced.success, graced.revert_error) == (False, "LiquidationGraceSentinelCheckFailed")
+    advance_days(node, 1 / 12)  # two hours: the grace period is over
+    done = liquidate(node, dep, target.account, "wstETH", "WETH", MAX_UINT256)
+    assert done.success, done.revert_error
+    assert done.events("LiquidationCall")
