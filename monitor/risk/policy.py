@@ -1,0 +1,899 @@
+"""The threshold policy: per position, the HF at which watch, warning and critical start.
+
+One function, :func:`position_levels`, is called by ``liqmon run`` (through
+:class:`LevelCache`), ``scan``, the alert messages and the backtest, with the same
+:class:`PolicyConfig` (the config file's ``alerts.policy`` section).
+
+Method
+------
+1. **Filtered historical simulation.** The joint log returns ``[T, A]`` of the market's
+   assets (oldest first, NaN where missing) are standardised per asset by their ex-ante
+   RiskMetrics EWMA volatility (``z_t = r_t / sigma_t``, ``sigma_t`` from returns before
+   ``t``, never below a quarter of the asset's long-run volatility so that a flat peg does
+   not turn a later tick into a 1000-sigma residual). Today's volatility is
+   ``sigma^2 = (1 - w) * ewma^2 + w * long_run^2`` (``w = long_run_weight``; long run = the
+   mean squared return of the last ``long_run_days``). Paths are a block bootstrap of whole
+   ROWS of ``z`` (all assets on the same date: correlation and fat tails as they were),
+   blocks of ``block_hours``, rescaled by today's volatility. A missing residual is refilled
+   from the same asset's own residuals (independently, so that date loses its correlation);
+   an asset without any history takes residuals of the others and their median volatility.
+2. **Exact revaluation.** Along each path the position's HF is recomputed from its own
+   legs: ``HF_t = HF_0 * (sum_a wc_a M_a,t) / (sum_a wd_a M_a,t)`` with ``M`` the price
+   multipliers, ``wc`` the shares of the LT-weighted collateral and ``wd`` the debt
+   shares, so loops (the same asset on both sides) and stable/stable eMode nearly cancel.
+   Between two simulated points the minimum is that of a Brownian bridge with the class's
+   step volatility (sampled exactly), so a daily step still sees its intraday low.
+   A horizon that is not a whole number of steps ends with a partial step whose residual is
+   scaled by ``sqrt(fraction)`` (square-root-of-time: the approximation for sub-step
+   horizons such as 1 h on daily data).
+3. **Levels in closed form.** ``HF_t / HF_0`` does not depend on ``HF_0`` for a fixed
+   composition, so one sample of the drawdown ``y = -ln min_t(HF_t / HF_0)`` per class gives
+   ``P(HF < 1 within h) = P(y > ln HF_0)`` for every ``HF_0``, and the level at which the
+   probability reaches ``p`` is ``exp(q_{1-p}(y))``. Compositions are rounded to a grid
+   (``composition_grid``) so positions share one sample per class; one bootstrap draw
+   serves every class of a call.
+4. **Tail.** Below ``tail_share`` of the paths the upper tail of ``y`` is a Pareto (Hill)
+   fit on the largest drawdowns, so small probabilities get an extrapolated level; a level
+   is never below the simulated evidence (the empirical quantile, or the largest simulated
+   drawdown for probabilities below ``1 / paths``).
+5. **Expected cost.** A missed liquidation costs the penalty on what a liquidation takes:
+   ``close_factor * debt * (bonus - 1)`` with the bonus of the position's largest
+   collateral (plus the same penalty again on the part of the seized collateral beyond the
+   DEX depth at bonus slippage, when known). An alarm costs ``alarm_cost_usd[s]``.
+   Severity ``s`` starts where ``P(HF < 1 within h_s) * miss_cost >= alarm_cost_s``, i.e. at
+   ``p_s = alarm_cost_s / miss_cost``. Horizons per severity: watch = days of lead, warning
+   = a day, critical = hours (``reaction_hours``), each plus ``observe_hours`` (the time
+   until the monitor looks again). Levels are made non-increasing from watch to critical,
+   never below 1, and never below an explicit ``hard_levels`` entry (none by default).
+6. **Liquidity, where observable** (:class:`Liquidity`): liquidatable debt within
+   ``cascade_move`` of the price adds a jump (its price impact through the depth at bonus
+   slippage) once an asset falls that far; utilisation above ``utilisation_knee`` makes the
+   effective horizon longer (x2 at 100 %: the user cannot withdraw to deleverage).
+
+Everything is numpy on arrays handed in; the clock is a parameter; the draw is seeded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from monitor import price_data
+from monitor.errors import InputError
+from monitor.risk.book import Book
+from monitor.risk.checks import finite_number, parse_day
+
+__all__ = [
+    "LEVEL_NAMES",
+    "LevelCache",
+    "Liquidity",
+    "MarketState",
+    "PolicyConfig",
+    "PolicyLevels",
+    "level_reason",
+    "market_state_for",
+    "market_state_from_history",
+    "market_state_from_prices",
+    "miss_costs",
+    "position_levels",
+    "probability_at",
+    "volatility_now",
+]
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+FArray = NDArray[np.floating[Any]]  # float32 or float64
+Triple = tuple[float, float, float]
+
+LEVEL_NAMES: tuple[str, str, str] = ("watch", "warning", "critical")
+HOURS_PER_DAY = 24.0
+SECONDS_PER_DAY = 86_400.0
+SEED_RETURNS = 30
+MAX_LEVEL = 10.0  # no level above HF 10 (a tail fit on a handful of paths must not run away)
+# probability grid of the stored curves (P(HF < 1) as a function of HF), log-spaced
+PROB_GRID: Array = np.logspace(-8.0, math.log10(0.5), 64)
+_LN_PROB_GRID: Array = np.log(PROB_GRID)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """How levels are chosen (defaults are the shipped ``alerts.policy``; README "Alerts")."""
+
+    reaction_hours: Triple = (72.0, 24.0, 4.0)  # time to act, per severity: watch, warning, critical
+    alarm_cost_usd: Triple = (2.0, 10.0, 25.0)  # cost of one alarm (a user action), per severity
+    hard_levels: Triple | None = None  # explicit user levels (at/below: at least that severity)
+    market_levels: tuple[tuple[str, Triple], ...] = ()  # per market name
+    account_levels: tuple[tuple[str, Triple], ...] = ()  # per account (matched case-insensitively)
+    close_factor: float = 0.5  # share of the debt one liquidation repays
+    exit_margin: float = 0.02  # hysteresis: leave a level only above level * (1 + exit_margin)
+    min_dwell_s: float = 300.0  # ... and after this long at it
+    ewma_lambda: float = 0.94  # per day; per step it is lambda ** (step_hours / 24)
+    long_run_weight: float = 0.5  # share of the long-run variance in today's variance
+    long_run_days: float = 365.0
+    pool_days: float = 1461.0  # history the residuals are drawn from
+    block_hours: float = 120.0  # bootstrap block length
+    paths: int = 4000
+    seed: int = 20230615
+    composition_grid: float = 0.025  # shares rounded to this grid define a class
+    tail_share: float = 0.02  # the Pareto tail is fitted on this share of the paths
+    cascade_move: float = 0.10  # liquidity: "liquidatable debt within x % of the price"
+    utilisation_knee: float = 0.90  # above it the effective horizon grows, x2 at 100 %
+    recompute_vol_change: float = 0.10  # cache: recompute when any asset's volatility moved this much
+    recompute_after_s: float = SECONDS_PER_DAY  # cache: ... or after this long anyway
+    recompute_debt_change: float = 0.10  # cache: a position's debt moved this much (miss cost)
+
+    def validate(self) -> PolicyConfig:
+        """``self`` if consistent, else an :class:`InputError` naming the field."""
+        for name in ("reaction_hours", "alarm_cost_usd"):
+            vals = _triple(getattr(self, name), name)
+            if not all(v > 0 for v in vals):
+                raise InputError(f"{name} must be > 0 for watch, warning, critical, got {vals}")
+        r = self.reaction_hours
+        if not r[0] >= r[1] >= r[2]:
+            raise InputError(f"reaction_hours must not increase from watch to critical, got {r}")
+        for name, levels in (
+            ("hard_levels", [self.hard_levels] if self.hard_levels is not None else []),
+            ("market_levels", [lv for _, lv in self.market_levels]),
+            ("account_levels", [lv for _, lv in self.account_levels]),
+        ):
+            for lv in levels:
+                a, b, c = _triple(lv, name)
+                if not (a >= b >= c >= 1.0):
+                    raise InputError(f"{name} must be health factors with watch >= warning >= critical >= 1, got {lv}")
+        checks: tuple[tuple[str, float, float, float], ...] = (
+            ("close_factor", self.close_factor, 0.0, 1.0),
+            ("long_run_weight", self.long_run_weight, 0.0, 1.0),
+            ("tail_share", self.tail_share, 0.0, 0.5),
+            ("cascade_move", self.cascade_move, 0.0, 1.0),
+            ("utilisation_knee", self.utilisation_knee, 0.0, 1.0),
+        )
+        for name, value, lo, hi in checks:
+            v = finite_number(value, name)
+            if not lo <= v <= hi or (name in ("close_factor", "tail_share") and v == 0.0):
+                raise InputError(f"{name} must be in [{lo:g}, {hi:g}]{' and > 0' if lo == 0 else ''}, got {value}")
+        if not 0.0 < finite_number(self.ewma_lambda, "ewma_lambda") < 1.0:
+            raise InputError(f"ewma_lambda must be in (0, 1), got {self.ewma_lambda}")
+        if not 0.0 < finite_number(self.composition_grid, "composition_grid") <= 0.5:
+            raise InputError(f"composition_grid must be in (0, 0.5], got {self.composition_grid}")
+        for name in ("long_run_days", "pool_days", "block_hours", "recompute_after_s"):
+            if finite_number(getattr(self, name), name) <= 0.0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("exit_margin", "min_dwell_s", "recompute_vol_change", "recompute_debt_change"):
+            if finite_number(getattr(self, name), name) < 0.0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.paths, bool) or not isinstance(self.paths, int) or self.paths < 200:
+            raise InputError(f"paths must be an integer >= 200, got {self.paths!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"seed must be an integer >= 0, got {self.seed!r}")
+        return self
+
+    def hard_for(self, market: str, accounts: Sequence[str]) -> Array:
+        """``[P, 3]`` explicit levels per position (the account's, else the market's, else the
+        global ones; 1.0 where none is set, i.e. never binding)."""
+        base: Triple | None = self.hard_levels
+        for name, lv in self.market_levels:
+            if name == market:
+                base = lv
+        out = np.tile(np.asarray(base if base is not None else (1.0, 1.0, 1.0), dtype=np.float64), (len(accounts), 1))
+        if self.account_levels:
+            by_account = {a.lower(): lv for a, lv in self.account_levels}
+            for i, acc in enumerate(accounts):
+                own = by_account.get(acc.lower())
+                if own is not None:
+                    out[i] = own
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidity:
+    """Order flow / liquidity per asset where observable (NaN: unknown)."""
+
+    depth_usd: Array  # [A] USD of the asset sellable within its liquidation-bonus slippage
+    liquidatable_debt_usd: Array  # [A] market debt liquidatable within cascade_move of the price
+    utilisation: Array  # [A] 0..1
+
+
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """What the market looks like at the decision time (no data after it)."""
+
+    symbols: tuple[str, ...]  # columns, same order as Book.symbols
+    log_returns: Array  # [T, A] joint log returns, oldest first, NaN where missing
+    step_hours: float  # granularity of those returns (24.0 daily, 1.0 hourly)
+    liquidity: Liquidity | None = None
+    source: str = ""  # where the returns come from (for logs and reasons)
+
+    def validate(self) -> MarketState:
+        r = np.asarray(self.log_returns, dtype=np.float64)
+        if r.ndim != 2 or r.shape[1] != len(self.symbols):
+            raise InputError(f"log_returns must be [T, {len(self.symbols)}] for {self.symbols}, got shape {r.shape}")
+        if np.isinf(r).any():
+            raise InputError("log_returns must be finite or NaN (missing)")
+        if finite_number(self.step_hours, "step_hours") <= 0.0:
+            raise InputError(f"step_hours must be > 0, got {self.step_hours}")
+        if self.liquidity is not None:
+            for name in ("depth_usd", "liquidatable_debt_usd", "utilisation"):
+                arr = np.asarray(getattr(self.liquidity, name), dtype=np.float64)
+                if arr.shape != (len(self.symbols),):
+                    raise InputError(f"liquidity.{name} must have one value per asset ({len(self.symbols)})")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLevels:
+    """Per position: the levels, the probability at the current HF, and why."""
+
+    levels: Array  # [P, 3] HF at/below which watch, warning, critical start (rows non-increasing, >= 1)
+    probability: Array  # [P, 3] P(HF < 1 within each severity's horizon) at the current HF
+    reasons: tuple[str, ...]  # [P] plain words, e.g. "SOL/USDC, 24 h: warn at 1.31 (vol 4.1 %/day)"
+    classes: tuple[str, ...]  # [P] composition label, e.g. "SOL/USDC", "USDC+DAI/USDC eMode"
+    horizons_hours: Array = field(default_factory=lambda: np.zeros((0, 3)))  # [P, 3] incl. observe_hours
+    miss_cost_usd: Array = field(default_factory=lambda: np.zeros(0))  # [P]
+    vol_daily: Array = field(default_factory=lambda: np.zeros(0))  # [P] daily sigma of ln HF
+    curves: Array = field(default_factory=lambda: np.zeros((0, 3, PROB_GRID.size)))  # [P, 3, G] ln-HF at PROB_GRID
+    hard: NDArray[np.bool_] = field(default_factory=lambda: np.zeros((0, 3), dtype=bool))  # [P, 3] hard level binds
+
+    @property
+    def size(self) -> int:
+        return int(self.levels.shape[0])
+
+    def rows(self, index: Sequence[int] | IntArray) -> PolicyLevels:
+        idx = np.asarray(index, dtype=np.int64)
+        return PolicyLevels(
+            self.levels[idx], self.probability[idx], tuple(self.reasons[i] for i in idx),
+            tuple(self.classes[i] for i in idx), self.horizons_hours[idx], self.miss_cost_usd[idx],
+            self.vol_daily[idx], self.curves[idx], self.hard[idx],
+        )  # fmt: skip
+
+
+# -- market state builders ----------------------------------------------------------------
+
+
+def market_state_from_prices(
+    symbols: Sequence[str], end: str | None = None, *, days: float = 1461.0, liquidity: Liquidity | None = None
+) -> MarketState:
+    """Daily log returns of the SHIPPED prices for ``symbols`` over ``days`` up to ``end``
+    (inclusive, ``YYYY-MM-DD``; default the last shipped day). Each asset keeps its own
+    dates (NaN where it has no price, e.g. SOL before 2021); a symbol without shipped data
+    (resolved through WETH -> ETH, WBTC -> BTC) is an all-NaN column."""
+    names = _symbols(symbols)
+    hi = parse_day(end, "end date") if end is not None else None
+    cols: dict[str, pd.Series] = {}
+    known: list[str] = []
+    for name in names:
+        try:
+            asset = price_data.resolve_asset(name)
+        except InputError:
+            continue
+        known.append(asset)
+        close = price_data.load_daily(asset)["close"]
+        cols[name] = close if hi is None else close.loc[close.index <= hi]
+    cols = {k: v for k, v in cols.items() if len(v) > 1}
+    if not cols:
+        raise InputError(f"no shipped prices for {', '.join(names)} up to {end}: give stored oracle history")
+    last = max(pd.Timestamp(s.index[-1]) for s in cols.values())
+    first = last - pd.Timedelta(days=float(days))
+    grid = pd.date_range(first, last, freq="D")
+    out = np.full((len(grid) - 1, len(names)), np.nan)
+    for j, name in enumerate(names):
+        if name in cols:
+            logp = np.log(cols[name].reindex(grid).to_numpy(dtype=np.float64))
+            out[:, j] = np.diff(logp)  # NaN across a missing day
+    source = f"shipped daily prices to {last:%Y-%m-%d} ({', '.join(dict.fromkeys(known))})"
+    return MarketState(tuple(names), out, HOURS_PER_DAY, liquidity, source)
+
+
+def market_state_from_history(
+    symbols: Sequence[str],
+    price_history: Mapping[str, Sequence[tuple[float, float]]],
+    now: float,
+    *,
+    step_hours: float = HOURS_PER_DAY,
+    liquidity: Liquidity | None = None,
+) -> MarketState:
+    """Log returns of the store's oracle prices (symbol -> ``[(unix_time, usd), ...]``) on a
+    grid of ``step_hours`` ending at ``now``: each grid point takes the symbol's last price at
+    or before it (carried forward), NaN before its first price. Prices after ``now`` are ignored."""
+    names = _symbols(symbols)
+    step_s = finite_number(step_hours, "step_hours") * 3600.0
+    t_now = finite_number(now, "now")
+    by_key = {str(k).upper(): v for k, v in price_history.items()}
+    series: list[Array | None] = []  # per symbol: [n, 2] (time, price) sorted, or None
+    first = t_now
+    for name in names:
+        rows = by_key.get(name.upper())
+        if not rows:
+            series.append(None)
+            continue
+        arr = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(arr).all() or (arr[:, 1] <= 0).any():
+            raise InputError(f"stored price history for {name} has non-finite or non-positive values")
+        arr = arr[arr[:, 0] <= t_now]
+        if arr.size == 0:
+            series.append(None)
+            continue
+        arr = arr[np.argsort(arr[:, 0], kind="stable")]
+        series.append(arr)
+        first = min(first, float(arr[0, 0]))
+    n = math.floor((t_now - first) / step_s)
+    grid = t_now - step_s * np.arange(n, -1, -1, dtype=np.float64)
+    out = np.full((max(n, 0), len(names)), np.nan)
+    for j, rows_j in enumerate(series):
+        if rows_j is None or n < 1:
+            continue
+        pos = np.searchsorted(rows_j[:, 0], grid, side="right") - 1
+        logp = np.where(pos >= 0, np.log(rows_j[np.clip(pos, 0, None), 1]), np.nan)
+        out[:, j] = np.diff(logp)
+    return MarketState(tuple(names), out, float(step_hours), liquidity, f"stored oracle prices ({n} steps)")
+
+
+def market_state_for(
+    symbols: Sequence[str],
+    price_history: Mapping[str, Sequence[tuple[float, float]]] | None,
+    now: float,
+    *,
+    min_days: float = 30.0,
+    liquidity: Liquidity | None = None,
+) -> MarketState:
+    """The monitor's choice (as :func:`monitor.risk.thresholds.covariance_for`): the store's
+    daily oracle returns when every symbol has at least ``min_days`` of them, else the shipped
+    daily prices up to ``now``'s day (the whole shipped history when ``now`` is later)."""
+    if price_history:
+        state = market_state_from_history(symbols, price_history, now, liquidity=liquidity)
+        counts = np.isfinite(state.log_returns).sum(axis=0) if state.log_returns.size else np.zeros(len(symbols))
+        if len(counts) and counts.min() >= min_days:
+            return state
+    end = pd.Timestamp(finite_number(now, "now"), unit="s").strftime("%Y-%m-%d")
+    return market_state_from_prices(symbols, end, liquidity=liquidity)
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
+def volatility_now(market: MarketState, cfg: PolicyConfig) -> Array:
+    """``[A]`` today's per-step volatility (EWMA blended with the long run); NaN without data."""
+    return _filter(market, cfg).sigma_now
+
+
+@dataclass(frozen=True, slots=True)
+class _Filtered:
+    z: Array  # [T, A] standardised residuals (NaN where missing)
+    sigma_now: Array  # [A] per step; NaN for an asset without data
+
+
+def _filter(market: MarketState, cfg: PolicyConfig) -> _Filtered:
+    r = np.asarray(market.log_returns, dtype=np.float64)
+    steps_per_day = HOURS_PER_DAY / market.step_hours
+    pool = round(cfg.pool_days * steps_per_day)
+    r = r[-pool:] if r.shape[0] > pool else r
+    t, a = r.shape
+    lam = cfg.ewma_lambda ** (market.step_hours / HOURS_PER_DAY)
+    present = np.isfinite(r)
+    sq = np.where(present, r * r, 0.0)
+    counts = present.sum(axis=0)
+    long_rows = round(cfg.long_run_days * steps_per_day)
+    lr_sq = sq[-long_rows:]
+    lr_n = present[-long_rows:].sum(axis=0)
+    full_var = np.where(counts > 0, sq.sum(axis=0) / np.maximum(counts, 1), np.nan)
+    long_var = np.where(lr_n > 0, lr_sq.sum(axis=0) / np.maximum(lr_n, 1), full_var)
+    floor_var = 0.0625 * full_var  # sigma_t >= a quarter of the long-run sigma
+    # seed: mean square of the first SEED_RETURNS present returns of each asset
+    seed = np.full(a, np.nan)
+    for j in range(a):
+        vals = r[present[:, j], j][:SEED_RETURNS]
+        if vals.size:
+            seed[j] = float(np.mean(vals * vals))
+    var = seed.copy()
+    ex_ante = np.full((t, a), np.nan)
+    for i in range(t):  # RiskMetrics recursion; a missing return leaves the variance as it is
+        ex_ante[i] = var
+        row = present[i]
+        var = np.where(row, lam * var + (1.0 - lam) * sq[i], var)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = np.sqrt(np.maximum(ex_ante, floor_var))
+        z = np.where(present & (denom > 0), r / np.where(denom > 0, denom, 1.0), np.nan)
+    ewma_var = np.maximum(var, floor_var)
+    w = cfg.long_run_weight
+    sigma_now = np.sqrt((1.0 - w) * ewma_var + w * long_var)
+    sigma_now = np.where(counts > 0, sigma_now, np.nan)
+    return _Filtered(z, sigma_now)
+
+
+def _residual_pool(filtered: _Filtered, rng: np.random.Generator) -> tuple[Array, Array, tuple[int, ...]]:
+    """Complete residual rows and per-step sigmas: missing residuals refilled from the same
+    asset; assets without any data take other assets' residuals and the median sigma."""
+    z = filtered.z.copy()
+    sigma = filtered.sigma_now.copy()
+    t, a = z.shape
+    present = np.isfinite(z)
+    empty = tuple(int(j) for j in np.flatnonzero(~present.any(axis=0))) if t else tuple(range(a))
+    have = [j for j in range(a) if j not in empty]
+    if not have or t < 2:
+        raise InputError("no price history for any asset of the market: the policy needs returns to simulate")
+    for j in have:
+        miss = ~present[:, j]
+        if miss.any():
+            vals = z[present[:, j], j]
+            z[miss, j] = vals[rng.integers(0, vals.size, int(miss.sum()))]
+    if empty:
+        donors = z[:, have]
+        for j in empty:
+            z[:, j] = donors[np.arange(t), rng.integers(0, len(have), t)]
+            sigma[j] = float(np.median(sigma[have]))
+    return z, sigma, empty
+
+
+@dataclass(frozen=True, slots=True)
+class _Composition:
+    coll_units: IntArray  # [P, A] collateral shares in grid units
+    debt_units: IntArray  # [P, A]
+    n_units: IntArray  # [P] units per side (the row's grid is 1 / n_units)
+    util_mult: Array  # [P] effective-horizon multiplier from utilisation
+    has_debt: NDArray[np.bool_]  # [P]
+
+    def weights(self, rows: IntArray | slice = slice(None)) -> tuple[Array, Array]:
+        n = self.n_units[rows].astype(np.float64)[:, None]
+        return self.coll_units[rows] / n, self.debt_units[rows] / n
+
+    def keys(self) -> IntArray:
+        """``[P, 2A + 1]`` one row per class: units of both sides and the grid."""
+        out: IntArray = np.concatenate([self.coll_units, self.debt_units, self.n_units[:, None]], axis=1)
+        return out
+
+
+def _grid_units(w: Array, n_units: IntArray) -> IntArray:
+    """Largest-remainder rounding of each row of shares to integer units summing to ``n_units``."""
+    units = w * n_units[:, None]
+    base = np.floor(units).astype(np.int64)
+    missing = n_units - base.sum(axis=1)
+    order = np.argsort(-(units - base), axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(w.shape[1]), w.shape).copy(), axis=1)
+    out: IntArray = base + (ranks < missing[:, None]).astype(np.int64)
+    return np.where(w.sum(axis=1, keepdims=True) > 0, out, 0)
+
+
+def _composition(book: Book, market: MarketState, cfg: PolicyConfig) -> _Composition:
+    """Shares of LT-weighted collateral and of debt, rounded to the class grid: the config's
+    grid for two legs (one collateral, one debt), twice as coarse for each further leg (so a many-asset book
+    does not make thousands of classes; the grid depends only on the position itself)."""
+    weighted = book.collateral * book.lt
+    w_tot = weighted.sum(axis=1, keepdims=True)
+    d_tot = book.debt.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wc = np.where(w_tot > 0, weighted / np.where(w_tot > 0, w_tot, 1.0), 0.0)
+        wd = np.where(d_tot > 0, book.debt / np.where(d_tot > 0, d_tot, 1.0), 0.0)
+    legs = (wc > 0).sum(axis=1) + (wd > 0).sum(axis=1)
+    base_units = max(2, round(1.0 / cfg.composition_grid))
+    n_units = np.maximum(2, base_units // (2 ** np.clip(legs - 2, 0, 8))).astype(np.int64)
+    mult = np.ones(book.size)
+    liq = market.liquidity
+    if liq is not None:
+        u = np.asarray(liq.utilisation, dtype=np.float64)
+        c_tot = book.collateral.sum(axis=1)
+        share = np.where(c_tot[:, None] > 0, book.collateral / np.where(c_tot > 0, c_tot, 1.0)[:, None], 0.0)
+        known = np.isfinite(u)
+        ex = np.clip((np.where(known, u, 0.0) - cfg.utilisation_knee) / (1.0 - cfg.utilisation_knee + 1e-12), 0, 1)
+        raw = 1.0 + (share * ex[None, :]).sum(axis=1)
+        mult = np.round(raw * 4.0) / 4.0  # quarter steps: few distinct horizons
+    has_debt = (d_tot[:, 0] > 0) & (w_tot[:, 0] > 0)
+    return _Composition(_grid_units(wc, n_units), _grid_units(wd, n_units), n_units, mult, has_debt)
+
+
+def miss_costs(book: Book, market: MarketState, cfg: PolicyConfig) -> Array:
+    """``[P]`` USD cost of a missed liquidation: the penalty ``repay * (bonus - 1)`` on what one
+    liquidation takes (``repay = close_factor * debt``, at most what the largest collateral
+    covers), plus the same penalty again on the seized collateral beyond the known DEX depth."""
+    debt = book.debt.sum(axis=1)
+    main = np.argmax(book.collateral, axis=1)
+    rows = np.arange(book.size)
+    bonus = np.maximum(book.bonus[rows, main], 1.0)
+    main_value = book.collateral[rows, main]
+    repay = np.minimum(cfg.close_factor * debt, main_value / bonus)
+    penalty = repay * (bonus - 1.0)
+    if market.liquidity is not None:
+        depth = np.asarray(market.liquidity.depth_usd, dtype=np.float64)[main]
+        seized = repay * bonus
+        beyond = np.where(np.isfinite(depth), np.clip(seized - np.nan_to_num(depth), 0.0, None), 0.0)
+        penalty = penalty + beyond * (bonus - 1.0)
+    out: Array = np.asarray(penalty, dtype=np.float64)
+    return out
+
+
+def _cascade_jumps(book: Book, market: MarketState) -> Array:
+    """``[A]`` log price jump once an asset falls ``cascade_move``: the liquidatable debt sold
+    through the depth at bonus slippage moves the price by ``(bonus - 1) * debt / depth``."""
+    a = len(book.symbols)
+    liq = market.liquidity
+    if liq is None:
+        return np.zeros(a)
+    depth = np.asarray(liq.depth_usd, dtype=np.float64)
+    debt = np.asarray(liq.liquidatable_debt_usd, dtype=np.float64)
+    held = book.collateral > 0
+    bonus = np.array([float(np.median(book.bonus[held[:, j], j])) if held[:, j].any() else 1.05 for j in range(a)])
+    ok = np.isfinite(depth) & np.isfinite(debt) & (depth > 0)
+    impact = np.where(ok, (bonus - 1.0) * np.where(ok, debt, 0.0) / np.where(ok, depth, 1.0), 0.0)
+    out: Array = np.clip(impact, 0.0, 0.5)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Simulation:
+    """Per class and distinct horizon: the stored curve ln-HF(p) and the one-day sigma."""
+
+    curves: Array  # [K, H, G] ln HF at which P(HF<1 within horizon) = PROB_GRID
+    vol_daily: Array  # [K]
+
+
+def _simulate(
+    wc: Array,
+    wd: Array,
+    horizons_steps: Array,
+    z: Array,
+    sigma: Array,
+    jumps: Array,
+    cascade_move: float,
+    step_hours: float,
+    cfg: PolicyConfig,
+) -> _Simulation:
+    """The drawdown sample of every class at every horizon (in steps), reduced to curves."""
+    k_classes, a = wc.shape
+    n = cfg.paths
+    rng = np.random.default_rng(cfg.seed)
+    t = z.shape[0]
+    max_steps = math.ceil(float(horizons_steps.max()) - 1e-9)
+    block = max(1, min(round(cfg.block_hours / step_hours), t))
+    n_blocks = math.ceil(max_steps / block)
+    starts = rng.integers(0, t - block + 1, (n, n_blocks))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n, -1)[:, :max_steps]
+    u = rng.random((n, max_steps))
+    log_u = np.log(np.clip(u, 1e-300, 1.0))
+    corr = np.corrcoef(z, rowvar=False) if a > 1 else np.ones((1, 1))
+    corr = np.nan_to_num(np.atleast_2d(corr))
+    cov_step = corr * np.outer(sigma, sigma)
+    w = wc - wd
+    var_step = np.clip(np.einsum("ka,ab,kb->k", w, cov_step, w), 0.0, None)  # [K] var of ln HF per step
+    vol_daily = np.sqrt(var_step * HOURS_PER_DAY / step_hours)
+    down = np.log1p(-cascade_move) if cascade_move < 1 else -np.inf
+    x = np.zeros((n, a))  # cumulative log price per path
+    f32 = np.float32  # the per-class arrays: [K, N] float32 (ln HF to ~1e-7, far below any level step)
+    lnr_prev = np.zeros((k_classes, n), dtype=f32)
+    run_min = np.zeros((k_classes, n), dtype=f32)
+    drawdowns = np.zeros((horizons_steps.size, k_classes, n), dtype=f32)
+    wc32, wd32 = wc.astype(f32), wd.astype(f32)
+    log_u32 = log_u.astype(f32)
+    full = np.floor(horizons_steps + 1e-9).astype(np.int64)
+    frac = horizons_steps - full
+    frac = np.where(frac < 1e-9, 0.0, frac)
+    var_col = var_step[:, None].astype(f32)
+
+    def ln_ratio(xs: Array) -> FArray:
+        m = np.exp(xs)
+        if jumps.any():
+            m = np.where(xs < down, m * np.exp(-jumps), m)
+        mt = np.ascontiguousarray(m.T, dtype=f32)
+        with np.errstate(divide="ignore"):
+            out: FArray = np.log((wc32 @ mt) / (wd32 @ mt))
+        return out
+
+    def low_of(x0: FArray, x1: FArray, var: FArray, lu: FArray) -> FArray:
+        """min(x1, exact sample of the Brownian-bridge minimum between x0 and x1)."""
+        diff = x1 - x0
+        bridge = 0.5 * (x0 + x1 - np.sqrt(diff * diff - 2.0 * var * lu[None, :]))
+        out: FArray = np.minimum(x1, bridge)
+        return out
+
+    for k in range(max_steps + 1):
+        for h in np.flatnonzero(full == k):
+            if frac[h] > 0 and k < max_steps:  # ends with a partial step after k full steps
+                lnr = ln_ratio(x + z[idx[:, k]] * sigma * math.sqrt(frac[h]))
+                drawdowns[h] = -np.minimum(run_min, low_of(lnr_prev, lnr, var_col * f32(frac[h]), log_u32[:, k]))
+            else:
+                drawdowns[h] = -run_min
+        if k == max_steps:
+            break
+        x = x + z[idx[:, k]] * sigma
+        lnr = ln_ratio(x)
+        run_min = np.minimum(run_min, low_of(lnr_prev, lnr, var_col, log_u32[:, k]))
+        lnr_prev = lnr
+    np.clip(drawdowns, 0.0, math.log(MAX_LEVEL), out=drawdowns)
+    curves = _curves(drawdowns, cfg.tail_share)  # [H, K, G]
+    return _Simulation(np.transpose(curves, (1, 0, 2)), vol_daily)
+
+
+def _curves(y: FArray, tail_share: float) -> Array:
+    """``[H, K, G]`` upper quantiles of the drawdowns ``y [H, K, N]`` at the probabilities of
+    :data:`PROB_GRID`: empirical where at least ``tail_share * N`` paths lie beyond, a Hill
+    (Pareto) tail beyond that, never below the empirical quantile / the largest drawdown."""
+    n = y.shape[2]
+    k_tail = max(10, round(tail_share * n))
+    desc = -np.sort(-y, axis=2)  # descending along the paths
+    ranks = np.clip(np.floor(PROB_GRID * n).astype(np.int64), 0, n - 1)
+    empirical = desc[:, :, ranks]  # [H, K, G]: the value exceeded by a share p of the paths
+    u = desc[:, :, k_tail - 1]  # threshold of the tail fit
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(desc[:, :, : k_tail - 1] / u[:, :, None])
+        fin = np.isfinite(logs)
+        hill = np.where(fin, logs, 0.0).sum(axis=2) / np.maximum(fin.sum(axis=2), 1)  # 1 / alpha
+        inv_alpha = np.clip(hill, 0.0, 1.0)  # alpha >= 1
+        scale = np.maximum(k_tail / (n * PROB_GRID), 1.0)[None, None, :]
+        model = u[:, :, None] * scale ** inv_alpha[:, :, None]
+    tail = (PROB_GRID * n < k_tail)[None, None, :] & (u[:, :, None] > 0)
+    out = np.where(tail, np.maximum(model, empirical), empirical)
+    out = np.minimum(np.nan_to_num(out, nan=0.0), math.log(MAX_LEVEL))
+    result: Array = np.maximum.accumulate(out[:, :, ::-1], axis=2)[:, :, ::-1]  # non-increasing in p
+    return result.astype(np.float64)
+
+
+def _interp_level(curve: Array, p: Array) -> Array:
+    """ln HF at probability ``p`` from curves ``[P, G]``: log-linear in p on the grid, linear to
+    ln HF 0 at p = 1 above the grid's last point (0.5)."""
+    lp = np.log(np.clip(p, PROB_GRID[0], 1.0))
+    pos = np.clip(np.searchsorted(_LN_PROB_GRID, lp, side="right") - 1, 0, PROB_GRID.size - 2)
+    x0, x1 = _LN_PROB_GRID[pos], _LN_PROB_GRID[pos + 1]
+    rows = np.arange(curve.shape[0])
+    y0, y1 = curve[rows, pos], curve[rows, pos + 1]
+    t = np.clip((lp - x0) / (x1 - x0), 0.0, 1.0)
+    inside = y0 + t * (y1 - y0)
+    last = curve[:, -1]
+    above = last * np.clip((1.0 - p) / (1.0 - PROB_GRID[-1]), 0.0, 1.0)
+    out: Array = np.where(p > PROB_GRID[-1], above, inside)
+    return out
+
+
+def _interp_probability(curve: Array, ln_hf: Array) -> Array:
+    """P(HF < 1) at ``ln_hf`` from curves ``[P, G]`` (non-increasing along G): the inverse of
+    :func:`_interp_level`; 1 at or below HF 1, 0 beyond the curve's first point."""
+    v = np.asarray(ln_hf, dtype=np.float64)
+    count = (curve >= v[:, None]).sum(axis=1)  # a prefix: the grid points whose level is >= v
+    j = np.clip(count - 1, 0, PROB_GRID.size - 2)
+    rows = np.arange(curve.shape[0])
+    c0, c1 = curve[rows, j], curve[rows, j + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(c0 > c1, (c0 - v) / np.where(c0 > c1, c0 - c1, 1.0), 0.0)
+        inside = np.exp(_LN_PROB_GRID[j] + np.clip(t, 0.0, 1.0) * (_LN_PROB_GRID[j + 1] - _LN_PROB_GRID[j]))
+        last = curve[:, -1]
+        rel = np.where(last > 0, 1.0 - v / np.where(last > 0, last, 1.0), 1.0)
+        beyond = PROB_GRID[-1] + (1.0 - PROB_GRID[-1]) * rel
+    out = np.where(count == 0, 0.0, np.where(count >= PROB_GRID.size, beyond, inside))
+    out = np.where(v <= 0.0, 1.0, np.where(np.isfinite(v), out, 0.0))
+    result: Array = np.clip(out, 0.0, 1.0)
+    return result
+
+
+def probability_at(pl: PolicyLevels, hf: Array) -> Array:
+    """``[P, 3]`` P(HF < 1 within each severity's horizon) at health factors ``hf [P]``."""
+    h = np.asarray(hf, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        ln_hf = np.log(np.where(h > 0, h, 1e-300))
+    out = np.column_stack([_interp_probability(pl.curves[:, s, :], ln_hf) for s in range(3)])
+    return np.asarray(out, dtype=np.float64)
+
+
+def position_levels(
+    book: Book,
+    market: MarketState,
+    cfg: PolicyConfig,
+    *,
+    observe_hours: float = 0.0,
+    hf: Array | None = None,
+    emode: Sequence[str] | None = None,
+) -> PolicyLevels:
+    """The levels of every position of ``book`` under ``market`` (see the module doc).
+
+    ``observe_hours`` is the time until the monitor looks again (a block live, the data step
+    in a daily backtest), added to each severity's reaction time. ``hf`` (default: the book's
+    own) is the current HF behind ``probability``; ``emode`` optional labels per position
+    (e.g. ``"eMode 1"``) added to the class names. Deterministic for a given seed.
+    """
+    cfg.validate()
+    market.validate()
+    if tuple(s.upper() for s in market.symbols) != tuple(s.upper() for s in book.symbols):
+        raise InputError(f"market state columns {market.symbols} do not match the book's assets {book.symbols}")
+    observe = finite_number(observe_hours, "observe_hours")
+    if observe < 0:
+        raise InputError(f"observe_hours must be >= 0, got {observe_hours}")
+    p_count = book.size
+    current = book.health_factors() if hf is None else np.asarray(hf, dtype=np.float64)
+    comp = _composition(book, market, cfg)
+    miss = miss_costs(book, market, cfg)
+    hard = cfg.hard_for(book.market, book.accounts)
+    reaction = np.asarray(cfg.reaction_hours, dtype=np.float64)
+    horizons = comp.util_mult[:, None] * reaction[None, :] + observe  # [P, 3] hours
+    levels = np.ones((p_count, 3))
+    curves = np.zeros((p_count, 3, PROB_GRID.size))
+    vol = np.zeros(p_count)
+    live = np.flatnonzero(comp.has_debt)
+    if live.size:
+        _classes, first, inverse = np.unique(comp.keys()[live], axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        wc, wd = comp.weights(live[first])
+        filtered = _filter(market, cfg)
+        rng = np.random.default_rng([cfg.seed, 1])
+        z, sigma, _empty = _residual_pool(filtered, rng)
+        distinct, h_index = np.unique(np.round(horizons[live] / market.step_hours, 9), return_inverse=True)
+        h_index = h_index.reshape(len(live), 3)
+        sim = _simulate(wc, wd, distinct, z, sigma, _cascade_jumps(book, market), cfg.cascade_move,
+                        market.step_hours, cfg)  # fmt: skip
+        alarm = np.asarray(cfg.alarm_cost_usd, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            target = np.where(miss[live, None] > 0, alarm[None, :] / miss[live, None], np.inf)  # [L, 3]
+        for s in range(3):
+            curve = sim.curves[inverse, h_index[:, s], :]  # [L, G]
+            curves[live, s] = curve
+            lv = np.exp(_interp_level(curve, np.minimum(target[:, s], 1.0)))
+            levels[live, s] = np.where(target[:, s] >= 1.0, 1.0, lv)
+        vol[live] = sim.vol_daily[inverse]
+    levels = np.minimum.accumulate(np.maximum(levels, 1.0), axis=1)  # watch >= warning >= critical >= 1
+    binding = (hard > levels) & (hard > 1.0)
+    levels = np.minimum.accumulate(np.maximum(levels, hard), axis=1)
+    labels = _labels(book, comp, emode)
+    pl = PolicyLevels(
+        levels=levels, probability=np.zeros((p_count, 3)), reasons=(), classes=labels, horizons_hours=horizons,
+        miss_cost_usd=miss, vol_daily=vol, curves=curves, hard=binding,
+    )  # fmt: skip
+    prob = probability_at(pl, current)
+    prob[~comp.has_debt] = 0.0
+    reasons = tuple(level_reason(pl, i, 1) if comp.has_debt[i] else f"{labels[i]}: no debt" for i in range(p_count))
+    return replace(pl, probability=prob, reasons=reasons)
+
+
+def level_reason(pl: PolicyLevels, i: int, severity: int) -> str:
+    """Plain words for position ``i``'s level of ``severity`` (0 watch, 1 warning, 2 critical):
+    ``"SOL/USDC, 24 h: warn at 1.31 (vol 4.1 %/day)"``."""
+    verb = ("watch", "warn", "critical")[severity]
+    lvl = float(pl.levels[i, severity])
+    hours = float(pl.horizons_hours[i, severity]) if pl.horizons_hours.size else 0.0
+    why = "hard level" if pl.hard.size and bool(pl.hard[i, severity]) else f"vol {pl.vol_daily[i] * 100:.1f} %/day"
+    return f"{pl.classes[i]}, {hours:.3g} h: {verb} at {lvl:.2f} ({why})"
+
+
+def _labels(book: Book, comp: _Composition, emode: Sequence[str] | None) -> tuple[str, ...]:
+    out: list[str] = []
+    syms = book.symbols
+    for i in range(book.size):
+        c_order = [j for j in np.argsort(-comp.coll_units[i], kind="stable") if comp.coll_units[i, j] > 0]
+        d_order = [j for j in np.argsort(-comp.debt_units[i], kind="stable") if comp.debt_units[i, j] > 0]
+        coll = "+".join(syms[j] for j in c_order) or "-"
+        debt = "+".join(syms[j] for j in d_order) or "-"
+        label = f"{coll}/{debt}"
+        if emode is not None and emode[i]:
+            label += f" {emode[i]}"
+        out.append(label)
+    return tuple(out)
+
+
+# -- the cache: levels recomputed when composition or volatility moves -----------------------
+
+
+@dataclass(slots=True)
+class _Row:
+    key: bytes
+    debt: float
+    levels: Array  # [3]
+    curves: Array  # [3, G]
+    reason: str
+    label: str
+    horizons: Array  # [3]
+    miss: float
+    vol: float
+    hard: NDArray[np.bool_]
+
+
+@dataclass(slots=True)
+class _MarketEntry:
+    symbols: tuple[str, ...]
+    cfg: PolicyConfig
+    sigma: Array
+    computed_at: float
+    observe_hours: float
+    rows: dict[str, _Row]
+
+
+@dataclass
+class LevelCache:
+    """Levels per (market, account), recomputed only when the position's composition (its
+    rounded collateral / debt shares, utilisation class), its debt (by ``recompute_debt_change``)
+    or the market's volatility state (any asset's sigma by ``recompute_vol_change``) moves, or
+    ``recompute_after_s`` passed; the probability at the current HF is re-read every call.
+    ``recomputed`` counts positions recomputed by the last call."""
+
+    markets: dict[str, _MarketEntry] = field(default_factory=dict)
+    recomputed: int = 0
+
+    def levels_for(
+        self,
+        book: Book,
+        market: MarketState,
+        cfg: PolicyConfig,
+        now: float,
+        *,
+        observe_hours: float = 0.0,
+        hf: Array | None = None,
+        emode: Sequence[str] | None = None,
+    ) -> PolicyLevels:
+        t_now = finite_number(now, "now")
+        sigma = volatility_now(market, cfg)
+        entry = self.markets.get(book.market)
+        stale = (
+            entry is None or entry.symbols != book.symbols or entry.cfg != cfg
+            or entry.observe_hours != observe_hours or t_now - entry.computed_at >= cfg.recompute_after_s
+            or _vol_moved(entry.sigma, sigma, cfg.recompute_vol_change)
+        )  # fmt: skip
+        if stale or entry is None:
+            entry = _MarketEntry(book.symbols, cfg, sigma, t_now, observe_hours, {})
+            self.markets[book.market] = entry
+        comp = _composition(book, market, cfg)
+        debt = book.debt.sum(axis=1)
+        keys = [comp.keys()[i].tobytes() + comp.util_mult[i].tobytes() for i in range(book.size)]
+        todo = []
+        for i, acc in enumerate(book.accounts):
+            row = entry.rows.get(acc)
+            moved = row is None or row.key != keys[i] or _debt_moved(row.debt, float(debt[i]), cfg)
+            if moved:
+                todo.append(i)
+        if todo:
+            sub = book.with_rows(np.asarray(todo, dtype=np.int64))
+            fresh = position_levels(sub, market, cfg, observe_hours=observe_hours,
+                                    emode=None if emode is None else [emode[i] for i in todo])  # fmt: skip
+            for n, i in enumerate(todo):
+                entry.rows[book.accounts[i]] = _Row(
+                    keys[i], float(debt[i]), fresh.levels[n], fresh.curves[n], fresh.reasons[n], fresh.classes[n],
+                    fresh.horizons_hours[n], float(fresh.miss_cost_usd[n]), float(fresh.vol_daily[n]), fresh.hard[n],
+                )  # fmt: skip
+        self.recomputed = len(todo)
+        rows = [entry.rows[a] for a in book.accounts]
+        pl = PolicyLevels(
+            levels=np.array([r.levels for r in rows]).reshape(-1, 3),
+            probability=np.zeros((len(rows), 3)),
+            reasons=tuple(r.reason for r in rows),
+            classes=tuple(r.label for r in rows),
+            horizons_hours=np.array([r.horizons for r in rows]).reshape(-1, 3),
+            miss_cost_usd=np.array([r.miss for r in rows], dtype=np.float64),
+            vol_daily=np.array([r.vol for r in rows], dtype=np.float64),
+            curves=np.array([r.curves for r in rows]).reshape(-1, 3, PROB_GRID.size),
+            hard=np.array([r.hard for r in rows], dtype=bool).reshape(-1, 3),
+        )
+        current = book.health_factors() if hf is None else np.asarray(hf, dtype=np.float64)
+        prob = probability_at(pl, current)
+        prob[~comp.has_debt] = 0.0
+        return replace(pl, probability=prob)
+
+
+def _vol_moved(before: Array, after: Array, tolerance: float) -> bool:
+    if before.shape != after.shape:
+        return True
+    ok = np.isfinite(before) & np.isfinite(after) & (before > 0) & (after > 0)
+    if (np.isfinite(before) != np.isfinite(after)).any():
+        return True
+    if not ok.any():
+        return False
+    return bool((np.abs(np.log(after[ok] / before[ok])) > math.log1p(tolerance)).any())
+
+
+def _debt_moved(before: float, after: float, cfg: PolicyConfig) -> bool:
+    if before <= 0 or after <= 0:
+        return (before > 0) != (after > 0)
+    return abs(math.log(after / before)) > math.log1p(cfg.recompute_debt_change)
+
+
+# -- internals ------------------------------------------------------------------------------
+
+
+def _triple(values: object, what: str) -> Triple:
+    if not isinstance(values, tuple | list) or len(values) != 3:
+        raise InputError(f"{what} must have 3 values (watch, warning, critical), got {values!r}")
+    a, b, c = (finite_number(v, what) for v in values)
+    return a, b, c
+
+
+def _symbols(symbols: Sequence[str]) -> list[str]:
+    if isinstance(symbols, str) or not symbols:
+        raise InputError(f"symbols must be a non-empty sequence of names, got {symbols!r}")
+    return list(symbols)
