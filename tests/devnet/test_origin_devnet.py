@@ -18,6 +18,7 @@ from monitor.devnet.aave_origin import (
     GET_EMODE_LABEL,
     GET_EMODE_LTVZERO_BITMAP,
     GET_LIQUIDATION_PROTOCOL_FEE,
+    GET_RESERVE_DEFICIT,
     GET_RESERVE_NORMALIZED_INCOME,
     GET_RESERVE_NORMALIZED_VARIABLE_DEBT,
     GET_RESERVES_LIST,
@@ -244,3 +245,19 @@ def test_paused_reserve_and_grace_period_make_liquidations_revert(origin_devnet:
     done = liquidate(node, dep, target.account, "wstETH", "WETH", MAX_UINT256)
     assert done.success, done.revert_error
     assert done.events("LiquidationCall")
+
+
+def test_bad_debt_liquidation_burns_a_deficit_and_pays_the_protocol_fee(origin_devnet: OriginDevnet) -> None:
+    node, dep = origin_devnet.node, origin_devnet.deployment
+    target = next(p for p in origin_devnet.positions if p.kind == "emode1" and set(p.collaterals) == {"wstETH"})
+    set_origin_price(node, dep, "wstETH", 3600 * 0.3)  # collateral worth far less than the debt
+    assert node.call(dep.pool, GET_RESERVE_DEFICIT, dep.token("WETH").address) == 0
+    outcome = liquidate(node, dep, target.account, "wstETH", "WETH", MAX_UINT256)
+    assert outcome.success, outcome.revert_error
+    (deficit,) = outcome.events("DeficitCreated")
+    assert deficit.args["amountCreated"] > 0
+    assert node.call(dep.pool, GET_RESERVE_DEFICIT, dep.token("WETH").address) == deficit.args["amountCreated"]
+    fee = [e for e in outcome.events("BalanceTransfer") if e.args["to"].lower() == dep.treasury.lower()]
+    assert len(fee) == 1 and fee[0].address == dep.a_tokens["wstETH"] and fee[0].args["value"] > 0
+    (after,) = user_account_data(node, dep, [target.account])
+    assert after[:2] == (0, 0)  # all collateral seized, the rest of the debt burned
