@@ -96,6 +96,8 @@ def _scan_table(result: ScanResult) -> str:
     )  # fmt: skip
     discovered = f", {result.new_accounts} new accounts" if result.new_accounts else ""
     head = f"{snap.market} @ block {snap.block}: {len(rows)} positions{discovered}"
+    if snap.protocol == "aave_v3" and rows:
+        head += f", Aave {rows[0]['aave_version']} (Pool revision {snap.revision})"
     liquidatable = sum(1 for r in rows if _hf_key(r) < 1)
     differ = sum(1 for r in rows if r.get("liquidatable_after_accrual") not in (None, r.get("liquidatable_now")))
     accrual = f" ({differ} only after interest accrual: isLiquidatable at the stored index says no)" if differ else ""
