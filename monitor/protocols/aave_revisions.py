@@ -89,11 +89,15 @@ class AaveRules:
     # ``collateral.percentMul(avgLT).wadDiv(debt)``. "v35" (v3.5.0 GenericLogic, TokenMath.sol):
     # aToken balance ``rayMulFloor``, vToken balance ``rayMulCeil``, debt value
     # ``MathUtils.mulDivCeil(debt, price, unit)``, HF ``sum(value_i * LT_i).wadDiv(debt) / 1e4``
-    # (no floor of the average LT); available borrows ``percentMulFloor(ltv)``.
+    # (no floor of the average LT); available borrows ``percentMulFloor(ltv)``. v3.5.0
+    # LiquidationLogic: the reserve debt in base ``mulDivCeil``, the dust check's leftover debt
+    # ``mulDivCeil``, the debt a whole collateral covers ``percentDivCeil(bonus)`` (v3.4.0: all
+    # floor division and half-up ``percentDiv``).
     rounding: Rounding
     # HEAD (3.7) LiquidationLogic._calculateAvailableCollateralToLiquidate: percentMulFloor for
     # the collateral with bonus, percentDivFloor for the bonus base, percentMulCeil for the
-    # protocol fee (docs/3.7/liquidation-rounding.md); before: half-up percentMul / percentDiv.
+    # protocol fee (docs/3.7/liquidation-rounding.md); before (v3.6.0 and older): half-up
+    # ``percentMul`` for the collateral with bonus and the fee, half-up ``percentDiv`` for the base.
     liquidation_rounding: LiquidationRounding
     # v3.1.0 ValidationLogic.validateLiquidationCall: liquidation reverts unless both reserves'
     # ``liquidationGracePeriodUntil < block.timestamp`` (IPool.getLiquidationGracePeriod, new in 3.1).
