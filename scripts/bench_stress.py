@@ -72,7 +72,8 @@ def log(message: str) -> None:
 
 
 def make_book(n: int, seed: int) -> Book:
-    return synthetic_book(n, SYMBOLS, PRICES, LTS, np.random.default_rng(seed))
+    # exact HF (Aave 3.5+, Morpho, Comet), as the loop and naive numpy below compute it
+    return synthetic_book(n, SYMBOLS, PRICES, LTS, np.random.default_rng(seed), lt_rounding="exact")
 
 
 def make_multipliers(s: int, seed: int) -> Array:

@@ -1,22 +1,36 @@
 """A position book as numpy arrays: the float edge of the exact snapshot.
 
 Rows are positions, columns are reserves. Values are USD at the snapshot's prices; the
-risk parameters are the ones that apply to each position (eMode-aware), as fractions.
+risk parameters are the ones that apply to each position (eMode-aware, per Aave revision), as
+fractions. Each book says how its protocol turns them into a health factor:
+
+- ``lt_rounding == "bps_floor"``: Aave before 3.5 floors the collateral-weighted average LT to
+  whole basis points (``GenericLogic``: ``avgLT = sum(value * LT_bps) / totalCollateral``);
+- ``lt_rounding == "exact"``: HF = sum(c * LT) / debt (Aave 3.5+, Morpho Blue, Compound V3).
+
+and which close-factor rule its liquidations follow (``close_factor``): ``"v30"`` (Aave 3.0-3.2:
+50 %, 100 % below HF 0.95), ``"v33"`` (Aave 3.3+: the whole reserve debt unless both reserves of
+the pair are worth >= 2,000 base units and HF > 0.95, then 50 % of the total debt) or
+``"full"`` (Morpho Blue liquidations and Comet absorbs can take the whole debt).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from monitor.errors import InputError
 from monitor.models import MarketSnapshot
-from monitor.risk.health import categories_by_id, effective_params
+from monitor.risk.health import V30, categories_by_id, counts_as_collateral, effective_params, rules_of
 
 Array = NDArray[np.float64]
+LtRounding = Literal["exact", "bps_floor"]
+CloseFactor = Literal["v30", "v33", "full"]
+AAVE_PROTOCOL = "aave_v3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +45,8 @@ class Book:
     lt: Array  # [P, A] liquidation threshold that applies (fraction)
     ltv: Array  # [P, A] loan-to-value that applies (fraction)
     bonus: Array  # [P, A] liquidation bonus that applies (1.05 == +5 %)
+    lt_rounding: LtRounding = "exact"  # "bps_floor": Aave < 3.5 floors the average LT to whole bps
+    close_factor: CloseFactor = "v30"  # the liquidation close-factor rule (see the module docstring)
 
     @property
     def size(self) -> int:
@@ -46,18 +62,30 @@ class Book:
     def weighted_collateral(self) -> Array:
         return self.collateral * self.lt
 
+    @property
+    def floors_lt(self) -> bool:
+        return self.lt_rounding == "bps_floor"
+
     def health_factors(self, multiplier: Array | None = None) -> Array:
-        """HF per position (optionally under one price-multiplier vector), with Aave's
-        floor of the collateral-weighted liquidation threshold to whole basis points."""
+        """HF per position (optionally under one price-multiplier vector), with the book's
+        protocol rounding: Aave's floor of the average LT to whole bps where it applies."""
         m = np.ones(len(self.symbols)) if multiplier is None else np.asarray(multiplier, dtype=np.float64)
         coll = self.collateral * m
-        return hf_of(floored_weighted(coll, self.lt), (self.debt * m).sum(axis=1))
+        return hf_of(weighted_of(coll, self.lt, floor=self.floors_lt), (self.debt * m).sum(axis=1))
 
     def with_rows(self, rows: NDArray[np.bool_] | NDArray[np.int64]) -> Book:
-        return Book(
-            self.market, self.block, tuple(np.asarray(self.accounts)[rows]), self.symbols, self.prices,
-            self.collateral[rows], self.debt[rows], self.lt[rows], self.ltv[rows], self.bonus[rows],
+        return replace(
+            self, accounts=tuple(np.asarray(self.accounts)[rows]), collateral=self.collateral[rows],
+            debt=self.debt[rows], lt=self.lt[rows], ltv=self.ltv[rows], bonus=self.bonus[rows],
         )  # fmt: skip
+
+
+def weighted_of(collateral: Array, lt: Array, *, floor: bool) -> Array:
+    """sum(c * LT) over the last axis: with the bps floor of the average LT (Aave < 3.5) or exact."""
+    if floor:
+        return floored_weighted(collateral, lt)
+    weighted: Array = (collateral * lt).sum(axis=-1)
+    return weighted
 
 
 def floored_weighted(collateral: Array, lt: Array) -> Array:
@@ -77,7 +105,12 @@ def hf_of(weighted: Array, debt: Array) -> Array:
 
 
 def book_from_snapshot(snapshot: MarketSnapshot) -> Book:
-    """Positions with any collateral or debt, as arrays (empty accounts are left out)."""
+    """Positions with any collateral or debt, as arrays (empty accounts are left out).
+
+    Aave snapshots take the LT / LTV / bonus of their Pool revision (liquid eMode bitmaps from
+    3.2, LT-0 collateral inside an eMode from 3.6), the bps floor of the average LT before 3.5 and
+    the revision's close factor; other protocols' books are exact (no floor), close factor "full".
+    """
     held = [p for p in snapshot.positions if p.total_collateral_base or p.total_debt_base]
     if not held:
         raise InputError(
@@ -86,6 +119,8 @@ def book_from_snapshot(snapshot: MarketSnapshot) -> Book:
         )
     reserves = snapshot.reserves
     cats = categories_by_id(snapshot.emode_categories)
+    aave = snapshot.protocol == AAVE_PROTOCOL
+    rules = rules_of(snapshot) if aave else V30
     unit = float(snapshot.base_currency_unit)
     n, a = len(held), len(reserves)
     collateral, debt = np.zeros((n, a)), np.zeros((n, a))
@@ -93,14 +128,16 @@ def book_from_snapshot(snapshot: MarketSnapshot) -> Book:
     prices = np.array([r.price / unit for r in reserves])
     for i, pos in enumerate(held):
         for j, (leg, r) in enumerate(zip(pos.legs, reserves, strict=True)):
-            e_ltv, e_lt, e_bonus = effective_params(r, pos.emode_category, cats)
+            e_ltv, e_lt, e_bonus = effective_params(r, pos.emode_category, cats, rules)
             lt[i, j], ltv[i, j], bonus[i, j] = e_lt / 1e4, e_ltv / 1e4, e_bonus / 1e4
-            if leg.used_as_collateral and r.liquidation_threshold:
+            if leg.used_as_collateral and (counts_as_collateral(r, rules) if aave else r.liquidation_threshold):
                 collateral[i, j] = leg.collateral / 10**r.decimals * prices[j]
             debt[i, j] = leg.debt / 10**r.decimals * prices[j]
     return Book(
         snapshot.market, snapshot.block, tuple(p.account for p in held),
         tuple(r.symbol for r in reserves), prices, collateral, debt, lt, ltv, bonus,
+        lt_rounding="bps_floor" if aave and rules.rounding == "v30" else "exact",
+        close_factor=rules.close_factor if aave else "full",
     )  # fmt: skip
 
 
@@ -113,8 +150,11 @@ def synthetic_book(
     *,
     bonus: float = 1.05,
     hf_range: tuple[float, float] = (1.02, 3.0),
+    lt_rounding: LtRounding = "bps_floor",
+    close_factor: CloseFactor = "v30",
 ) -> Book:
-    """``n`` random positions: 1-3 collaterals, one debt asset, HF in ``hf_range``."""
+    """``n`` random positions: 1-3 collaterals, one debt asset, HF in ``hf_range``; an Aave 3.0
+    book by default (bps floor, 3.0 close factor), as the backtest and the benchmarks use."""
     a = len(symbols)
     lt_row = np.asarray(lts, dtype=np.float64)
     mask = rng.random((n, a)) < 0.45
@@ -128,5 +168,5 @@ def synthetic_book(
     lt = np.broadcast_to(lt_row, (n, a)).copy()
     return Book(
         "synthetic", 0, tuple(f"0x{i:040x}" for i in range(n)), tuple(symbols), np.asarray(prices, dtype=np.float64),
-        collateral, debt, lt, lt * 0.95, np.full((n, a), bonus),
+        collateral, debt, lt, lt * 0.95, np.full((n, a), bonus), lt_rounding, close_factor,
     )  # fmt: skip

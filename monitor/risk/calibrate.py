@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -290,10 +290,8 @@ def reparameterise(book: Book, column: int, lt: float, ltv: float) -> Book:
     debt = np.where(holders[:, None], book.debt * scale[:, None], book.debt)
     new_lt = book.lt.copy()
     new_lt[holders, j] = lt_new
-    return Book(
-        book.market, book.block, book.accounts, book.symbols, book.prices,
-        book.collateral, debt, new_lt, new_ltv_row, book.bonus,
-    )  # fmt: skip
+    # the protocol's rounding and close-factor rule stay the book's own
+    return replace(book, debt=debt, lt=new_lt, ltv=new_ltv_row)
 
 
 def bad_debt_with_slippage(book: Book, column: int, multipliers: Array, liquidity_usd: float) -> Array:

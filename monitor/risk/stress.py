@@ -4,11 +4,16 @@ For a multiplier matrix ``M`` [S, A] (one row per scenario), the shocked weighte
 and debt of every position are two matrix products, ``M @ (C*LT).T`` and ``M @ D.T``, so
 100,000 positions x 1,000 scenarios is a few BLAS calls, evaluated in scenario chunks.
 
+HF follows the book's protocol rounding (``Book.lt_rounding``): Aave before 3.5 floors the
+average LT to whole bps, Aave 3.5+, Morpho Blue and Compound V3 do not.
+
 Outcome model per liquidatable position (HF < 1 after the shock), in USD:
 - debt at risk: its whole debt;
-- one liquidation call repays ``close_factor x debt`` (50 %, or 100 % when HF < 0.95,
-  Aave's CLOSE_FACTOR_HF_THRESHOLD) and seizes ``repaid x bonus`` of its largest
-  collateral, capped by that collateral's value;
+- one liquidation call repays what the book's close-factor rule allows (``Book.close_factor``):
+  "v30" (Aave 3.0-3.2) ``50 % x debt``, or 100 % when HF < 0.95 (CLOSE_FACTOR_HF_THRESHOLD);
+  "v33" (Aave 3.3+) the largest debt reserve whole, or ``min(it, 50 % x total debt)`` when that
+  reserve and the largest collateral are each >= 2,000 USD and HF > 0.95; "full" (Morpho, Comet)
+  the whole debt; it seizes ``repaid x bonus`` of the largest collateral, capped by its value;
 - bad debt: the debt left once liquidators have taken all collateral at its bonus,
   ``max(0, debt - collateral / bonus)`` with the collateral-weighted bonus.
 """
@@ -26,6 +31,8 @@ from monitor.risk.book import Array, Book, hf_of
 
 CLOSE_FACTOR_HF_THRESHOLD = 0.95
 DEFAULT_CLOSE_FACTOR = 0.5
+MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD_USD = 2_000.0  # Aave 3.3+: 2000e8 base units
+BPS = 1e-4
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +76,34 @@ def check_multipliers(book: Book, multipliers: Array) -> Array:
 
 
 def health_factors(book: Book, multipliers: Array) -> Array:
-    """[S, P] health factors under each scenario row (without Aave's avg-LT bps floor;
-    ``Book.health_factors`` applies it for one scenario)."""
+    """[S, P] health factors under each scenario row, with the book's rounding (Aave < 3.5:
+    the average LT floored to whole bps, as ``Book.health_factors``)."""
     m = check_multipliers(book, multipliers)
-    return hf_of(m @ book.weighted_collateral().T, m @ book.debt.T)
+    weighted = m @ book.weighted_collateral().T
+    if book.floors_lt:
+        total = m @ book.collateral.T
+        bps = m @ (book.collateral * np.rint(book.lt * 1e4)).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            avg_bps = np.floor(bps / np.where(total > 0, total, 1.0) + 1e-9)
+        weighted = total * avg_bps * BPS
+    return hf_of(weighted, m @ book.debt.T)
+
+
+def repaid_by_one_call(book: Book, hf: Array, total_debt: Array, main_debt: Array, main_collateral: Array) -> Array:
+    """USD one liquidation call repays under the book's close-factor rule (module docstring)."""
+    if book.close_factor == "full":
+        return total_debt
+    if book.close_factor == "v33":
+        big = (
+            (main_collateral >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD_USD)
+            & (main_debt >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD_USD)
+            & (hf > CLOSE_FACTOR_HF_THRESHOLD)
+        )
+        repaid: Array = np.where(big, np.minimum(main_debt, DEFAULT_CLOSE_FACTOR * total_debt), main_debt)
+        return repaid
+    close = np.where(hf < CLOSE_FACTOR_HF_THRESHOLD, 1.0, DEFAULT_CLOSE_FACTOR)
+    v30: Array = close * total_debt
+    return v30
 
 
 def position_outcomes(book: Book, multiplier: Array) -> PositionOutcomes:
@@ -83,10 +114,11 @@ def position_outcomes(book: Book, multiplier: Array) -> PositionOutcomes:
     total_c, total_d = coll.sum(axis=1), debt.sum(axis=1)
     hf_after = book.health_factors(m)
     liq = hf_after < 1.0
-    close = np.where(hf_after < CLOSE_FACTOR_HF_THRESHOLD, 1.0, DEFAULT_CLOSE_FACTOR)
     main = np.argmax(coll, axis=1)  # liquidators take the largest collateral
     rows = np.arange(book.size)
-    seized = np.minimum(close * total_d * book.bonus[rows, main], coll[rows, main])
+    main_debt = debt.max(axis=1) if debt.shape[1] else total_d
+    repaid = repaid_by_one_call(book, hf_after, total_d, main_debt, coll[rows, main])
+    seized = np.minimum(repaid * book.bonus[rows, main], coll[rows, main])
     avg_bonus = _avg_bonus(book, coll, total_c)
     bad = np.maximum(0.0, total_d - total_c / avg_bonus)
     return PositionOutcomes(
@@ -110,38 +142,74 @@ def evaluate(
 ) -> ScenarioOutcomes:
     """Portfolio outcomes of every scenario row; memory stays O(chunk x positions).
 
-    Only two dense products per chunk are needed to find who is liquidatable
-    (``weighted < debt`` is HF < 1 without a division); the outcome arithmetic then runs
-    on the liquidatable (scenario, position) pairs only. This screen omits Aave's floor of
-    the average liquidation threshold to whole bps (a relative HF error below 1.3e-4), so
-    a position that close to HF == 1 may be classed either way; ``position_outcomes`` and
-    the exact integer engine include it. ``dtype`` float32 halves the
-    memory traffic of the dense part; pass float64 when a tie at HF == 1 matters.
+    Two dense products per chunk screen who may be liquidatable (``weighted < debt`` is HF < 1
+    without a division), with a margin covering the float32 error and, for books that floor the
+    average LT (Aave < 3.5), the floor (at most ``total collateral x 1e-4``: a third product).
+    The candidates are then decided in float64 with the book's own rounding, as
+    ``position_outcomes`` does, and the outcome arithmetic runs on the liquidatable
+    (scenario, position) pairs only. ``dtype`` float32 halves the memory traffic of the screen.
     """
     m = check_multipliers(book, multipliers)
     s = m.shape[0]
     wc: NDArray[np.floating[Any]] = book.weighted_collateral().T.astype(dtype)  # [A, P]
     d_t: NDArray[np.floating[Any]] = book.debt.T.astype(dtype)
+    lt_bps = np.rint(book.lt * 1e4)
+    slack = 1e-5 if np.dtype(dtype).itemsize < 8 else 1e-12  # relative float error of the screen
+    # The floor lowers sum(c * LT) by less than a factor 1 - 1/avgLT_bps, and avgLT_bps >= the
+    # smallest LT_bps among the position's collaterals: screen with debt / (1 - 1/that). Where
+    # a collateral has LT < 2 bps that bound is useless: those positions get the third product.
+    held = book.collateral > 0
+    min_bps = np.where(held, lt_bps, np.inf).min(axis=1) if book.floors_lt else np.full(book.size, np.inf)
+    loose = min_bps < 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(loose | ~np.isfinite(min_bps), 1.0, 1.0 / (1.0 - 1.0 / min_bps))
+    factor = (factor * (1 + slack)).astype(dtype)
+    c_t: NDArray[np.floating[Any]] | None = None
+    if book.floors_lt and loose.any():
+        c_t = np.where(loose[:, None], book.collateral, 0.0).T.astype(dtype)
     count = np.zeros(s, dtype=np.int64)
     at_risk, seized, bad = np.zeros(s), np.zeros(s), np.zeros(s)
     for lo in range(0, s, chunk):
         mc = m[lo : lo + chunk]
         mc_d: NDArray[np.floating[Any]] = mc.astype(dtype)
-        liq = (mc_d @ wc) < (mc_d @ d_t)
-        si, pi = np.nonzero(liq)
+        w_s, d_s = mc_d @ wc, mc_d @ d_t
+        bound = d_s * factor
+        if c_t is not None:  # floor <= total collateral x 1e-4 for the loose positions
+            bound = bound + (mc_d @ c_t) * (BPS * (1 + slack))
+        si, pi = np.nonzero(w_s < bound)
         if si.size == 0:
             continue
-        ms = mc[si]  # [k, A] float64 from here on: k liquidatable pairs
+        ms = mc[si]  # [k, A] float64 from here on: k candidate pairs
         shocked = ms * book.collateral[pi]
         coll = shocked.sum(axis=1)
-        debt = (ms * book.debt[pi]).sum(axis=1)
-        weighted = (ms * book.collateral[pi] * book.lt[pi]).sum(axis=1)
-        bonus_avg = (ms * book.collateral[pi] * book.bonus[pi]).sum(axis=1) / np.where(coll > 0, coll, 1.0)
+        debt_legs = ms * book.debt[pi]
+        debt = debt_legs.sum(axis=1)
+        if book.floors_lt:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                avg_bps = np.floor((shocked * lt_bps[pi]).sum(axis=1) / np.where(coll > 0, coll, 1.0) + 1e-9)
+            weighted = coll * avg_bps * BPS
+        else:
+            weighted = (shocked * book.lt[pi]).sum(axis=1)
+        keep = weighted < debt  # the float64 decision, with the book's rounding
+        si, pi, ms, shocked, coll, debt_legs, debt, weighted = (
+            si[keep],
+            pi[keep],
+            ms[keep],
+            shocked[keep],
+            coll[keep],
+            debt_legs[keep],
+            debt[keep],
+            weighted[keep],
+        )
+        if si.size == 0:
+            continue
+        bonus_avg = (shocked * book.bonus[pi]).sum(axis=1) / np.where(coll > 0, coll, 1.0)
         bonus_avg = np.where(coll > 0, bonus_avg, 1.0)
-        close = np.where(weighted < CLOSE_FACTOR_HF_THRESHOLD * debt, 1.0, DEFAULT_CLOSE_FACTOR)
         pairs = np.arange(si.size)
         main = np.argmax(shocked, axis=1)  # liquidators take the largest collateral after the shock
-        take = np.minimum(close * debt * book.bonus[pi, main], shocked[pairs, main])
+        hf_pairs = weighted / np.where(debt > 0, debt, 1.0)
+        repaid = repaid_by_one_call(book, hf_pairs, debt, debt_legs.max(axis=1), shocked[pairs, main])
+        take = np.minimum(repaid * book.bonus[pi, main], shocked[pairs, main])
         left = np.maximum(0.0, debt - coll / bonus_avg)
         n = mc.shape[0]
         count[lo : lo + n] = np.bincount(si, minlength=n)

@@ -9,6 +9,7 @@ repay / add-collateral amounts). Pure numpy, no devnet; the whole file runs in a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from monitor.errors import InputError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, EModeCategory, Reserve
-from monitor.risk.book import Book, floored_weighted, hf_of, synthetic_book
+from monitor.risk.book import Book, LtRounding, floored_weighted, hf_of, synthetic_book
 from monitor.risk.health import account_data
 from monitor.risk.liquidation import (
     add_collateral_to_target,
@@ -52,8 +53,10 @@ def make_book(
     symbols: Sequence[str] | None = None,
     prices: Sequence[float] | None = None,
     bonus: Sequence[float] | float = 1.05,
+    lt_rounding: LtRounding = "bps_floor",
 ) -> Book:
-    """A Book from USD values per (position, asset) and per-asset LT / bonus."""
+    """A Book from USD values per (position, asset) and per-asset LT / bonus (an Aave 3.0 book
+    by default: the average LT floored to whole bps)."""
     c = np.asarray(collateral, dtype=np.float64)
     d = np.asarray(debt, dtype=np.float64)
     n, a = c.shape
@@ -62,7 +65,8 @@ def make_book(
     lt_pa = np.broadcast_to(np.asarray(lt, dtype=np.float64), (n, a)).copy()
     bonus_pa = np.broadcast_to(np.asarray(bonus, dtype=np.float64), (n, a)).copy()
     return Book(
-        "test", 1, tuple(f"0x{i:040x}" for i in range(n)), names, px, c, d, lt_pa, lt_pa * 0.95, bonus_pa
+        "test", 1, tuple(f"0x{i:040x}" for i in range(n)), names, px, c, d, lt_pa, lt_pa * 0.95, bonus_pa,
+        lt_rounding,
     )  # fmt: skip
 
 
@@ -354,11 +358,14 @@ def test_deeper_shock_never_makes_a_position_healthier(case: tuple[Book, NDArray
     assert np.all(h2[finite] <= h1[finite] * (1 + 1e-12))
     assert np.all(np.isinf(h2) == np.isinf(h1))  # no debt stays no debt
     # with Aave's bps floor a lower price can lift avgLT by one bps (see the exact example):
-    # monotone within 1 bps / avgLT
+    # f2 <= h2 <= h1 and the floor takes at most one bps of the total collateral from h1
     f1, f2 = book.health_factors(m1), book.health_factors(m2)
-    assert np.all(f2[finite] <= f1[finite] * (1 + TIE))
-    # the stress engine's [S, P] HFs (no floor) agree with the per-vector ones
-    np.testing.assert_allclose(health_factors(book, np.vstack([m1, m2])), np.vstack([h1, h2]), rtol=1e-12)
+    one_bps = (book.collateral * m1).sum(axis=1) * 1e-4 / np.where(finite, (book.debt * m1).sum(axis=1), 1.0)
+    assert np.all(f2[finite] <= (f1[finite] + one_bps[finite]) * (1 + 1e-12))
+    # the stress engine's [S, P] HFs (with the book's floor) agree with the per-vector ones
+    np.testing.assert_allclose(health_factors(book, np.vstack([m1, m2])), np.vstack([f1, f2]), rtol=1e-12)
+    exact = replace(book, lt_rounding="exact")
+    np.testing.assert_allclose(health_factors(exact, np.vstack([m1, m2])), np.vstack([h1, h2]), rtol=1e-12)
 
 
 @st.composite
@@ -434,13 +441,21 @@ def test_evaluate_totals_equal_sum_of_position_outcomes(
         assert out_sub.bad_debt[i] == pytest.approx(po.bad_debt[keep].sum(), rel=1e-6, abs=1e-6)
 
 
-def test_evaluate_counts_a_floor_tie_as_healthy_and_position_outcomes_as_liquidatable() -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_floor_tie_is_liquidatable_only_where_the_protocol_floors(dtype: type[np.floating[Any]]) -> None:
     # avgLT = (10,001 x 5,000 + 10,000 x 9,000) / 20,001 = 6,999.8 bps. Debt 14,000: unfloored
-    # HF = 14,000.5 / 14,000 > 1; floored 13,998.7 / 14,000 < 1. Documented tie, not a bug.
+    # HF = 14,000.5 / 14,000 > 1; floored 13,998.7 / 14,000 < 1. Aave < 3.5 liquidates it; Aave
+    # 3.5+, Morpho and Comet (exact books) do not; evaluate and position_outcomes agree on both.
     book = make_book([[10_001.0, 10_000.0, 0.0]], [[0.0, 0.0, 14_000.0]], [0.5, 0.9, 0.85])
     assert book.health_factors()[0] < 1.0 < unfloored_hf(book, np.ones(3))[0]
     assert position_outcomes(book, np.ones(3)).liquidatable[0]
-    assert evaluate(book, np.ones((1, 3)), dtype=np.float64).liquidatable[0] == 0
+    assert evaluate(book, np.ones((1, 3)), dtype=dtype).liquidatable[0] == 1
+    assert health_factors(book, np.ones((1, 3)))[0, 0] < 1.0
+    exact = replace(book, lt_rounding="exact")
+    assert exact.health_factors()[0] == pytest.approx(14_000.5 / 14_000, rel=1e-14)
+    assert not position_outcomes(exact, np.ones(3)).liquidatable[0]
+    assert evaluate(exact, np.ones((1, 3)), dtype=dtype).liquidatable[0] == 0
+    assert health_factors(exact, np.ones((1, 3)))[0, 0] > 1.0
 
 
 @FAST
