@@ -55,11 +55,18 @@ Public API (other modules and tests code against it):
 - :func:`liquidation_constants`: ``CLOSE_FACTOR_HF_THRESHOLD``, ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``,
   ``MIN_LEFTOVER_BASE`` read from the deployed LiquidationLogic, ``DEFAULT_LIQUIDATION_CLOSE_FACTOR``
   and ``POOL_REVISION``
-- :func:`user_account_data`, :func:`set_reserve_pause`, :func:`decode_revert`, :func:`decode_logs`
+- :func:`user_account_data` (batched ``getUserAccountData``), :func:`balances` (aToken / debt balances
+  per symbol), :func:`set_reserve_pause` (pause, or unpause with a liquidation grace period),
+  :func:`decode_revert`, :func:`decode_logs`
 - :func:`start_origin_devnet`: a context manager (anvil + deploy + seed + 90 days) -> :class:`OriginDevnet`
   (``url``, ``client``, ``node``, ``deployment``, ``positions``, ``accounts``, ``acted``; ``config_data()``
   is a liqmon config for ``scan``). The pytest fixtures ``origin_devnet`` (per test, reverted with
   ``evm_snapshot`` / ``evm_revert``) and ``origin_devnet_session`` in ``tests/conftest.py`` wrap it.
+
+Prices: the feeds are ``LiqmonPriceFeed`` contracts whose owner is ``deployment.admin``; move them
+with :func:`set_origin_price` (a ``setAnswer`` transaction), never with ``monitor.devnet.seed.set_price``
+(that writes the 3.0 devnet's MockAggregator storage slot). Token symbols are case-sensitive on
+chain (``wstETH``); ``OriginDeployment.token()`` looks them up case-insensitively.
 
 Timings on 2 cores: cold compile about 10 s (17 contracts, solc-js 0.8.27), deploy about 1.5 s,
 240 positions about 1.5 s, 90 days of interest and the users' actions under 1 s.
@@ -572,7 +579,7 @@ POSITION_KINDS: tuple[str, ...] = (
     "emode2_multi_debt",  # ... borrowing both USDC and USDT
     "pt_emode2",  # PTUSD (+ USDC) collateral in eMode 2
     "pt_emode2_outside",  # PTUSD + WETH / WBTC in eMode 2
-    "pt_emode3",  # PTUSD (+ USDC) collateral in eMode 3, debt USDC / USDT / DAI
+    "pt_emode3",  # PTUSD (+ USDC, some + WETH / WBTC outside the bitmap) in eMode 3, debt USDC / USDT / DAI
     "multi_collateral_debt",  # 2-3 collaterals, two debts
 )
 BORROWED_OUTSIDE_EMODE = ("WETH", "wstETH", "WBTC", "USDC", "USDT", "DAI")
@@ -621,7 +628,10 @@ def _plan(rng: random.Random, kind: str) -> tuple[int, list[str], list[str]]:
         return 2, ["PTUSD", rng.choice(["WETH", "WBTC"])], [rng.choice(["USDC", "USDT"])]
     if kind == "pt_emode3":
         cs = ["PTUSD"] + (["USDC"] if rng.random() < 0.4 else [])
-        return 3, cs, [rng.choice([s for s in ("USDT", "DAI", "USDC") if s not in cs])]
+        debt = rng.choice([s for s in ("USDT", "DAI", "USDC") if s not in cs])
+        if rng.random() < 0.3:
+            cs.append(rng.choice(["WETH", "WBTC"]))  # outside the PT-USD bitmap
+        return 3, cs, [debt]
     raise InputError(f"unknown position kind {kind!r}")
 
 
@@ -782,6 +792,20 @@ def user_account_data(node: DevnetNode, deployment: Deployment, accounts: Sequen
         for raw in node.client.batch(calls[start : start + 500]):
             out.append(tuple(int(v) for v in GET_USER_ACCOUNT_DATA.decode(bytes.fromhex(str(raw)[2:]))))
     return out
+
+
+def balances(node: DevnetNode, deployment: OriginDeployment, account: str) -> dict[str, tuple[int, int]]:
+    """symbol -> (aToken balance, variable debt balance) of ``account`` at the latest block, for
+    every reserve it holds (base units of the underlying, interest included)."""
+    symbols = list(deployment.tokens)
+    calls = [
+        ("eth_call", [{"to": token, "data": "0x" + BALANCE_OF.encode(account).hex()}, "latest"])
+        for s in symbols
+        for token in (deployment.a_tokens[s], deployment.variable_debt_tokens[s])
+    ]
+    values = [int(str(raw), 16) for raw in node.client.batch(calls)]
+    pairs = {s: (values[2 * i], values[2 * i + 1]) for i, s in enumerate(symbols)}
+    return {s: pair for s, pair in pairs.items() if any(pair)}
 
 
 def set_reserve_pause(

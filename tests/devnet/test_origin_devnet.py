@@ -34,6 +34,7 @@ from monitor.devnet.aave_origin import (
     OriginDeployment,
     OriginDevnet,
     advance_days,
+    balances,
     liquidate,
     liquidation_constants,
     origin_prices,
@@ -261,3 +262,15 @@ def test_bad_debt_liquidation_burns_a_deficit_and_pays_the_protocol_fee(origin_d
     assert len(fee) == 1 and fee[0].address == dep.a_tokens["wstETH"] and fee[0].args["value"] > 0
     (after,) = user_account_data(node, dep, [target.account])
     assert after[:2] == (0, 0)  # all collateral seized, the rest of the debt burned
+
+
+def test_balances_match_the_seeded_amounts_plus_interest(origin_devnet: OriginDevnet) -> None:
+    node, dep = origin_devnet.node, origin_devnet.deployment
+    untouched = [p for p in origin_devnet.positions if p.account not in set(origin_devnet.acted)]
+    for p in untouched[:24]:
+        held = balances(node, dep, p.account)
+        assert set(held) == set(p.collaterals) | set(p.debts)
+        for symbol, amount in p.collaterals.items():
+            assert amount - 1 <= held[symbol][0] <= amount * 1_002 // 1_000 + 1  # 90 days of supply yield
+        for symbol, amount in p.debts.items():
+            assert amount < held[symbol][1] < amount * 1_030 // 1_000  # 90 days of borrow interest
