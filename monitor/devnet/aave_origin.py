@@ -629,7 +629,7 @@ def _plan(rng: random.Random, kind: str) -> tuple[int, list[str], list[str]]:
     if kind == "pt_emode3":
         cs = ["PTUSD"] + (["USDC"] if rng.random() < 0.4 else [])
         debt = rng.choice([s for s in ("USDT", "DAI", "USDC") if s not in cs])
-        if rng.random() < 0.3:
+        if rng.random() < 0.5:
             cs.append(rng.choice(["WETH", "WBTC"]))  # outside the PT-USD bitmap
         return 3, cs, [debt]
     raise InputError(f"unknown position kind {kind!r}")
