@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -320,6 +320,17 @@ def _schema_v5_aave_revisions(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE scans ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
 
 
+def _schema_v6_market_params(db: sqlite_utils.Database) -> None:
+    """Version 6: change-only history of each market's parameters (every reserve's
+    configuration, the eMode categories), one JSON row per block where they changed, so a
+    snapshot of ANY stored block rebuilds exactly (the ``reserves`` and ``emode_categories``
+    tables keep only the newest, queryable view)."""
+    _create_table(
+        db, "market_params", {"market": str, "block": int, "reserves": str, "emode_categories": str},
+        pk=("market", "block"),
+    )  # fmt: skip
+
+
 # Append only: entry i brings the schema from version i to version i + 1.
 _MIGRATIONS: tuple[Migration, ...] = (
     _create_schema_v1,
@@ -327,6 +338,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
     _schema_v3_alerts,
     _schema_v4_discovery_blocks,
     _schema_v5_aave_revisions,
+    _schema_v6_market_params,
 )
 
 
@@ -468,6 +480,20 @@ def _optional_text(value: int | None) -> str | None:
 
 def _optional_int(text: str | None) -> int | None:
     return None if text is None else int(text)
+
+
+# Reserve fields read at every block (stored per block in ``prices``); the rest are parameters.
+_PER_BLOCK = frozenset({"liquidity_index", "variable_borrow_index", "price"})
+_RESERVE_PARAMS = tuple(f.name for f in fields(Reserve) if f.name not in _PER_BLOCK)
+_EMODE_PARAMS = tuple(f.name for f in fields(EModeCategory))
+
+
+def _params_json(snapshot: MarketSnapshot) -> tuple[str, str]:
+    """The snapshot's parameters as (reserves, eMode categories) JSON; Python's json keeps
+    integers of any size exactly (uint128 bitmaps included)."""
+    reserves = [{name: getattr(r, name) for name in _RESERVE_PARAMS} for r in snapshot.reserves]
+    categories = [{name: getattr(c, name) for name in _EMODE_PARAMS} for c in snapshot.emode_categories]
+    return json.dumps(reserves, separators=(",", ":")), json.dumps(categories, separators=(",", ":"))
 
 
 def _reserve_row(market: str, block: int, reserve: Reserve) -> dict[str, Any]:
@@ -698,7 +724,7 @@ class Store:
             return
         marks = ",".join("?" * len(blocks))
         with self.transaction():
-            for table in ("positions", "prices", "scans"):
+            for table in ("positions", "prices", "scans", "market_params"):
                 self._db.execute(f"DELETE FROM {table} WHERE market = ? AND block IN ({marks})", [market, *blocks])
 
     # ----------------------------------------------------------------- snapshots
@@ -714,6 +740,7 @@ class Store:
             self._upsert_market(snapshot)
             self._upsert_reserves(snapshot)
             self._upsert_emode_categories(snapshot)
+            self._record_params(snapshot)
             self._upsert_prices(snapshot)
             self._upsert_positions(snapshot)
             return self._insert_scan(snapshot)
@@ -731,6 +758,24 @@ class Store:
     def _upsert_emode_categories(self, snapshot: MarketSnapshot) -> None:
         rows = [_emode_row(snapshot.market, snapshot.block, category) for category in snapshot.emode_categories]
         self._db.table("emode_categories").upsert_all(rows, pk=("market", "id"))
+
+    def _record_params(self, snapshot: MarketSnapshot) -> None:
+        """Change-only: a ``market_params`` row at this block only if the parameters differ
+        from those in force just before it (a reorg drops a suffix of blocks, rows included)."""
+        reserves, categories = _params_json(snapshot)
+        before = self._db.execute(
+            "SELECT reserves, emode_categories FROM market_params WHERE market = ? AND block < ?"
+            " ORDER BY block DESC LIMIT 1",
+            [snapshot.market, snapshot.block],
+        ).fetchone()
+        table = self._db.table("market_params")
+        if before is not None and tuple(before) == (reserves, categories):
+            self._db.execute(
+                "DELETE FROM market_params WHERE market = ? AND block = ?", [snapshot.market, snapshot.block]
+            )
+            return
+        row = {"market": snapshot.market, "block": snapshot.block, "reserves": reserves, "emode_categories": categories}
+        table.upsert(row, pk=("market", "block"))
 
     def _upsert_prices(self, snapshot: MarketSnapshot) -> None:
         rows = [_price_row(snapshot, reserve) for reserve in snapshot.reserves]
@@ -953,13 +998,23 @@ def snapshot_from_rows(store: Store, market: str, block: int | None) -> MarketSn
     if not scan:
         raise StoreError(f"market {market!r} has no stored scan at block {block} in {store.path}")
     prices = {r["asset"]: r for r in rows("SELECT * FROM prices WHERE market = ? AND block = ?", [market, block])}
-    reserve_rows = rows("SELECT * FROM reserves WHERE market = ? ORDER BY reserve_id", [market])
-    if any(prices.get(r["asset"], {}).get("liquidity_index") is None for r in reserve_rows):
-        raise StoreError(f"the scan of {market} at block {block} predates reserve indexes: scan again")
-    reserves = tuple(_reserve_from_row(r, prices[r["asset"]]) for r in reserve_rows)
-    categories = tuple(
-        _emode_from_row(c) for c in rows("SELECT * FROM emode_categories WHERE market = ? ORDER BY id", [market])
+    params = rows(
+        "SELECT * FROM market_params WHERE market = ? AND block <= ? ORDER BY block DESC LIMIT 1", [market, block]
     )
+    if params:  # the parameters in force at the block
+        reserve_params = json.loads(params[0]["reserves"])
+        category_rows = json.loads(params[0]["emode_categories"])
+    else:  # stored before schema 6: the newest parameters
+        reserve_params = rows("SELECT * FROM reserves WHERE market = ? ORDER BY reserve_id", [market])
+        category_rows = rows("SELECT * FROM emode_categories WHERE market = ? ORDER BY id", [market])
+    if any(prices.get(r["asset"], {}).get("liquidity_index") is None for r in reserve_params):
+        raise StoreError(f"the scan of {market} at block {block} predates reserve indexes: scan again")
+    if params:
+        reserves = tuple(_reserve_from_params(r, prices[r["asset"]]) for r in reserve_params)
+        categories = tuple(EModeCategory(**c) for c in category_rows)
+    else:
+        reserves = tuple(_reserve_from_row(r, prices[r["asset"]]) for r in reserve_params)
+        categories = tuple(_emode_from_row(c) for c in category_rows)
     positions = tuple(
         _position_from_row(p, reserves)
         for p in rows("SELECT * FROM positions WHERE market = ? AND block = ? ORDER BY account", [market, block])
@@ -970,6 +1025,13 @@ def snapshot_from_rows(store: Store, market: str, block: int | None) -> MarketSn
         base_currency_unit=int(meta["base_currency_unit"]), reserves=reserves, emode_categories=categories,
         positions=positions, addresses={k: meta[k] for k in ADDRESS_KEYS if meta.get(k)},
         revision=scan[0]["revision"],
+    )  # fmt: skip
+
+
+def _reserve_from_params(params: dict[str, Any], price: dict[str, Any]) -> Reserve:
+    return Reserve(
+        **params, liquidity_index=int(price["liquidity_index"]),
+        variable_borrow_index=int(price["variable_borrow_index"]), price=int(price["price"]),
     )  # fmt: skip
 
 

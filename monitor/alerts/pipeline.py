@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from monitor.alerts.dedup import decide
-from monitor.alerts.message import Message
+from monitor.alerts.message import Message, verdicts_line
 from monitor.config_alerts import AlertsConfig
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.risk.anomalies import Anomaly
@@ -207,6 +207,7 @@ def evaluate_snapshot(
 ) -> EvaluationResult:
     previous = store.alert_states(snapshot.market)
     assessments = assess(snapshot, cov_daily, cfg, previous, now)
+    verdicts = {p.account: (p.liquidatable_now, p.liquidatable_after_accrual) for p in snapshot.positions}
     states: list[dict[str, Any]] = []
     alerts: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     reasons: Counter[str] = Counter()
@@ -221,6 +222,9 @@ def evaluate_snapshot(
         sent_at = before["last_sent_at"] if before else None
         if reason is not None:
             message = render(snapshot.market, snapshot.block, a, reason, prev_severity or "ok", cfg)
+            note = verdicts_line(*verdicts.get(a.account, (False, None)))
+            if note and reason != "resolved":
+                message = replace(message, lines=(*message.lines[:-1], note, message.lines[-1]))
             routed = prev_severity if reason == "resolved" and prev_severity else a.severity
             deliveries = _deliveries(cfg, snapshot.market, a.account, routed, message)
             alerts.append(({"subject": a.account, "severity": a.severity, "previous": prev_severity or "ok",

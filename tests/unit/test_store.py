@@ -840,3 +840,50 @@ def test_version_4_database_migrates_with_neutral_defaults(
         (0, False, 0),
         (0, False, 0),
     ]
+
+
+def at_block(snapshot: MarketSnapshot, block: int) -> MarketSnapshot:
+    return replace(
+        snapshot, block=block, block_hash=f"0x{block:064x}", timestamp=BLOCK_TIME + (block - BLOCK) * 12,
+        positions=tuple(replace(p, block=block) for p in snapshot.positions),
+    )  # fmt: skip
+
+
+def test_every_stored_block_rebuilds_with_the_parameters_of_its_block(store: Store, db_path: Path) -> None:
+    """Parameters change (a pause with a grace period, a bitmap, a new category, a fee): each
+    block rebuilds exactly as it was read, and unchanged parameters add no row (change-only)."""
+    first = at_block(liquid_snapshot(10), BLOCK)
+    usdc = replace(first.reserves[1], paused=False, liquidation_grace_period_until=BLOCK_TIME + 3600)
+    weth = replace(first.reserves[0], liquidation_protocol_fee=1500, ltv=7900)
+    eth = replace(first.emode_categories[0], collateral_bitmap=1, ltv_zero_bitmap=0)
+    new = EModeCategory(3, 8600, 8800, 10500, ZERO_ADDRESS, "PT-USD", collateral_bitmap=1 << 127, borrowable_bitmap=8)
+    second = at_block(replace(first, reserves=(weth, usdc, first.reserves[2]),
+                              emode_categories=(eth, first.emode_categories[1], new)), BLOCK + 5)  # fmt: skip
+    third = at_block(second, BLOCK + 9)  # same parameters, new prices and positions
+    third = replace(third, reserves=tuple(replace(r, price=r.price + 1) for r in third.reserves))
+    for snapshot in (first, second, third):
+        store.save_snapshot(snapshot)
+    assert store.load_snapshot(MARKET, BLOCK) == first
+    assert store.load_snapshot(MARKET, BLOCK + 5) == second
+    assert store.load_snapshot(MARKET, BLOCK + 9) == third
+    assert table_count(db_path, "market_params") == 2  # the third block changed no parameter
+    # saving an older block again after newer ones keeps each block's own parameters
+    store.save_snapshot(first)
+    assert store.load_snapshot(MARKET, BLOCK + 9) == third and store.load_snapshot(MARKET, BLOCK) == first
+    # a reorg drops a suffix of blocks and their parameter rows with them
+    store.drop_blocks(MARKET, [BLOCK + 5, BLOCK + 9])
+    assert table_count(db_path, "market_params") == 1
+    assert store.load_snapshot(MARKET) == first
+
+
+def test_saving_a_block_again_with_unchanged_parameters_drops_its_redundant_row(store: Store, db_path: Path) -> None:
+    first = at_block(liquid_snapshot(10), BLOCK)
+    changed = at_block(
+        replace(first, reserves=(replace(first.reserves[0], paused=True), *first.reserves[1:])), BLOCK + 1
+    )
+    store.save_snapshot(first)
+    store.save_snapshot(changed)
+    assert table_count(db_path, "market_params") == 2
+    store.save_snapshot(at_block(first, BLOCK + 1))  # the block re-read: the pause was not real
+    assert table_count(db_path, "market_params") == 1
+    assert store.load_snapshot(MARKET, BLOCK + 1) == at_block(first, BLOCK + 1)
