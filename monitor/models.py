@@ -154,10 +154,25 @@ class Position:
     emode_category: int
     user_configuration: int  # the Aave user-configuration bitmap
     legs: tuple[AssetLeg, ...] = field(default_factory=tuple)
+    # Compound V3: the HF at the STORED (last accrued) borrow index, what ``isLiquidatable`` answers
+    # now; ``health_factor`` is after accrual to the block's timestamp, what ``absorb`` (which accrues
+    # first) sees. None where the protocol has one verdict.
+    health_factor_stored_index: int | None = None
 
     @property
     def has_debt(self) -> bool:
         return self.total_debt_base > 0
+
+    @property
+    def liquidatable_now(self) -> bool:
+        """The protocol's view function at the stored state (Comet ``isLiquidatable``); else HF < 1."""
+        stored = self.health_factor_stored_index
+        return (self.health_factor if stored is None else stored) < WAD
+
+    @property
+    def liquidatable_after_accrual(self) -> bool | None:
+        """HF < 1 after interest accrual (what Comet's ``absorb`` sees); None with one verdict."""
+        return None if self.health_factor_stored_index is None else self.health_factor < WAD
 
     def health_factor_text(self) -> str:
         return format_wad(self.health_factor)
@@ -178,6 +193,9 @@ class Position:
             "liquidation_threshold_bps": self.current_liquidation_threshold,
             "emode_category": self.emode_category,
             "legs": [leg.as_dict() for leg in self.legs if leg.collateral or leg.debt],
+            "health_factor_stored_index": _wad_or_none(self.health_factor_stored_index),
+            "liquidatable_now": self.liquidatable_now,
+            "liquidatable_after_accrual": self.liquidatable_after_accrual,
         }
 
 
@@ -204,6 +222,10 @@ class MarketSnapshot:
             if reserve.symbol.lower() == key or reserve.asset.lower() == key:
                 return reserve
         raise KeyError(symbol_or_address)
+
+
+def _wad_or_none(value: int | None) -> str | None:
+    return None if value is None else format_wad(value)
 
 
 def _unit_decimals(unit: int) -> int:

@@ -137,3 +137,17 @@ def _tag(token: str) -> tuple[str | None, bool]:
     if match is None:
         return None, False
     return match.group(2).lower(), bool(match.group(1))
+
+
+def verdicts_line(liquidatable_now: bool, liquidatable_after_accrual: bool | None) -> str | None:
+    """The body line an alert adds when the protocol's view and its liquidation call disagree
+    (Compound V3 at a stale index: ``isLiquidatable`` reads the stored index, ``absorb`` accrues
+    interest first); None when they agree or the protocol has one verdict."""
+    if liquidatable_after_accrual is None or liquidatable_now == liquidatable_after_accrual:
+        return None
+    now = "liquidatable" if liquidatable_now else "not liquidatable"
+    after = "liquidatable" if liquidatable_after_accrual else "not"
+    return (
+        f"verdicts differ: {now} at the stored index (isLiquidatable now), {after} after interest accrual "
+        "(what absorb sees: it accrues first); the HF shown is after accrual"
+    )

@@ -1,13 +1,16 @@
 """A Compound III-like market on the devnet: our own ``CometLike`` contract, feeds and seeded borrowers.
 
 ``deploy_comet`` deploys ``contracts/build/CometLike.json`` (a test contract with Comet's view
-functions and integer rules, see ``contracts/src/CometLike.sol``) with base USDC and the
-collaterals WETH, WBTC and COMP at Compound III mainnet-like factors; every asset is priced by
-its own ``LiqmonPriceFeed`` (8 decimals). Tokens are fixed addresses holding a tiny runtime
-that answers ``symbol()`` and ``decimals()`` only: the market keeps balances itself, so no
-ERC-20 is needed. ``seed_comet`` gives reproducible borrowers whose liquidation health factor
-(collateral value x liquidateCollateralFactor / borrow value) lands near a target, and
-``set_comet_price`` moves a feed.
+functions, accrual, base transfers, ``absorb`` and integer rules, see
+``contracts/src/CometLike.sol``) with base USDC and the collaterals WETH, WBTC and COMP at
+Compound III mainnet-like factors and the cUSDCv3 rate model (``MAINNET_USDC_RATES``); every
+asset is priced by its own ``LiqmonPriceFeed`` (8 decimals). Tokens are fixed addresses holding
+a tiny runtime that answers ``symbol()`` and ``decimals()`` only: the market keeps balances
+itself, so no ERC-20 is needed. ``seed_comet`` gives reproducible borrowers whose liquidation
+health factor (collateral value x liquidateCollateralFactor / borrow value) lands near a target
+(and, with ``utilization``, a supplier that sets the market's utilization), ``set_comet_price``
+moves a feed, ``warp`` lets time pass without accrual, ``absorb_succeeds`` asks a real
+``absorb`` at a block.
 
 The ``fn`` constants are Compound III's real signatures, so they read a mainnet Comet too.
 """
@@ -28,7 +31,16 @@ from monitor.contracts import load_artifact
 from monitor.devnet.node import DevnetNode, Tx
 from monitor.devnet.seed import seed_account
 from monitor.devnet.spec import price_units
-from monitor.errors import InputError
+from monitor.errors import InputError, RpcResponseError
+from monitor.protocols.compound_v3 import (
+    ABSORB as ABSORB,
+)
+from monitor.protocols.compound_v3 import (
+    ABSORB_DEBT_TOPIC as ABSORB_DEBT_TOPIC,
+)
+from monitor.protocols.compound_v3 import (
+    ACCRUE_ACCOUNT as ACCRUE_ACCOUNT,
+)
 
 # the reader's definitions, re-exported here for the devnet and its tests: one source of truth
 from monitor.protocols.compound_v3 import (
@@ -53,13 +65,34 @@ from monitor.protocols.compound_v3 import (
     GET_ASSET_INFO as GET_ASSET_INFO,
 )
 from monitor.protocols.compound_v3 import (
+    GET_BORROW_RATE as GET_BORROW_RATE,
+)
+from monitor.protocols.compound_v3 import (
     GET_PRICE as GET_PRICE,
+)
+from monitor.protocols.compound_v3 import (
+    GET_SUPPLY_RATE as GET_SUPPLY_RATE,
+)
+from monitor.protocols.compound_v3 import (
+    GET_UTILIZATION as GET_UTILIZATION,
 )
 from monitor.protocols.compound_v3 import (
     IS_LIQUIDATABLE as IS_LIQUIDATABLE,
 )
 from monitor.protocols.compound_v3 import (
     NUM_ASSETS as NUM_ASSETS,
+)
+from monitor.protocols.compound_v3 import (
+    RATE_PARAMS as RATE_PARAMS,
+)
+from monitor.protocols.compound_v3 import (
+    TOTALS_BASIC as TOTALS_BASIC,
+)
+from monitor.protocols.compound_v3 import (
+    TRANSFER_COLLATERAL_TOPIC as TRANSFER_COLLATERAL_TOPIC,
+)
+from monitor.protocols.compound_v3 import (
+    TRANSFER_TOPIC as TRANSFER_TOPIC,
 )
 from monitor.protocols.compound_v3 import (
     USER_BASIC as USER_BASIC,
@@ -90,6 +123,14 @@ SUPPLY_EVENT = "Supply(address,address,uint256)"
 SUPPLY_TOPIC = event_topic(SUPPLY_EVENT)
 SUPPLY_COLLATERAL_EVENT = "SupplyCollateral(address,address,address,uint256)"
 SUPPLY_COLLATERAL_TOPIC = event_topic(SUPPLY_COLLATERAL_EVENT)
+ABSORB_COLLATERAL_TOPIC = event_topic("AbsorbCollateral(address,address,address,uint256,uint256)")
+
+# -- Compound III user actions (mainnet signatures) ----------------------------------------------------
+
+TRANSFER = fn("transfer(address,uint256)", "bool")
+TRANSFER_FROM = fn("transferFrom(address,address,uint256)", "bool")
+TRANSFER_ASSET = fn("transferAsset(address,address,uint256)")
+ALLOW = fn("allow(address,bool)")
 WITHDRAW_COLLATERAL_EVENT = "WithdrawCollateral(address,address,address,uint256)"
 WITHDRAW_COLLATERAL_TOPIC = event_topic(WITHDRAW_COLLATERAL_EVENT)
 
@@ -108,6 +149,42 @@ PRICE_DECIMALS = 8
 BPS_TO_FACTOR = 10**14  # 1 basis point as a 1e18-scaled factor
 
 MUTATOR_GAS = 300_000
+ABSORB_GAS = 1_000_000
+SECONDS_PER_YEAR = 31_536_000
+BASE_BORROW_MIN = 100 * 10**6  # 100 USDC, as cUSDCv3
+
+
+@dataclass(frozen=True, slots=True)
+class RateConfig:
+    """Comet's per-year rate parameters (1e18 = 100 %); the contract stores them per second."""
+
+    supply_kink: int
+    supply_slope_low: int
+    supply_slope_high: int
+    supply_base: int
+    borrow_kink: int
+    borrow_slope_low: int
+    borrow_slope_high: int
+    borrow_base: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        """In the field order of CometLike's ``RateConfig`` constructor argument."""
+        return (self.supply_kink, self.supply_slope_low, self.supply_slope_high, self.supply_base,
+                self.borrow_kink, self.borrow_slope_low, self.borrow_slope_high, self.borrow_base)  # fmt: skip
+
+
+def _pct(text: str) -> int:
+    whole, _, frac = text.partition(".")
+    return int(whole) * 10**16 + int((frac + "0" * 16)[:16]) if frac else int(whole) * 10**16
+
+
+# Compound's published cUSDCv3 (Ethereum) configuration: kinks 80 %, supply 3.25 % / 40 %, borrow
+# 1.5 % + 3.5 % / 25 %
+MAINNET_USDC_RATES = RateConfig(
+    supply_kink=_pct("80"), supply_slope_low=_pct("3.25"), supply_slope_high=_pct("40"), supply_base=0,
+    borrow_kink=_pct("80"), borrow_slope_low=_pct("3.5"), borrow_slope_high=_pct("25"), borrow_base=_pct("1.5"),
+)  # fmt: skip
+ZERO_RATES = RateConfig(10**18 * 8 // 10, 0, 0, 0, 10**18 * 8 // 10, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,8 +325,11 @@ def deploy_comet(
     *,
     owner: str | None = None,
     collaterals: Sequence[CollateralSpec] = COLLATERALS,
+    rates: RateConfig = MAINNET_USDC_RATES,
+    base_borrow_min: int = BASE_BORROW_MIN,
 ) -> CometDeployment:
-    """Deploy CometLike with base USDC and ``collaterals``, each with its own price feed."""
+    """Deploy CometLike with base USDC and ``collaterals``, each with its own price feed, and the
+    rate model ``rates`` (``ZERO_RATES``: indices never move)."""
     owner = to_checksum_address(owner) if owner else node.accounts()[0]
     node.impersonate_all()
     symbols = [BASE_SYMBOL, *(c.symbol for c in collaterals)]
@@ -262,7 +342,8 @@ def deploy_comet(
     )
     artifact = load_artifact("CometLike")
     creation = bytes.fromhex(artifact["bytecode"][2:]) + abi_encode(
-        ["address", "address", "uint8"], [base.address, base.feed, base.decimals]
+        ["address", "address", "uint8", "uint256", "(uint64,uint64,uint64,uint64,uint64,uint64,uint64,uint64)"],
+        [base.address, base.feed, base.decimals, base_borrow_min, rates.as_tuple()],
     )
     comet = node.deploy_code(owner, creation, "CometLike")
     added: list[CometCollateral] = []
@@ -329,12 +410,17 @@ def seed_comet(
     *,
     seed: int = 1,
     hf_range: tuple[float, float] = (1.02, 2.0),
+    utilization: float | None = None,
 ) -> list[SeededComet]:
     """``count`` reproducible borrowers: 1-3 collaterals each, base borrowed to a liquidation HF in ``hf_range``.
 
     The HF is sum(collateral value x liquidateCollateralFactor) / borrow value at the current prices;
-    targets lean toward the low end. Accounts are ``seed_account(seed + 20_000, i)``.
+    targets lean toward the low end. Accounts are ``seed_account(seed + 20_000, i)``. With
+    ``utilization`` (0 < u), the supplier ``supplier_account(seed)`` then supplies base so that the
+    market's borrows over supply is about ``u`` (the rate model reads it).
     """
+    if utilization is not None and not utilization > 0:
+        raise InputError(f"utilization must be > 0, got {utilization}")
     if count < 0:
         raise InputError(f"account count must be >= 0, got {count}")
     low, high = hf_range
@@ -366,4 +452,41 @@ def seed_comet(
         txs.append(Tx(owner, comet, BORROW.encode(account, borrowed), MUTATOR_GAS, "borrow"))
         seeded.append(SeededComet(account, balances, borrowed, target))
     node.send_many(txs)
+    if utilization is not None and seeded:
+        total = sum(s.borrowed for s in seeded)
+        node.send(Tx(owner, comet, SUPPLY.encode(supplier_account(seed), int(total / utilization)), MUTATOR_GAS,
+                     "supply"))  # fmt: skip
     return seeded
+
+
+def supplier_account(seed: int) -> str:
+    return seed_account(seed + 21_000, 0)
+
+
+# -- time, accrual and absorption -----------------------------------------------------------------------
+
+
+def warp(node: DevnetNode, seconds: int) -> dict[str, Any]:
+    """Let ``seconds`` pass and mine one empty block (no accrual happens); returns the new block."""
+    node.client.request("evm_increaseTime", [seconds])
+    node.mine()
+    block: dict[str, Any] = node.client.request("eth_getBlockByNumber", ["latest", False])
+    return block
+
+
+def absorb_succeeds(node: DevnetNode, deployment: CometDeployment, account: str, block: int | str = "latest") -> bool:
+    """Whether ``absorb(absorber, [account])`` succeeds at ``block`` (an eth_call at that block, so it
+    accrues to that block's timestamp); a revert other than ``NotLiquidatable`` is an error."""
+    data = ABSORB.encode(deployment.owner, [account])
+    call = {"from": deployment.owner, "to": deployment.comet, "data": "0x" + data.hex(), "gas": hex(ABSORB_GAS)}
+    tag = hex(block) if isinstance(block, int) else block
+    try:
+        node.client.request("eth_call", [call, tag])
+    except RpcResponseError as exc:
+        if isinstance(exc.data, str) and exc.data[:10] == NOT_LIQUIDATABLE:
+            return False
+        raise
+    return True
+
+
+NOT_LIQUIDATABLE = "0x" + keccak(text="NotLiquidatable()")[:4].hex()

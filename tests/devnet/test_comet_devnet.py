@@ -1,5 +1,7 @@
 """CometLike on anvil: Compound III's view functions and liquidation rule, checked against an
-independent integer re-implementation over the same view data."""
+independent integer re-implementation over the same view data. The market here has a zero rate
+model (indices move only when a test sets them); accrual, base transfers and absorb are tested
+in test_comet_accrual.py and test_comet_discovery.py."""
 
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def comet_session() -> Iterator[CometNet]:
     with Anvil() as anvil:
         client = RpcClient([anvil.url], timeout=120, max_retries=0)
         node = DevnetNode(client)
-        deployment = cm.deploy_comet(node)
+        deployment = cm.deploy_comet(node, rates=cm.ZERO_RATES)
         seeded = cm.seed_comet(node, deployment, SEEDED, seed=SEED)
         yield CometNet(anvil, client, node, deployment, seeded)
         client.close()
@@ -158,7 +160,13 @@ def test_view_constants_match_the_contract_abi() -> None:
     ]  # fmt: skip
     for f in views:
         assert functions[f.signature] == list(f.outputs), f.signature
-    for f in (cm.ADD_ASSET, cm.SET_COLLATERAL, cm.BORROW, cm.SUPPLY, cm.SET_BORROW_INDEX, cm.SET_SUPPLY_INDEX):
+    views += [cm.TOTALS_BASIC, *cm.RATE_PARAMS, cm.GET_UTILIZATION, cm.GET_BORROW_RATE, cm.GET_SUPPLY_RATE,
+              cm.TRANSFER, cm.TRANSFER_FROM]  # fmt: skip
+    for f in views:
+        assert functions[f.signature] == list(f.outputs), f.signature
+    mutators = (cm.ADD_ASSET, cm.SET_COLLATERAL, cm.BORROW, cm.SUPPLY, cm.SET_BORROW_INDEX, cm.SET_SUPPLY_INDEX,
+                cm.ABSORB, cm.ACCRUE_ACCOUNT, cm.TRANSFER_ASSET, cm.ALLOW)  # fmt: skip
+    for f in mutators:
         assert functions[f.signature] == [], f.signature
     assert cm.GET_ASSET_INFO.outputs == ("(uint8,address,address,uint64,uint64,uint64,uint64,uint128)",)
     events = {
@@ -168,6 +176,15 @@ def test_view_constants_match_the_contract_abi() -> None:
     }
     assert events[cm.WITHDRAW_EVENT] == [True, True, False]
     assert events[cm.SUPPLY_COLLATERAL_EVENT] == [True, True, True, False]
+    # the events discovery reads, with Comet's signatures and indexed fields (CometMainInterface)
+    assert events["Transfer(address,address,uint256)"] == [True, True, False]
+    assert events["TransferCollateral(address,address,address,uint256)"] == [True, True, True, False]
+    assert events["AbsorbDebt(address,address,uint256,uint256)"] == [True, True, False, False]
+    assert events["AbsorbCollateral(address,address,address,uint256,uint256)"] == [True, True, True, False, False]
+    for signature, topic in [("Transfer(address,address,uint256)", cm.TRANSFER_TOPIC),
+                             ("TransferCollateral(address,address,address,uint256)", cm.TRANSFER_COLLATERAL_TOPIC),
+                             ("AbsorbDebt(address,address,uint256,uint256)", cm.ABSORB_DEBT_TOPIC)]:  # fmt: skip
+        assert "0x" + keccak(text=signature).hex() == topic
     assert keccak(text="Withdraw(address,address,uint256)") == bytes.fromhex(cm.WITHDRAW_TOPIC[2:])
 
 
