@@ -5,8 +5,8 @@ The package ships Solidity sources only (BUSL-1.1); nothing compiled from it is 
 alias ``solc-0.8.27``) using aave-v3-origin's own ``foundry.toml`` profile (optimizer 200
 runs, evmVersion shanghai, ``bytecode_hash = 'none'``, no via-IR) and caches the result in
 ``.liqmon-cache/aave-origin-<sha256>.json``, keyed by every source file of the four npm
-packages involved, the settings and the solc-js version. A cold compile takes a few minutes
-(solc-js is WebAssembly, single-threaded); later calls read the cache in milliseconds.
+packages involved, the settings and the solc-js version. A cold compile takes about 10 s on
+two cores (solc-js is WebAssembly, single-threaded); later runs read the cache in milliseconds.
 ``scripts/setup.sh`` warms the cache (``python -m monitor.devnet.aave_origin_build``) so the
 test session does not pay for it.
 
@@ -16,6 +16,11 @@ point into npm packages):
 - ``solidity-utils/`` -> ``@bgd-labs/solidity-utils/src/`` (1.1.2, the package's dependency)
 - ``openzeppelin-contracts/contracts/`` -> ``@openzeppelin/contracts/`` (5.x)
 - ``openzeppelin-contracts-upgradeable/contracts/`` -> ``@openzeppelin/contracts-upgradeable/``
+
+npm resolves solidity-utils' ``^5.1.0`` to the newest OpenZeppelin 5.x (5.7.0 in the lock), where
+``ReentrancyGuardUpgradeable`` no longer exists: ``treasury/Collector.sol`` would not compile, but
+nothing the devnet deploys imports it. The contracts compiled here need only the OpenZeppelin
+remapping (``tests/devnet/test_origin_devnet.py`` walks their imports).
 
 Public API:
 
@@ -96,6 +101,10 @@ ORIGIN_SETTINGS: dict[str, Any] = {
         for name, unit in ORIGIN_CONTRACTS.items()
     },
 }
+
+
+# artifacts already loaded in this process, by (node_modules, cache dir): the sources are hashed once
+_MEMO: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 
 
 def _package_dir(name: str) -> Path:
@@ -193,12 +202,17 @@ def origin_artifacts() -> dict[str, dict[str, Any]]:
     """``{name: {"abi", "bytecode", "linkReferences"}}`` for every contract in ``ORIGIN_CONTRACTS``.
 
     Compiled from ``node_modules/@aave-dao/aave-v3-origin`` with solc-js 0.8.27 on the first
-    call (minutes) and loaded from ``.liqmon-cache/aave-origin-<sha256>.json`` afterwards.
+    call (about 10 s) and loaded from ``.liqmon-cache/aave-origin-<sha256>.json`` afterwards
+    (once per process: later calls return the same dictionary, do not modify it).
     ``bytecode`` keeps solc's ``__$<hash>$__`` library placeholders: use :func:`link_origin`.
     """
+    memo_key = (str(node_modules()), str(cache_dir()))
+    if memo_key in _MEMO:
+        return _MEMO[memo_key]
     path = origin_artifacts_path()
     cached = _load_cached(path)
     if cached is not None:
+        _MEMO[memo_key] = cached
         return cached
     version, contracts = _compile()
     text = json.dumps(
@@ -214,6 +228,7 @@ def origin_artifacts() -> dict[str, dict[str, Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _MEMO[memo_key] = contracts
     return contracts
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import Counter
 from pathlib import Path
@@ -44,7 +45,15 @@ from monitor.devnet.aave_origin import (
     set_reserve_pause,
     user_account_data,
 )
-from monitor.devnet.aave_origin_build import ORIGIN_CONTRACTS, origin_package_version
+from monitor.devnet.aave_origin_build import (
+    ORIGIN_CONTRACTS,
+    REMAPPINGS,
+    link_origin,
+    linked_libraries,
+    origin_artifacts,
+    origin_package_version,
+)
+from monitor.errors import DevnetError
 from monitor.paths import node_modules
 
 pytestmark = pytest.mark.devnet
@@ -274,3 +283,53 @@ def test_balances_match_the_seeded_amounts_plus_interest(origin_devnet: OriginDe
             assert amount - 1 <= held[symbol][0] <= amount * 1_002 // 1_000 + 1  # 90 days of supply yield
         for symbol, amount in p.debts.items():
             assert amount < held[symbol][1] < amount * 1_030 // 1_000  # 90 days of borrow interest
+
+
+def _resolve(unit: str) -> str:
+    """A source unit name after REMAPPINGS (the longest matching prefix wins, as in solc)."""
+    prefixes = sorted((r.split("=") for r in REMAPPINGS), key=lambda pair: -len(pair[0]))
+    return next((target + unit[len(prefix) :] for prefix, target in prefixes if unit.startswith(prefix)), unit)
+
+
+def test_every_import_of_the_compiled_contracts_resolves_through_the_remappings() -> None:
+    pending = list(ORIGIN_CONTRACTS.values())
+    seen: set[str] = set()
+    remapped: set[str] = set()
+    while pending:
+        unit = pending.pop()
+        if unit in seen:
+            continue
+        seen.add(unit)
+        path = node_modules() / unit
+        assert path.is_file(), unit
+        for m in re.finditer(r"""^import\s[^;'"]*['"]([^'"]+)['"]""", path.read_text(), re.M):
+            name = m.group(1)
+            if name.startswith("."):
+                pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(unit), name)))
+            else:
+                assert not name.startswith("forge-std/"), (unit, name)
+                remapped.add(name.split("/")[0])
+                pending.append(_resolve(name))
+    assert "openzeppelin-contracts" in remapped
+    assert any(u.startswith("@openzeppelin/contracts/") for u in seen)
+    # the other two remappings (used by sources the devnet does not compile) land on real files too
+    for name in (
+        "solidity-utils/contracts/transparent-proxy/TransparentProxyFactory.sol",
+        "openzeppelin-contracts-upgradeable/contracts/utils/PausableUpgradeable.sol",
+    ):
+        assert (node_modules() / _resolve(name)).is_file(), name
+
+
+def test_pool_links_its_libraries_and_refuses_without_them() -> None:
+    artifacts = origin_artifacts()
+    assert linked_libraries(artifacts["PoolInstance"]) == [
+        "BorrowLogic", "FlashLoanLogic", "LiquidationLogic", "PoolLogic", "SupplyLogic",
+    ]  # fmt: skip
+    assert linked_libraries(artifacts["PoolConfiguratorInstance"]) == ["ConfiguratorLogic"]
+    assert linked_libraries(artifacts["FlashLoanLogic"]) == ["BorrowLogic"]
+    with pytest.raises(DevnetError, match="needs library"):
+        link_origin(artifacts["PoolInstance"], {"BorrowLogic": "0x" + "11" * 20}, "PoolInstance")
+    libs = {name: "0x" + f"{i + 1:02x}" * 20 for i, name in enumerate(linked_libraries(artifacts["PoolInstance"]))}
+    code = link_origin(artifacts["PoolInstance"], libs, "PoolInstance")
+    for address in libs.values():
+        assert bytes.fromhex(address[2:]) in code
