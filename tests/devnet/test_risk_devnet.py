@@ -15,7 +15,7 @@ from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_v3 import AaveV3Reader, block_ref
 from monitor.risk.book import book_from_snapshot
-from monitor.risk.health import categories_by_id, position_account_data
+from monitor.risk.health import categories_by_id, position_account_data, rules_of, snapshot_account_data
 from monitor.risk.liquidation import liquidation_call_amounts, liquidation_direction, liquidation_multipliers
 from monitor.risk.stress import position_outcomes
 from tests.support import Devnet
@@ -50,19 +50,48 @@ def shocked_prices(snapshot: MarketSnapshot, shock: dict[str, float]) -> dict[st
     return {r.asset: round(r.price * shock.get(r.symbol, 1.0)) for r in snapshot.reserves}
 
 
-def test_recomputed_hf_equals_chain_for_every_position(devnet: Devnet) -> None:
-    devnet.node.mine(100)  # let interest accrue so indexes are not trivial
+def add_second_debts(devnet: Devnet, count: int) -> int:
+    """Make ``count`` healthy no-eMode positions multi-debt: each borrows a second asset for a
+    fifth of its available borrows (the 3.0 seed has one debt asset per position)."""
     snapshot = read(devnet)
-    cats = categories_by_id(snapshot.emode_categories)
+    done = 0
+    for p in snapshot.positions:
+        if done == count:
+            break
+        if p.emode_category or not p.available_borrows_base or p.health_factor < 12 * WAD // 10:
+            continue
+        borrowed = {leg.symbol for leg in p.legs if leg.debt}
+        other = next((r for r in snapshot.reserves if r.symbol in ("DAI", "USDC", "WETH") and r.symbol not in borrowed
+                      and r.borrowing_enabled), None)  # fmt: skip
+        if other is None:
+            continue
+        amount = p.available_borrows_base // 5 * 10**other.decimals // other.price
+        devnet.node.send(Tx(p.account, devnet.deployment.pool, abi.BORROW.encode(other.asset, amount, 2, 0, p.account),
+                            600_000, "borrow a second asset"))  # fmt: skip
+        done += 1
+    return done
+
+
+def test_recomputed_hf_equals_chain_for_every_position(devnet: Devnet) -> None:
+    assert add_second_debts(devnet, 40) == 40
+    devnet.client.request("evm_increaseTime", [90 * 86_400])  # 90 days of interest
+    devnet.node.mine(100)
+    snapshot = read(devnet)
+    assert rules_of(snapshot).version == "3.0" and snapshot.revision == 1
     assert len(snapshot.positions) >= 200
     assert sum(1 for p in snapshot.positions if p.emode_category) >= 50
+    assert {r.decimals for r in snapshot.reserves} >= {6, 8, 18}
+    assert sum(1 for p in snapshot.positions if sum(1 for leg in p.legs if leg.debt) >= 2) >= 40
+    assert sum(1 for p in snapshot.positions if sum(1 for leg in p.legs if leg.collateral) >= 2) >= 40
+    assert all(r.liquidity_index > 10**27 for r in snapshot.reserves if r.symbol in ("WETH", "USDC"))
     for position in snapshot.positions:
-        data = position_account_data(position, snapshot.reserves, cats)
+        data = snapshot_account_data(snapshot, position)
         assert data.health_factor == position.health_factor, position.account
         assert data.total_collateral_base == position.total_collateral_base
         assert data.total_debt_base == position.total_debt_base
         assert data.current_liquidation_threshold == position.current_liquidation_threshold
         assert data.ltv == position.ltv
+        assert data.available_borrows_base == position.available_borrows_base
 
 
 @pytest.mark.parametrize("shock", SHOCKS, ids=["eth-30", "eth-btc-sol", "sol-usdc-depeg"])
