@@ -18,9 +18,10 @@ from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
 from monitor.config import load_config
 from monitor.errors import InputError, MonitorError
-from monitor.models import MarketSnapshot
-from monitor.protocols.aave_v3 import aave_position_json
+from monitor.models import MarketSnapshot, Position
+from monitor.protocols.aave_revisions import version_label
 from monitor.render import short_hf, table, to_csv, to_json
+from monitor.risk.health import categories_by_id, effective_params, in_emode_category, rules_of
 from monitor.scan import ScanResult, scan_all
 from monitor.store import Store
 
@@ -75,6 +76,32 @@ def _positions_json(snapshot: MarketSnapshot) -> list[dict[str, Any]]:
         for row, position in zip(rows, snapshot.positions, strict=True):
             row.update(aave_position_json(snapshot, position))
     return sorted(rows, key=_hf_key)
+
+
+def aave_position_json(snapshot: MarketSnapshot, position: Position) -> dict[str, Any]:
+    """The Aave fields of one ``scan --json`` row: the Pool revision and version, and the
+    position's eMode with, per collateral leg, whether the category covers it and the LTV / LT /
+    bonus (bps) that apply to it under the revision's rules (risk.health.effective_params)."""
+    rules = rules_of(snapshot)
+    categories = categories_by_id(snapshot.emode_categories)
+    category = categories.get(position.emode_category)
+    reserves = {r.asset: r for r in snapshot.reserves}
+    legs = []
+    for leg in position.legs:
+        reserve = reserves.get(leg.asset)
+        if reserve is None or not (leg.used_as_collateral and leg.collateral):
+            continue
+        ltv, lt, bonus = effective_params(reserve, position.emode_category, categories, rules)
+        legs.append({
+            "asset": leg.asset, "symbol": leg.symbol,
+            "in_emode": in_emode_category(reserve, position.emode_category, categories, rules),
+            "ltv_bps": ltv, "liquidation_threshold_bps": lt, "liquidation_bonus_bps": bonus,
+        })  # fmt: skip
+    return {
+        "aave_revision": snapshot.revision,
+        "aave_version": version_label(snapshot.revision) if snapshot.revision else rules.label,
+        "emode": {"id": position.emode_category, "label": category.label if category else "", "collateral": legs},
+    }
 
 
 def _hf_key(row: dict[str, Any]) -> float:

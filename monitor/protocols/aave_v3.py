@@ -33,7 +33,7 @@ from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Re
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_revisions import AaveRules, rules_for
 from monitor.protocols.base import ReaderCore, accounts_from_events, required
-from monitor.wadray import RAY, ray_mul
+from monitor.wadray import ray_mul, ray_mul_ceil, ray_mul_floor
 
 PROTOCOL = "aave_v3"
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -77,12 +77,12 @@ def revision_from_answers(pool_revision: tuple[Any, ...] | None, probes: Sequenc
 
 def a_token_balance(scaled: int, index: int, rules: AaveRules) -> int:
     """``aToken.balanceOf``: half-up ``rayMul`` before 3.5, ``rayMulFloor`` from 3.5 (TokenMath)."""
-    return scaled * index // RAY if rules.rounding == "v35" else ray_mul(scaled, index)
+    return ray_mul_floor(scaled, index) if rules.rounding == "v35" else ray_mul(scaled, index)
 
 
 def variable_debt_balance(scaled: int, index: int, rules: AaveRules) -> int:
     """``variableDebtToken.balanceOf``: half-up before 3.5, ``rayMulCeil`` from 3.5 (TokenMath)."""
-    return -(-scaled * index // RAY) if rules.rounding == "v35" else ray_mul(scaled, index)
+    return ray_mul_ceil(scaled, index) if rules.rounding == "v35" else ray_mul(scaled, index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,57 +453,3 @@ class AaveV3Reader(ReaderCore):
 
 
 __all__ = ["DISCOVERY", "PROTOCOL", "AaveV3Reader", "BlockRef", "block_ref"]
-
-
-# -- what `scan --json` says about the revision and eMode ------------------------------
-
-
-def effective_collateral_params(
-    reserve: Reserve, category: EModeCategory | None, rules: AaveRules
-) -> tuple[int, int, int, bool]:
-    """(LTV, LT, bonus, in_emode) in bps that apply to ``reserve`` as collateral for a user of
-    ``category`` (None: no eMode), per revision: membership by the reserve eMode bits before 3.2,
-    by the collateral bitmap from 3.2 (EModeCategory.covers); 3.6 LTV from the LTV-zero bitmap
-    inside the category (ValidationLogic.getUserReserveLtv); before 3.6 a reserve LTV of 0 stays 0
-    (GenericLogic ``vars.ltv != 0``). LT is 0 where the reserve does not count as collateral."""
-    member = category is not None and category.covers(reserve)
-    if category is not None and member:
-        if rules.ltv_zero_bitmap:
-            zero_ltv = bool((category.ltv_zero_bitmap >> reserve.reserve_id) & 1)
-        else:
-            zero_ltv = reserve.ltv == 0
-        ltv = 0 if zero_ltv else category.ltv
-        lt, bonus = category.liquidation_threshold, category.liquidation_bonus
-    else:
-        ltv, lt, bonus = reserve.ltv, reserve.liquidation_threshold, reserve.liquidation_bonus
-    if not rules.zero_lt_collateral and reserve.liquidation_threshold == 0:
-        ltv, lt = 0, 0  # before 3.6 an LT-0 reserve is skipped as collateral entirely
-    return ltv, lt, bonus, member
-
-
-def aave_position_json(snapshot: MarketSnapshot, position: Position) -> dict[str, Any]:
-    """The Aave fields of one ``scan --json`` row: the Pool revision and version, and the
-    position's eMode with, per collateral leg, the LTV / LT / bonus (bps) that apply to it."""
-    rules = rules_for(snapshot.revision) if snapshot.revision else rules_for(1)
-    categories = {c.id: c for c in snapshot.emode_categories}
-    category = categories.get(position.emode_category) if position.emode_category else None
-    reserves = {r.asset: r for r in snapshot.reserves}
-    legs = []
-    for leg in position.legs:
-        reserve = reserves.get(leg.asset)
-        if reserve is None or not (leg.used_as_collateral and leg.collateral):
-            continue
-        ltv, lt, bonus, member = effective_collateral_params(reserve, category, rules)
-        legs.append({
-            "asset": leg.asset, "symbol": leg.symbol, "in_emode": member, "ltv_bps": ltv,
-            "liquidation_threshold_bps": lt, "liquidation_bonus_bps": bonus,
-        })  # fmt: skip
-    return {
-        "aave_revision": snapshot.revision,
-        "aave_version": rules.label,
-        "emode": {
-            "id": position.emode_category,
-            "label": category.label if category is not None else "",
-            "collateral": legs,
-        },
-    }

@@ -14,6 +14,7 @@ from eth_abi import encode as abi_encode
 from monitor.chain.blocks import BlockRef
 from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
+from monitor.cli import aave_position_json
 from monitor.errors import DecodeError
 from monitor.models import EModeCategory, Reserve
 from monitor.protocols import aave_v3_abi as abi
@@ -23,12 +24,11 @@ from monitor.protocols.aave_v3 import (
     AaveV3Reader,
     ReserveConfig,
     a_token_balance,
-    aave_position_json,
     decoded_or_none,
-    effective_collateral_params,
     revision_from_answers,
     variable_debt_balance,
 )
+from monitor.risk.health import effective_params, in_emode_category
 from monitor.wadray import RAY
 
 PROVIDER = "0x" + "10" * 20
@@ -353,7 +353,13 @@ def test_effective_collateral_params_per_revision() -> None:
     liquid = EModeCategory(2, 9000, 9300, 10200, ZERO, "Stablecoins", collateral_bitmap=(1 << 5) | (1 << 6),
                            ltv_zero_bitmap=1 << 5)  # fmt: skip
     old = EModeCategory(1, 9300, 9500, 10100, ZERO, "ETH")
-    eff = effective_collateral_params
+
+    def eff(reserve: Reserve, category: EModeCategory | None, rules: Any) -> tuple[int, int, int, bool]:
+        """What a scan --json leg says: risk.health's effective params and membership."""
+        cats = {category.id: category} if category else {}
+        user = category.id if category else 0
+        return (*effective_params(reserve, user, cats, rules), in_emode_category(reserve, user, cats, rules))
+
     assert eff(dai, liquid, v36) == (0, 9300, 10200, True)  # LTV-zero inside the category
     assert eff(pt, liquid, v36) == (9000, 9300, 10200, True)  # collateral only inside an eMode
     assert eff(pt, None, v36) == (0, 0, 0, False)
