@@ -1,5 +1,6 @@
-"""The Compound V3 reader against our Comet-semantics contract: its verdict equals
-`isLiquidatable` for every account at several price levels."""
+"""The Compound V3 reader against our Comet-semantics contract: its "now" verdict equals
+`isLiquidatable` and its post-accrual verdict the outcome of `absorb` for every account at
+several price levels (the stale-index cases are in test_comet_accrual.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from monitor.chain.blocks import block_ref
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.devnet.anvil import Anvil
-from monitor.devnet.comet import CometDeployment, deploy_comet, seed_comet, set_comet_price
+from monitor.devnet.comet import CometDeployment, absorb_succeeds, deploy_comet, seed_comet, set_comet_price
 from monitor.devnet.deploy import install_multicall
 from monitor.devnet.node import DevnetNode
 from monitor.models import WAD
@@ -54,7 +55,9 @@ def test_reader_verdict_equals_is_liquidatable(comet: CometNet, weth_usd: float)
         verdicts = []
         for position in snapshot.positions:
             onchain = comet.node.call(comet.deployment.comet, IS_LIQUIDATABLE, position.account, block=head.number)
-            assert (position.health_factor < WAD) == onchain, (position.account, position.health_factor)
+            assert position.liquidatable_now == onchain, (position.account, position.health_factor_stored_index)
+            after = absorb_succeeds(comet.node, comet.deployment, position.account, head.number)
+            assert (position.health_factor < WAD) == position.liquidatable_after_accrual == after, position.account
             verdicts.append(onchain)
         if weth_usd <= 1400:
             assert any(verdicts) and not all(verdicts)
