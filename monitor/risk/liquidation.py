@@ -489,7 +489,8 @@ def liquidation_multipliers(book: Book) -> Array:
     HF(x) = (W - w_a + w_a x) / (D - d_a + d_a x) = 1  =>  x = (D - W + w_a - d_a) / (w_a - d_a).
     NaN where no positive price does it (the asset does not move the HF, the position has
     no debt, or the move would need a negative price). Exact for protocols without a floor of
-    the average LT (``book.lt_floor`` False); within Aave's bps floor (<= 1.25e-4 of HF) before 3.5.
+    the average LT (``book.lt_rounding == "exact"``); within Aave's bps floor (one bps of the average LT)
+    before 3.5.
     """
     w_a = book.collateral * book.lt
     d_a = book.debt

@@ -116,7 +116,7 @@ def position_outcomes(book: Book, multiplier: Array) -> PositionOutcomes:
     liq = hf_after < 1.0
     main = np.argmax(coll, axis=1)  # liquidators take the largest collateral
     rows = np.arange(book.size)
-    main_debt = debt.max(axis=1) if debt.shape[1] else total_d
+    main_debt = debt.max(axis=1)
     repaid = repaid_by_one_call(book, hf_after, total_d, main_debt, coll[rows, main])
     seized = np.minimum(repaid * book.bonus[rows, main], coll[rows, main])
     avg_bonus = _avg_bonus(book, coll, total_c)
@@ -144,26 +144,27 @@ def evaluate(
 
     Two dense products per chunk screen who may be liquidatable (``weighted < debt`` is HF < 1
     without a division), with a margin covering the float32 error and, for books that floor the
-    average LT (Aave < 3.5), the floor (at most ``total collateral x 1e-4``: a third product).
+    average LT (Aave < 3.5), the floor (less than a share ``1 / min LT_bps`` of the position's
+    weighted collateral; a third product only for positions holding collateral with LT < 2 bps).
     The candidates are then decided in float64 with the book's own rounding, as
     ``position_outcomes`` does, and the outcome arithmetic runs on the liquidatable
     (scenario, position) pairs only. ``dtype`` float32 halves the memory traffic of the screen.
     """
     m = check_multipliers(book, multipliers)
     s = m.shape[0]
-    wc: NDArray[np.floating[Any]] = book.weighted_collateral().T.astype(dtype)  # [A, P]
     d_t: NDArray[np.floating[Any]] = book.debt.T.astype(dtype)
     lt_bps = np.rint(book.lt * 1e4)
     slack = 1e-5 if np.dtype(dtype).itemsize < 8 else 1e-12  # relative float error of the screen
     # The floor lowers sum(c * LT) by less than a factor 1 - 1/avgLT_bps, and avgLT_bps >= the
-    # smallest LT_bps among the position's collaterals: screen with debt / (1 - 1/that). Where
-    # a collateral has LT < 2 bps that bound is useless: those positions get the third product.
+    # smallest LT_bps among the position's collaterals: screen sum(c * LT) x (1 - 1/that) < debt
+    # (the factor folded into the weighted matrix, so the screen stays two products). Where a
+    # collateral has LT < 2 bps that bound is useless: those positions get a third product.
     held = book.collateral > 0
     min_bps = np.where(held, lt_bps, np.inf).min(axis=1) if book.floors_lt else np.full(book.size, np.inf)
     loose = min_bps < 2.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.where(loose | ~np.isfinite(min_bps), 1.0, 1.0 / (1.0 - 1.0 / min_bps))
-    factor = (factor * (1 + slack)).astype(dtype)
+        keep_share = np.where(loose | ~np.isfinite(min_bps), 1.0, 1.0 - 1.0 / min_bps)
+    wc: NDArray[np.floating[Any]] = (book.weighted_collateral() * (keep_share / (1 + slack))[:, None]).T.astype(dtype)
     c_t: NDArray[np.floating[Any]] | None = None
     if book.floors_lt and loose.any():
         c_t = np.where(loose[:, None], book.collateral, 0.0).T.astype(dtype)
@@ -172,8 +173,7 @@ def evaluate(
     for lo in range(0, s, chunk):
         mc = m[lo : lo + chunk]
         mc_d: NDArray[np.floating[Any]] = mc.astype(dtype)
-        w_s, d_s = mc_d @ wc, mc_d @ d_t
-        bound = d_s * factor
+        w_s, bound = mc_d @ wc, mc_d @ d_t
         if c_t is not None:  # floor <= total collateral x 1e-4 for the loose positions
             bound = bound + (mc_d @ c_t) * (BPS * (1 + slack))
         si, pi = np.nonzero(w_s < bound)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.protocols.aave_revisions import AaveRules, rules_for
-from monitor.risk.book import book_from_snapshot
+from monitor.risk.book import CloseFactor, LtRounding, book_from_snapshot, synthetic_book
 from monitor.risk.health import (
     V30,
     a_token_balance,
@@ -47,7 +48,7 @@ from monitor.risk.liquidation import (
     predict_liquidation_call,
     snapshot_liquidation_call,
 )
-from monitor.risk.stress import position_outcomes
+from monitor.risk.stress import evaluate, position_outcomes
 from monitor.wadray import (
     mul_div_ceil,
     percent_div_ceil,
@@ -554,3 +555,26 @@ def test_snapshot_helpers_use_the_snapshot_revision() -> None:
     assert rules_of(_snapshot("aave_v3", 0, [pos], CHEAP)) == V30
     assert snapshot_liquidation_call(old, pos, "WETH", "USDC").debt_repaid == 750 * E6
     assert snapshot_liquidation_call(new, pos, "WETH", "USDC").debt_repaid == 1_500 * E6
+
+
+@FAST
+@given(st.integers(1, 200), st.integers(0, 2**32 - 1), st.sampled_from(["exact", "bps_floor"]),
+       st.sampled_from(["v30", "v33", "full"]), st.sampled_from([np.float32, np.float64]))  # fmt: skip
+def test_evaluate_decides_like_position_outcomes_for_each_rounding_and_close_factor(
+    n: int, seed: int, rounding: LtRounding, close: CloseFactor, dtype: type[np.floating[Any]]
+) -> None:
+    """The float32 screen never loses a pair: with either rounding, evaluate's verdicts and
+    totals are position_outcomes' up to float64 ties (|HF - 1| < 1e-12)."""
+    rng = np.random.default_rng(seed)
+    book = synthetic_book(n, ("WETH", "WBTC", "USDC", "PT"), (2_000.0, 60_000.0, 1.0, 1.0), (0.83, 0.78, 0.78, 0.0),
+                          rng, hf_range=(0.95, 1.1), lt_rounding=rounding, close_factor=close)  # fmt: skip
+    m = np.exp(rng.normal(0.0, 0.03, (6, 4)))
+    out = evaluate(book, m, chunk=4, dtype=dtype)
+    for i in range(m.shape[0]):
+        po = position_outcomes(book, m[i])
+        tie = np.abs(po.hf_after - 1.0) < 1e-12
+        assert out.liquidatable[i] - po.liquidatable[~tie].sum() in range(int(tie.sum()) + 1)
+        if not tie.any():
+            assert out.debt_at_risk[i] == pytest.approx(po.debt_at_risk.sum(), rel=1e-9, abs=1e-9)
+            assert out.collateral_seized[i] == pytest.approx(po.collateral_seized.sum(), rel=1e-9, abs=1e-9)
+            assert out.bad_debt[i] == pytest.approx(po.bad_debt.sum(), rel=1e-9, abs=1e-9)
