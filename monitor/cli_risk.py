@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,249 @@ def add_stress_parser(sub: Any) -> None:
     cal.add_argument("--json", action="store_true", help="machine-readable output")
     cal.add_argument("--plot", type=Path, metavar="FILE.png", help="calibration curve with the recommendation")
     cal.set_defaults(func=cmd_calibrate)
+
+
+# -- backtest -----------------------------------------------------------------------------
+
+
+def _policy_config(config: Config | None) -> Any:
+    """The PolicyConfig ``liqmon run`` builds from the config file (the defaults without one)."""
+    from monitor.config_alerts import policy_config
+    from monitor.risk.policy import PolicyConfig
+
+    if config is None:
+        return PolicyConfig().validate()
+    return policy_config(config.alerts).validate()
+
+
+def _backtest_book(args: argparse.Namespace, config: Config | None) -> Any:
+    from monitor.risk.backtest_book import realistic_book, stored_book
+
+    if args.book_from_store:
+        if config is None:
+            raise InputError("--book-from-store replays the positions stored by `liqmon scan`: give --config FILE")
+        with Store(config.store.path) as store:
+            book = book_from_snapshot(_snapshot(config, store, args.market))
+        return stored_book(book)
+    return realistic_book(args.positions, args.seed, react_share=args.react_share)
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from exc
+    if not out:
+        raise InputError(f"{what} is empty; e.g. 0.1,1,10")
+    return out
+
+
+def _level_family(text: str) -> tuple[float, ...]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise InputError(f"--levels must be FIRST:LAST:STEP, e.g. 1.00:1.60:0.02, got {text!r}")
+    first, last, step = _floats(",".join(parts), "--levels")
+    if not (0 < first <= last) or step <= 0:
+        raise InputError(f"--levels {text}: need 0 < FIRST <= LAST and STEP > 0")
+    n = round((last - first) / step) + 1
+    if n > 200:
+        raise InputError(f"--levels {text}: {n} levels; at most 200")
+    return tuple(round(first + i * step, 6) for i in range(n))
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from monitor.risk import backtest as bt
+    from monitor.risk import backtest_data as bd
+
+    config = load_config(args.config) if args.config is not None else None
+    cfg = _policy_config(config)
+    cbook = _backtest_book(args, config)
+    prices = bd.load_prices_csv(args.prices) if args.prices is not None else bd.shipped_daily()
+    settings = bt.Settings(
+        window_days=args.window_days, lead_hours=args.lead_hours, fold_windows=args.fold_windows,
+        test_start=args.test_start, test_end=args.test_end, fit_start=args.fit_start,
+        history_days=args.history_days, min_history_days=args.min_history_days,
+        fixed_levels=_level_family(args.levels), cost_multiples=_floats(args.cost_multiples, "--cost-multiples"),
+        severity=args.severity, bootstrap=args.bootstrap, block_windows=args.block_windows, seed=args.seed,
+    )  # fmt: skip
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {args.plot}: the file name must end in .png")
+    progress = None if args.quiet else bt.progress_to_stderr
+    if progress is not None:
+        progress(f"backtest: {cbook.description}; prices {prices.source}")
+    report = bt.run_backtest(cbook, prices, cfg, settings, progress=progress, jobs=args.jobs)
+    if args.plot is not None:
+        from monitor.plots import backtest_frontier
+
+        backtest_frontier(report, args.plot)
+    if args.json:
+        print(to_json(report.as_dict()))
+        return 0
+    print(_backtest_text(report, args.by_class))
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.1%}"
+
+
+def _ci_text(ci: tuple[float, float] | None, pct: bool) -> str:
+    if ci is None or not all(math.isfinite(v) for v in ci):
+        return "-"
+    return f"{ci[0]:.1%}-{ci[1]:.1%}" if pct else f"{ci[0]:.0f}-{ci[1]:.0f}"
+
+
+def _hours(x: float | None) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+def _backtest_text(report: Any, by_class: bool) -> str:
+    s = report.settings
+    lines = [
+        f"walk-forward backtest, out of sample {s['test_start']} .. {s['test_end']}: "
+        f"{report.test_windows} test windows "
+        f"of {s['window_days']:g} days ({report.train_windows} more before, for the fits), "
+        f"{report.position_windows:,} position-windows",
+        f"  prices: {report.prices}; book: {report.book}",
+        f"  {s['severity']} episodes; credit only for an episode beginning <= {s['lead_hours']:g} h before the "
+        f"liquidation (not at a window's start); alarm cost {s['alarm_cost_usd']:g} USD, miss = "
+        f"{s['close_factor']:g} x debt x bonus",
+        "",
+    ]
+    headers = ["rule", "kind", "liq.", "warned", "recall", "recall CI90", "false alarms", "FA/1000 pos-win",
+               "FA/1000 CI90", "median lead h", "p10 lead h", "open at start"]  # fmt: skip
+    rows = []
+    for r in (*report.rules, report.walk_forward_fixed):
+        rows.append((
+            r.name, r.kind, r.liquidations, r.warned, _pct(r.recall), _ci_text(r.recall_ci, True),
+            r.false_alarm_episodes, f"{r.false_alarms_per_1000:.1f}", _ci_text(r.false_alarms_per_1000_ci, False),
+            _hours(r.median_lead_hours), _hours(r.p10_lead_hours), r.open_at_start,
+        ))  # fmt: skip
+    lines.append(table(rows, headers, "<<>>>>>>>>>>"))
+    lines.append("")
+    lines.append("folds (fixed level fitted on the windows before each):")
+    for f in report.folds:
+        crash = f" - tests {', '.join(f['crashes_tested'])}" if f["crashes_tested"] else ""
+        lines.append(f"  {f['test_from'][:10]} .. {f['test_to'][:10]}: level {f['fixed_level']:.2f} "
+                     f"(fit on {f['train_windows']} windows to {str(f['train_to'])[:10]}){crash}")  # fmt: skip
+    c = report.comparison
+    lines.append("")
+    red = c["false_alarm_reduction"]
+    ci = c["false_alarm_reduction_ci90"]
+    if c["policy_false_alarm_episodes_at_target"] is None:
+        lines.append(
+            f"at the walk-forward fixed level's recall {_pct(c['target_recall'])} ({c['fixed_false_alarm_episodes']} "
+            f"false-alarm episodes, median lead {_hours(c['fixed_median_lead_hours'])} h): the policy's frontier does "
+            f"not reach it (its highest recall is {_pct(c['policy_max_recall'])})"
+        )
+    else:
+        ci_txt = "-" if None in ci else f"{ci[0]:.1%} .. {ci[1]:.1%}"
+        lines.append(
+            f"at the walk-forward fixed level's recall {_pct(c['target_recall'])}: fixed "
+            f"{c['fixed_false_alarm_episodes']} false-alarm episodes, policy frontier "
+            f"{c['policy_false_alarm_episodes_at_target']:.0f} (reduction {_pct(red)}, CI90 {ci_txt}); median lead "
+            f"fixed {_hours(c['fixed_median_lead_hours'])} h, policy {_hours(c['policy_median_lead_hours'])} h "
+            f"(setting x{c['policy_setting_reaching_target']})"
+        )
+    lines.append(f"acceptance (>= 30 % fewer false alarms, lead not shorter): {'MET' if c['accepted'] else 'NOT MET'}")
+    lines.append("each policy setting against the fixed family at the same recall:")
+    fam_rows = [
+        (f"x{f['cost_multiple']:g}", _pct(f["recall"]), f["false_alarm_episodes"],
+         "-" if f["fixed_family_false_alarm_episodes_at_recall"] is None
+         else f"{f['fixed_family_false_alarm_episodes_at_recall']:.0f}",
+         _pct(f["reduction"]), f"{f['cost_usd']:,.0f}")
+        for f in c["policy_vs_fixed_family"]
+    ]  # fmt: skip
+    lines.append(table(fam_rows, ["policy", "recall", "false alarms", "fixed family", "fewer", "stated cost USD"],
+                       "<>>>>>"))  # fmt: skip
+    lines.append(f"stated cost of the walk-forward fixed level: {report.walk_forward_fixed.cost_usd:,.0f} USD")
+    if by_class:
+        lines.append("")
+        key = [report.walk_forward_fixed, *report.policy_rules()]
+        for r in key:
+            lines.append(f"{r.name} by class:")
+            class_rows = [
+                (k, v["position_windows"], v["liquidations"], v["warned"], _pct(v["recall"]),
+                 v["false_alarm_episodes"], f"{v['false_alarms_per_1000']:.1f}")
+                for k, v in r.by_class.items()
+            ]  # fmt: skip
+            lines.append(table(class_rows, ["class", "pos-win", "liq.", "warned", "recall", "false alarms", "FA/1000"],
+                               "<>>>>>>"))  # fmt: skip
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+BACKTEST_HELP = """\
+Walk-forward, per-episode backtest of the alert policy against every fixed HF level.
+
+What is replayed: prices (the shipped daily OHLC 2014-2023, or --prices FILE at any
+granularity) through a book (a seeded realistic book, or --book-from-store: the newest
+stored scan of --config's market). Non-overlapping windows of --window-days; each position is
+opened at a window's start at its book HF and followed to the window's end or its liquidation
+(the first bar whose intraday adverse point has HF < 1). The monitor looks at each close.
+
+Rules: the fixed family (--levels, default 1.00:1.60:0.02) and the threshold policy exactly
+as `liqmon run` builds it from --config (its alerts.policy section; defaults without a file),
+at several alarm-cost multiples (--cost-multiples; x1 = the config as it stands).
+
+Counting: one alert per EPISODE (hysteresis: the policy's exit_margin / min_dwell_s). A
+liquidation counts as warned only when a --severity episode BEGAN within --lead-hours before
+it and not at the window's start; an episode without a liquidation within --lead-hours is a
+false alarm. Walk-forward: the fixed level of each fold of --fold-windows test windows is the
+one with the lowest stated cost (missed penalties + alarm cost x alarms) on the windows
+before it; a named crash is never in the fit of the fold that tests it. 90 % confidence
+intervals from a moving-block bootstrap over test windows.
+
+The verdict line compares, at the walk-forward fixed level's recall, its false-alarm
+episodes with the policy's frontier, and their median lead times.
+
+Prices CSV: a header `timestamp,asset,price` or `timestamp,asset,open,high,low,close`;
+timestamps ISO 8601 or unix seconds (the bar's close, UTC) on one regular grid.
+"""
+
+
+def add_backtest_parser(sub: Any) -> None:
+    bt = sub.add_parser(
+        "backtest",
+        help="walk-forward backtest: the alert policy vs every fixed HF level, per episode, out of sample",
+        description=BACKTEST_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  liqmon backtest --plot frontier.png\n  liqmon backtest --config config.yaml --json\n"
+        "  liqmon backtest --prices hourly.csv --window-days 10 --test-start 2024-02-01\n"
+        "  liqmon backtest --config config.yaml --book-from-store",
+    )
+    bt.add_argument("--config", type=Path, help="config file (YAML): the policy exactly as `liqmon run` uses it")
+    bt.add_argument("--market", help="with --book-from-store: the stored market (default: the only one)")
+    bt.add_argument("--book-from-store", action="store_true", help="replay the newest stored scan's positions")
+    bt.add_argument("--positions", type=int, default=1000, help="size of the realistic book (default 1000)")
+    bt.add_argument("--seed", type=int, default=7, help="seed of the book and of the bootstrap (default 7)")
+    bt.add_argument("--react-share", type=float, default=0.0,
+                    help="share of users who act on a warning after the reaction time (default 0)")  # fmt: skip
+    bt.add_argument(
+        "--prices", type=Path, metavar="FILE.csv", help="prices CSV at any granularity (default: shipped daily)"
+    )
+    bt.add_argument("--window-days", type=float, default=30.0, help="length of each evaluation window (default 30)")
+    bt.add_argument("--lead-hours", type=float, default=72.0, help="lead window that earns credit (default 72)")
+    bt.add_argument("--fold-windows", type=int, default=6, help="test windows per walk-forward fold (default 6)")
+    bt.add_argument("--test-start", default="2020-01-01", help="first day out of sample (default 2020-01-01)")
+    bt.add_argument("--test-end", help="last day a test window may start (default: the end of the data)")
+    bt.add_argument("--fit-start", default=None,
+                    help="first day of the first training window (default: as early as the data allows)")  # fmt: skip
+    bt.add_argument("--history-days", type=float, default=400.0, help="returns handed to the policy (default 400)")
+    bt.add_argument("--min-history-days", type=float, default=60.0,
+                    help="days of prices an asset needs before a window to take part (default 60)")  # fmt: skip
+    bt.add_argument("--levels", default="1.00:1.60:0.02", help="fixed family FIRST:LAST:STEP (default 1.00:1.60:0.02)")
+    bt.add_argument("--cost-multiples", default="0.01,0.03,0.1,0.3,1,3,10,30,100",
+                    help="alarm-cost multiples at which the policy is evaluated (its frontier)")  # fmt: skip
+    bt.add_argument("--severity", choices=("watch", "warning", "critical"), default="warning",
+                    help="which episodes count as the warning (default warning)")  # fmt: skip
+    bt.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the CIs (default 1000)")
+    bt.add_argument("--block-windows", type=int, default=3, help="windows per bootstrap block (default 3)")
+    bt.add_argument("--by-class", action="store_true", help="also print recall and false alarms per position class")
+    bt.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="processes replaying windows in parallel (default: 2 or the CPU count if lower)")  # fmt: skip
+    bt.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    bt.add_argument("--json", action="store_true", help="machine-readable: every rule with kind, recall, CIs, leads")
+    bt.add_argument("--plot", type=Path, metavar="FILE.png", help="the frontier: false alarms vs recall")
+    bt.set_defaults(func=cmd_backtest)

@@ -121,3 +121,57 @@ def hf_history(account: str, positions: Sequence[Any], alerts: Sequence[Any], pa
     path = _save(fig, path)
     plt.close(fig)
     return path
+
+
+def backtest_frontier(report: Any, path: Path) -> Path:
+    """The backtest frontier: false-alarm episodes per 1,000 position-windows (x) against recall
+    (y); the fixed family as a line with its 90 % CI band (recall), the policy at each cost
+    setting as points, the walk-forward fixed level marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    fixed = [r for r in report.rules if r.kind == "fixed" and np.isfinite(r.recall)]
+    policy = [r for r in report.rules if r.kind == "policy" and np.isfinite(r.recall)]
+    if fixed:
+        x = np.array([r.false_alarms_per_1000 for r in fixed])
+        y = np.array([r.recall for r in fixed])
+        lo = np.array([r.recall_ci[0] for r in fixed])
+        hi = np.array([r.recall_ci[1] for r in fixed])
+        order = np.argsort(x)
+        ax.plot(x[order], y[order], color="#4c72b0", marker=".", label="fixed HF levels")
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        if ok.any():
+            o = order[ok[order]]
+            ax.fill_between(x[o], lo[o], hi[o], color="#4c72b0", alpha=0.18, label="fixed: recall CI 90 %")
+        for r in fixed[:: max(1, len(fixed) // 8)]:
+            ax.annotate(f"{r.level:.2f}", (r.false_alarms_per_1000, r.recall), fontsize=7, color="#4c72b0",
+                        textcoords="offset points", xytext=(3, -9))  # fmt: skip
+    if policy:
+        px = [r.false_alarms_per_1000 for r in policy]
+        py = [r.recall for r in policy]
+        ax.errorbar(
+            px, py,
+            yerr=[[max(0.0, r.recall - r.recall_ci[0]) if np.isfinite(r.recall_ci[0]) else 0.0 for r in policy],
+                  [max(0.0, r.recall_ci[1] - r.recall) if np.isfinite(r.recall_ci[1]) else 0.0 for r in policy]],
+            fmt="o", color="#dd8452", label="policy (alarm-cost multiples)", capsize=2,
+        )  # fmt: skip
+        for r in policy:
+            ax.annotate(f"x{r.cost_multiple:g}", (r.false_alarms_per_1000, r.recall), fontsize=7, color="#dd8452",
+                        textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    wf = report.walk_forward_fixed
+    if np.isfinite(wf.recall):
+        ax.scatter([wf.false_alarms_per_1000], [wf.recall], marker="*", s=180, color="#c44e52", zorder=5,
+                   label="best fixed level (walk-forward)")  # fmt: skip
+    c = report.comparison
+    red = c.get("false_alarm_reduction")
+    verdict = (
+        "frontier short of the fixed recall" if red is None else f"{red:.0%} fewer false alarms at the fixed recall"
+    )
+    ax.set_xlabel("false-alarm episodes per 1,000 position-windows")
+    ax.set_ylabel("recall (liquidations warned within the lead window)")
+    ax.set_title(f"out of sample {report.settings['test_start']} .. {report.settings['test_end'][:10]}: "
+                 f"policy: {verdict}", fontsize=10)  # fmt: skip
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
