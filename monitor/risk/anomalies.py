@@ -1,32 +1,155 @@
-"""Oracle anomalies: stale feeds, price jumps, divergence from a reference. Each is an alert of its own.
+"""Oracle anomalies: stale feeds, price jumps, de-pegs, divergence from a reference. Each is an
+alert of its own.
 
-- :func:`stale_feeds`: a feed not updated for longer than its heartbeat plus a margin.
-- :func:`jumps` / :class:`JumpDetector`: a log move that is implausible for the asset's
-  volatility over the elapsed time, ``z = |ln(p / prev)| / (sigma_daily * sqrt(dt / 1 day))``.
-  The detector keeps an EWMA of squared log returns per second per asset, so the threshold
-  adapts to the market (a calm stablecoin alerts on a 3 % move, ETH does not).
+Per feed (:class:`FeedSpec`, :func:`feed_spec`): its kind (``floating`` or ``pegged``), its
+deviation threshold and its heartbeat. Chainlink aggregators do not expose either on chain in
+general, so they are configured (``alerts.oracle.feeds``) with defaults per asset:
+ETH / BTC / WETH / WBTC 0.5 % / 1 h, USDC / USDT 0.25 % / 24 h, DAI 0.25 % / 1 h, other
+stablecoins pegged 0.25 % / 24 h, anything else floating 1 % / 24 h.
+
+- :func:`stale_feeds`: a feed not updated for longer than ITS heartbeat plus a margin
+  (:func:`feed_heartbeats` gives the per-feed mapping).
+- **Floating assets** (:class:`AnomalyDetector`, :func:`jumps`, :func:`jump_score`): the move
+  since the feed's previous *update* ``r = ln(p / p_ref)`` over the elapsed ``dt`` against
+
+      z = |r| / sqrt(sigma_daily**2 * max(dt, 60 s) / 1 day + deviation**2)
+
+  The first term is the volatility over the elapsed time (a return over 60 s is compared with
+  the volatility over 60 s); the second is the feed's deviation threshold, the smallest move the
+  feed reports at all: a push update is a move of at least the threshold, so a routine 0.5 %
+  ETH update 60 s after the previous one scores about 1, not 6. ``sigma_daily`` is robust and
+  adaptive: a Huber-type EWMA of the realised variance rate (each squared return clipped at
+  ``huber_k`` times the current scale before it enters, so one crash neither blinds the
+  detector nor inflates the threshold for weeks; time-weighted, so irregular updates and
+  unchanged polls do not bias it), blended with a slow long-run EWMA of the same clipped
+  returns (``long_run_weight``), seeded by the caller (e.g. :func:`robust_sigma`: 1.4826 x
+  the median absolute deviation of daily log returns).
+- **Pegged assets** (:func:`peg_score`): the deviation from the peg ``d = p / peg - 1`` (not the
+  return) against ``sqrt(scale**2 + deviation**2)``, ``scale`` a slow Huber EWMA of ``d**2``
+  (the coin's usual wobble). It is reported on every observation while it lasts (kind
+  ``"depeg"``), so the alert pipeline holds one episode from the break to the return to peg.
 - :func:`divergence`: the protocol's price against a reference (e.g. Chainlink or a CEX), in bps.
 
 All times are unix seconds passed in by the caller (no clock is read here). For jumps, pass the
-feed's own update time as ``now`` where possible: the move accrued since the previous *update*,
-not since the previous poll.
+feed's own update time as ``now`` where possible; the detector measures ``dt`` from the last
+price CHANGE, so polls that see the same price do not shorten it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from monitor.errors import InputError
 from monitor.risk.checks import finite_number
 from monitor.risk.volatility import DEFAULT_LAMBDA
 
-__all__ = ["ANOMALY_KINDS", "Anomaly", "JumpDetector", "divergence", "jumps", "stale_feeds"]
+__all__ = [
+    "ANOMALY_KINDS",
+    "DEFAULT_FLOATING",
+    "DEFAULT_PEGGED",
+    "FEED_KINDS",
+    "KNOWN_FEEDS",
+    "STABLECOINS",
+    "Anomaly",
+    "AnomalyDetector",
+    "DailyReplay",
+    "FeedSpec",
+    "JumpDetector",
+    "divergence",
+    "feed_heartbeats",
+    "feed_spec",
+    "jump_score",
+    "jumps",
+    "peg_score",
+    "replay_daily",
+    "robust_sigma",
+    "stale_feeds",
+]
 
-ANOMALY_KINDS: tuple[str, ...] = ("stale", "jump", "divergence")
+ANOMALY_KINDS: tuple[str, ...] = ("stale", "jump", "depeg", "divergence")
+FEED_KINDS: tuple[str, ...] = ("floating", "pegged")
 SECONDS_PER_DAY = 86400.0
 MIN_DT_S = 60.0
+MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of a normal is 0.6745 sigma
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """How one price feed behaves: ``kind`` (``"floating"``: judged on returns; ``"pegged"``:
+    judged on the deviation from ``peg``), its ``deviation`` threshold (a fraction, 0.005 ==
+    0.5 %) and its ``heartbeat_s``."""
+
+    kind: str = "floating"
+    deviation: float = 0.005
+    heartbeat_s: float = 3600.0
+    peg: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEED_KINDS:
+            raise InputError(f"feed kind must be one of {', '.join(FEED_KINDS)}, got {self.kind!r}")
+        dev = finite_number(self.deviation, "feed deviation")
+        if not 0.0 <= dev < 0.5:
+            raise InputError(f"feed deviation must be a fraction in [0, 0.5) (0.005 == 0.5 %), got {self.deviation!r}")
+        if finite_number(self.heartbeat_s, "feed heartbeat_s") <= 0:
+            raise InputError(f"feed heartbeat_s must be > 0, got {self.heartbeat_s!r}")
+        if finite_number(self.peg, "feed peg") <= 0:
+            raise InputError(f"feed peg must be > 0, got {self.peg!r}")
+
+
+DEFAULT_FLOATING = FeedSpec("floating", 0.01, 86400.0)
+DEFAULT_PEGGED = FeedSpec("pegged", 0.0025, 86400.0)
+STABLECOINS: frozenset[str] = frozenset(
+    {"USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD", "USDE", "SUSD", "TUSD", "USDP", "CRVUSD",
+     "BUSD", "RLUSD", "USDC.E", "USDBC"}
+)  # fmt: skip
+# Chainlink's published mainnet parameters for the usual feeds (not readable on chain)
+KNOWN_FEEDS: Mapping[str, FeedSpec] = {
+    "ETH": FeedSpec("floating", 0.005, 3600.0),
+    "WETH": FeedSpec("floating", 0.005, 3600.0),
+    "BTC": FeedSpec("floating", 0.005, 3600.0),
+    "WBTC": FeedSpec("floating", 0.005, 3600.0),
+    "USDC": FeedSpec("pegged", 0.0025, 86400.0),
+    "USDT": FeedSpec("pegged", 0.0025, 86400.0),
+    "DAI": FeedSpec("pegged", 0.0025, 3600.0),
+    "LINK": FeedSpec("floating", 0.01, 3600.0),
+}
+
+
+def feed_spec(symbol: str, overrides: Mapping[str, FeedSpec] | None = None) -> FeedSpec:
+    """The feed parameters of ``symbol`` (any case): ``overrides`` first, then :data:`KNOWN_FEEDS`,
+    then :data:`DEFAULT_PEGGED` for a stablecoin symbol and :data:`DEFAULT_FLOATING` otherwise."""
+    key = str(symbol).strip().upper()
+    if overrides:
+        for name, spec in overrides.items():
+            if str(name).strip().upper() == key:
+                return spec
+    if key in KNOWN_FEEDS:
+        return KNOWN_FEEDS[key]
+    return DEFAULT_PEGGED if key in STABLECOINS else DEFAULT_FLOATING
+
+
+def feed_heartbeats(symbols: Sequence[str], overrides: Mapping[str, FeedSpec] | None = None) -> dict[str, float]:
+    """``{symbol: heartbeat_s}`` per feed, for :func:`stale_feeds`."""
+    return {s: feed_spec(s, overrides).heartbeat_s for s in symbols}
+
+
+def robust_sigma(log_returns: ArrayLike) -> float:
+    """``1.4826 x median(|r - median(r)|)``: a daily sigma that a few crash days do not move.
+
+    Consistent with the standard deviation for normal returns; NaNs are dropped; at least 5
+    returns are needed.
+    """
+    r = np.asarray(log_returns, dtype=np.float64).ravel()
+    r = r[np.isfinite(r)]
+    if r.size < 5:
+        raise InputError(f"robust_sigma needs at least 5 finite returns, got {r.size}")
+    return float(MAD_TO_SIGMA * np.median(np.abs(r - np.median(r))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +202,15 @@ def jumps(
     z_warning: float = 6.0,
     z_critical: float = 10.0,
     min_sigma: float = 1e-4,
+    deviation: Mapping[str, float] | float = 0.0,
 ) -> list[Anomaly]:
     """Price moves implausible for the asset's daily volatility, for assets in both price maps.
 
-    ``z = |ln(p / prev)| / (max(sigma, min_sigma) * sqrt(max(dt_s, 60) / 86400))``; warning at
-    ``z >= z_warning``, critical at ``z >= z_critical``. ``sigma_daily`` (e.g. the asset's EWMA
-    vol) must cover every compared asset. Prices must be positive and finite.
+    ``z = jump_score(ln(p / prev), dt_s, max(sigma, min_sigma), deviation)`` (see
+    :func:`jump_score`; with ``deviation = 0`` it is ``|r| / (sigma * sqrt(max(dt, 60 s) / 1 day))``);
+    warning at ``z >= z_warning``, critical at ``z >= z_critical``. ``sigma_daily`` (e.g. the
+    asset's EWMA vol) must cover every compared asset; ``deviation`` is one feed deviation
+    threshold for all or a per-asset mapping (missing assets: 0). Prices must be positive and finite.
     """
     dt = _non_negative(dt_s, "dt_s")
     zw, zc = _z_levels(z_warning, z_critical)
@@ -98,7 +224,11 @@ def jumps(
                 f"no volatility for {asset!r} to judge its price move; sigmas given for: {list(sigma_daily)}"
             )
         sigma = _non_negative(sigma_daily[asset], f"sigma_daily[{asset!r}]")
-        found = _jump(asset, _price(prev_prices[asset], asset), _price(price, asset), dt, max(sigma, floor), zw, zc)
+        raw_dev = deviation.get(asset, 0.0) if isinstance(deviation, Mapping) else deviation
+        dev = _non_negative(raw_dev, f"deviation[{asset!r}]")
+        found = _jump(
+            asset, _price(prev_prices[asset], asset), _price(price, asset), dt, max(sigma, floor), zw, zc, dev
+        )
         if found is not None:
             out.append(found)
     return out
@@ -133,84 +263,318 @@ def divergence(
     return out
 
 
-class JumpDetector:
-    """Keeps the last price and time per asset and an EWMA of squared log returns per second.
+def jump_score(
+    move: float, dt_s: float, sigma_daily: float, deviation: float = 0.0, min_dt_s: float = MIN_DT_S
+) -> float:
+    """``|move| / sqrt(sigma_daily**2 * max(dt_s, min_dt_s) / 86400 + deviation**2)``.
 
-    The variance rate starts at ``sigma_daily**2 / 86400`` and after each observation decays by
-    ``lam ** (dt / 1 day)`` towards ``r**2 / dt`` (the daily RiskMetrics ``lam`` stretched over
-    time), so the threshold adapts to the asset's current volatility. A flagged move updates
-    the reference price (it alerts once, not on every later tick) and enters the variance capped
-    at ``z_warning`` sigmas, so one outlier does not blind the detector to the next.
+    ``move`` is a log return, ``sigma_daily`` the daily volatility, ``deviation`` the feed's
+    deviation threshold (the smallest move it reports). A zero denominator (no volatility and
+    no threshold) scores any move as +inf and no move as 0.
+    """
+    scale2 = sigma_daily**2 * max(dt_s, min_dt_s) / SECONDS_PER_DAY + deviation**2
+    if scale2 <= 0.0:
+        return 0.0 if move == 0.0 else math.inf
+    return abs(move) / math.sqrt(scale2)
+
+
+def peg_score(price: float, peg: float, scale: float, deviation: float) -> float:
+    """``|price / peg - 1| / sqrt(scale**2 + deviation**2)``: the distance from the peg in units of
+    the coin's usual wobble ``scale`` and the feed's deviation threshold."""
+    scale2 = scale**2 + deviation**2
+    d = price / peg - 1.0
+    if scale2 <= 0.0:
+        return 0.0 if d == 0.0 else math.inf
+    return abs(d) / math.sqrt(scale2)
+
+
+class _Floating:
+    __slots__ = ("fast", "price", "slow", "time")
+
+    def __init__(self, rate: float) -> None:
+        self.fast = rate  # daily variance, fast EWMA of the clipped squared returns
+        self.slow = rate  # daily variance, long-run EWMA
+        self.time = math.nan
+        self.price = math.nan
+
+
+class _Pegged:
+    __slots__ = ("scale2", "time")
+
+    def __init__(self, scale2: float) -> None:
+        self.scale2 = scale2
+        self.time = math.nan
+
+
+class AnomalyDetector:
+    """Jumps of floating feeds and de-pegs of pegged ones, per feed (see the module docstring).
+
+    ``sigma_daily`` seeds each floating asset's volatility (required for every floating asset
+    observed; a pegged asset's entry, if given, is ignored). ``feeds`` overrides the per-symbol
+    :class:`FeedSpec` (default :func:`feed_spec`). Floating: warning at ``z >= z_warning``,
+    critical at ``z >= z_critical``; pegged: the same with ``peg_z_warning`` / ``peg_z_critical``.
+
+    A floating asset's reference is its last CHANGED price: a flagged move becomes the new
+    reference (it alerts once), and an unchanged poll neither scores nor shortens ``dt``. The
+    variance rates move by ``lam ** (dt / 1 day)`` (fast) and ``lam_long ** (dt / 1 day)`` (long
+    run) towards the return's squared size clipped at ``huber_k`` current scales; the sigma used
+    is ``sqrt((1 - w) * fast + w * slow)`` with ``w = long_run_weight``, never below ``min_sigma``.
     """
 
-    __slots__ = ("_lam", "_last", "_min_dt", "_min_rate", "_rate", "_zc", "_zw")
+    __slots__ = (
+        "_feeds", "_float", "_huber", "_lam", "_lam_long", "_lam_peg", "_min_dt", "_min_rate", "_peg", "_pzc", "_pzw",
+        "_w", "_zc", "_zw",
+    )  # fmt: skip
 
     def __init__(
         self,
         sigma_daily: Mapping[str, float],
         *,
+        feeds: Mapping[str, FeedSpec] | None = None,
         z_warning: float = 6.0,
         z_critical: float = 10.0,
+        peg_z_warning: float = 6.0,
+        peg_z_critical: float = 10.0,
         min_sigma: float = 1e-4,
         lam: float = DEFAULT_LAMBDA,
+        lam_long: float = 0.99,
+        long_run_weight: float = 0.25,
+        huber_k: float = 2.5,
+        lam_peg: float = 0.99,
         min_dt_s: float = MIN_DT_S,
     ) -> None:
         self._zw, self._zc = _z_levels(z_warning, z_critical)
-        self._min_rate = _positive(min_sigma, "min_sigma") ** 2 / SECONDS_PER_DAY
-        lam_f = finite_number(lam, "lam")
-        if not 0.0 < lam_f < 1.0:
-            raise InputError(f"EWMA decay lam must be in (0, 1), got {lam}")
-        self._lam = lam_f
+        self._pzw, self._pzc = _z_levels(peg_z_warning, peg_z_critical, "peg_z")
+        self._min_rate = _positive(min_sigma, "min_sigma") ** 2
+        self._lam = _decay(lam, "lam")
+        self._lam_long = _decay(lam_long, "lam_long")
+        self._lam_peg = _decay(lam_peg, "lam_peg")
+        w = finite_number(long_run_weight, "long_run_weight")
+        if not 0.0 <= w <= 1.0:
+            raise InputError(f"long_run_weight must be in [0, 1], got {long_run_weight!r}")
+        self._w = w
+        self._huber = _positive(huber_k, "huber_k")
         self._min_dt = _positive(min_dt_s, "min_dt_s")
-        self._rate: dict[str, float] = {
-            a: _non_negative(s, f"sigma_daily[{a!r}]") ** 2 / SECONDS_PER_DAY for a, s in sigma_daily.items()
-        }
-        self._last: dict[str, tuple[float, float]] = {}  # asset -> (time, price)
+        if feeds is not None and not isinstance(feeds, Mapping):
+            raise InputError(f"feeds must be a mapping SYMBOL -> FeedSpec, got {type(feeds).__name__}")
+        self._feeds: dict[str, FeedSpec] = {}
+        for name, spec in (feeds or {}).items():
+            if not isinstance(spec, FeedSpec):
+                raise InputError(f"feeds[{name!r}] must be a FeedSpec, got {type(spec).__name__}")
+            self._feeds[str(name).strip().upper()] = spec
+        self._float: dict[str, _Floating] = {}
+        self._peg: dict[str, _Pegged] = {}
+        for asset, s in sigma_daily.items():
+            sig = _non_negative(s, f"sigma_daily[{asset!r}]")
+            if self.spec(asset).kind == "floating":
+                self._float[asset] = _Floating(sig**2)
+
+    def spec(self, asset: str) -> FeedSpec:
+        """The :class:`FeedSpec` the detector applies to ``asset``."""
+        return feed_spec(asset, self._feeds)
 
     def sigma_daily(self) -> dict[str, float]:
-        """The current (adapted) daily sigma per asset."""
-        return {a: math.sqrt(r * SECONDS_PER_DAY) for a, r in self._rate.items()}
+        """The current (adapted) daily sigma per floating asset."""
+        return {a: self._sigma(st) for a, st in self._float.items()}
 
-    def observe(self, prices: Mapping[str, float], now: float) -> list[Anomaly]:
-        """Compare each price with the asset's last one; return the jumps and remember the prices.
+    def peg_scale(self) -> dict[str, float]:
+        """The current usual distance from the peg per pegged asset (a fraction)."""
+        return {a: math.sqrt(st.scale2) for a, st in self._peg.items()}
 
-        The first observation of an asset only records it. Times must not go backwards.
+    def score(self, asset: str, price: float, now: float) -> float:
+        """The z an observation of ``asset`` at ``price`` and ``now`` would score, changing nothing
+        (0 for a floating asset's first observation or an unchanged price)."""
+        spec = self.spec(asset)
+        p = _price(price, asset)
+        t = finite_number(now, "now")
+        if spec.kind == "pegged":
+            st = self._peg.get(asset)
+            return peg_score(p, spec.peg, 0.0 if st is None else math.sqrt(st.scale2), spec.deviation)
+        fl = self._float.get(asset)
+        if fl is None:
+            raise InputError(
+                f"no volatility seeded for {asset!r} (a floating feed); seeded: {', '.join(self._float) or 'none'}"
+            )
+        if math.isnan(fl.time) or p == fl.price:
+            return 0.0
+        return jump_score(math.log(p / fl.price), t - fl.time, self._sigma(fl), spec.deviation, self._min_dt)
+
+    def observe(self, prices: Mapping[str, float], now: float, *, learn: bool = True) -> list[Anomaly]:
+        """Judge each price against its feed's model; return the anomalies and remember the prices.
+
+        The first observation of a floating asset only records it. Times must not go backwards.
+        ``learn=False`` scores the prices without updating anything (a probe: e.g. a day's
+        intraday low or high in a validation on daily OHLC, which is a selected extreme rather
+        than a sample of the path and would bias the variance upwards).
         """
         t = finite_number(now, "now")
         checked = {asset: _price(price, asset) for asset, price in prices.items()}
         for asset in checked:
-            if asset not in self._rate:
-                raise InputError(f"no volatility seeded for {asset!r}; seeded: {', '.join(self._rate) or 'none'}")
-            last = self._last.get(asset)
-            if last is not None and t < last[0]:
-                raise InputError(f"time went backwards for {asset}: {t} after {last[0]}")
+            pegged = self.spec(asset).kind == "pegged"
+            if not pegged and asset not in self._float:
+                seeded = ", ".join(self._float) or "none"
+                raise InputError(f"no volatility seeded for {asset!r} (a floating feed); seeded: {seeded}")
+            last = (self._peg[asset].time if asset in self._peg else math.nan) if pegged else self._float[asset].time
+            if not math.isnan(last) and t < last:
+                raise InputError(f"time went backwards for {asset}: {t} after {last}")
         out: list[Anomaly] = []
         for asset, price in checked.items():
-            last = self._last.get(asset)
-            self._last[asset] = (t, price)
-            if last is None:
-                continue
-            dt = max(t - last[0], self._min_dt)
-            rate = max(self._rate[asset], self._min_rate)
-            sigma = math.sqrt(rate * SECONDS_PER_DAY)
-            found = _jump(asset, last[1], price, t - last[0], sigma, self._zw, self._zc, self._min_dt)
+            spec = self.spec(asset)
+            if spec.kind == "pegged":
+                found = self._observe_peg(asset, spec, price, t, learn)
+            else:
+                found = self._observe_float(asset, spec, price, t, learn)
             if found is not None:
                 out.append(found)
-            r2 = min(math.log(price / last[1]) ** 2, self._zw**2 * rate * dt)
-            decay = self._lam ** (dt / SECONDS_PER_DAY)
-            self._rate[asset] = decay * self._rate[asset] + (1.0 - decay) * r2 / dt
         return out
+
+    def _sigma(self, st: _Floating) -> float:
+        return math.sqrt(max((1.0 - self._w) * st.fast + self._w * st.slow, self._min_rate))
+
+    def _observe_float(self, asset: str, spec: FeedSpec, price: float, t: float, learn: bool) -> Anomaly | None:
+        st = self._float[asset]
+        if math.isnan(st.time):
+            if not learn:
+                return None
+            st.time, st.price = t, price
+            return None
+        if price == st.price:
+            return None  # no update: nothing moved, the elapsed time keeps running
+        dt = t - st.time
+        dtd = max(dt, self._min_dt) / SECONDS_PER_DAY
+        move = math.log(price / st.price)
+        sigma = self._sigma(st)
+        z = jump_score(move, dt, sigma, spec.deviation, self._min_dt)
+        found = None
+        if z >= self._zw:
+            severity = "critical" if z >= self._zc else "warning"
+            detail = (
+                f"{asset} moved {math.expm1(move):+.2%} ({st.price:.6g} -> {price:.6g}) in {_duration(dt)}:"
+                f" {z:.1f} sigma at {sigma * 100:.3g} % daily volatility"
+                f" (feed deviation {spec.deviation:.2%})"
+            )
+            found = Anomaly("jump", asset, severity, detail, z)
+        if not learn:
+            return found
+        cap = self._huber**2 * (sigma**2 * dtd + spec.deviation**2)
+        r2 = min(move * move, cap) / dtd
+        for attr, lam in (("fast", self._lam), ("slow", self._lam_long)):
+            decay = lam**dtd
+            setattr(st, attr, decay * getattr(st, attr) + (1.0 - decay) * r2)
+        st.time, st.price = t, price
+        return found
+
+    def _observe_peg(self, asset: str, spec: FeedSpec, price: float, t: float, learn: bool) -> Anomaly | None:
+        st = self._peg.get(asset)
+        if st is None:
+            st = _Pegged(0.0)
+            if learn:
+                self._peg[asset] = st
+        z = peg_score(price, spec.peg, math.sqrt(st.scale2), spec.deviation)
+        d = price / spec.peg - 1.0
+        if learn:
+            if not math.isnan(st.time):
+                decay = self._lam_peg ** (max(t - st.time, 0.0) / SECONDS_PER_DAY)
+                cap = self._huber**2 * (st.scale2 + spec.deviation**2)
+                st.scale2 = decay * st.scale2 + (1.0 - decay) * min(d * d, cap)
+            st.time = t
+        if z < self._pzw:
+            return None
+        severity = "critical" if z >= self._pzc else "warning"
+        detail = (
+            f"{asset} at {price:.6g} is {d:+.2%} from its peg {spec.peg:g}: {z:.1f} x its usual distance"
+            f" (wobble {math.sqrt(st.scale2):.3%}, feed deviation {spec.deviation:.2%})"
+        )
+        return Anomaly("depeg", asset, severity, detail, z)
+
+
+JumpDetector = AnomalyDetector  # the name the monitor has always used
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReplay:
+    """What a detector said on each day of a daily OHLC history (see :func:`replay_daily`)."""
+
+    days: tuple[str, ...]  # ISO dates
+    score: tuple[float, ...]  # the day's largest z (0 before the warm-up ends)
+    severity: tuple[str, ...]  # "ok" | "warning" | "critical" (the day's worst)
+
+
+def replay_daily(
+    asset: str,
+    days: Sequence[str],
+    low: ArrayLike,
+    high: ArrayLike,
+    close: ArrayLike,
+    *,
+    warmup_days: int = 60,
+    probe_highs: bool | None = None,
+    **detector: Any,
+) -> DailyReplay:
+    """Run one feed's detector over a daily OHLC history, as the validation on the shipped data does.
+
+    Each day the detector LEARNS from the close (at the day's end, ``dt`` = 1 day) and PROBES the
+    day's low (and high, for floating feeds by default) without learning (``observe(learn=False)``)
+    one second before the close: an intraday extreme is a selected point, not a sample of the
+    path, so it must not enter the variance, and since its time inside the day is unknown it is
+    judged over the whole day (the extreme of a Brownian day is as likely as a daily return twice
+    as probable; scoring it over half a day would overstate it by sqrt(2)). Pegged feeds probe
+    lows only unless ``probe_highs`` (published stablecoin highs include single-venue prints such as
+    2.35 for USDC on 2021-11-16 that no oracle reported). The floating seed is
+    :func:`robust_sigma` of the first ``warmup_days`` daily returns; days of the warm-up score 0.
+    ``detector`` passes keyword arguments to :class:`AnomalyDetector` (``z_warning``, ``feeds``...).
+    """
+    lo, hi, cl = (np.asarray(x, dtype=np.float64) for x in (low, high, close))
+    n = len(days)
+    if not (lo.shape == hi.shape == cl.shape == (n,)):
+        raise InputError(
+            f"days, low, high and close must have the same length; got {n}, {lo.size}, {hi.size}, {cl.size}"
+        )
+    warm = int(warmup_days)
+    if warm < 5 or warm >= n:
+        raise InputError(f"warmup_days must be in [5, {n - 1}] for {n} days, got {warmup_days!r}")
+    det = AnomalyDetector({asset: robust_sigma(np.diff(np.log(cl[: warm + 1])))}, **detector)
+    pegged = det.spec(asset).kind == "pegged"
+    highs = (not pegged) if probe_highs is None else bool(probe_highs)
+    scores: list[float] = []
+    severities: list[str] = []
+    rank = {"ok": 0, "warning": 1, "critical": 2}
+    for i, day in enumerate(days):
+        t_end = _day_seconds(day) + SECONDS_PER_DAY
+        found: list[Anomaly] = []
+        z = 0.0
+        for probe in (lo[i], hi[i]) if highs else (lo[i],):
+            z = max(z, det.score(asset, float(probe), t_end - 1.0))
+            found += det.observe({asset: float(probe)}, t_end - 1.0, learn=False)
+        z = max(z, det.score(asset, float(cl[i]), t_end))
+        found += det.observe({asset: float(cl[i])}, t_end)
+        if i < warm:
+            scores.append(0.0)
+            severities.append("ok")
+            continue
+        scores.append(z)
+        severities.append(max((a.severity for a in found), key=rank.__getitem__, default="ok"))
+    return DailyReplay(tuple(days), tuple(scores), tuple(severities))
+
+
+def _day_seconds(day: str) -> float:
+    import datetime as _dt
+
+    try:
+        d = _dt.date.fromisoformat(str(day)[:10])
+    except ValueError as exc:
+        raise InputError(f"not an ISO date: {day!r}") from exc
+    return float(_dt.datetime(d.year, d.month, d.day, tzinfo=_dt.UTC).timestamp())
 
 
 # -- internals ----------------------------------------------------------------------
 
 
 def _jump(
-    asset: str, prev: float, price: float, dt_s: float, sigma: float, zw: float, zc: float, min_dt: float = MIN_DT_S
+    asset: str, prev: float, price: float, dt_s: float, sigma: float, zw: float, zc: float, deviation: float = 0.0
 ) -> Anomaly | None:
-    dt = max(dt_s, min_dt)
     move = math.log(price / prev)
-    z = abs(move) / (sigma * math.sqrt(dt / SECONDS_PER_DAY))
+    z = jump_score(move, dt_s, sigma, deviation)
     if z < zw:
         return None
     severity = "critical" if z >= zc else "warning"
@@ -221,12 +585,19 @@ def _jump(
     return Anomaly("jump", asset, severity, detail, z)
 
 
-def _z_levels(z_warning: float, z_critical: float) -> tuple[float, float]:
-    zw = _positive(z_warning, "z_warning")
-    zc = _positive(z_critical, "z_critical")
+def _z_levels(z_warning: float, z_critical: float, name: str = "z") -> tuple[float, float]:
+    zw = _positive(z_warning, f"{name}_warning")
+    zc = _positive(z_critical, f"{name}_critical")
     if zc <= zw:
-        raise InputError(f"z_critical ({z_critical}) must be larger than z_warning ({z_warning})")
+        raise InputError(f"{name}_critical ({z_critical}) must be larger than {name}_warning ({z_warning})")
     return zw, zc
+
+
+def _decay(value: float, what: str) -> float:
+    lam = finite_number(value, what)
+    if not 0.0 < lam < 1.0:
+        raise InputError(f"EWMA decay {what} must be in (0, 1), got {value!r}")
+    return lam
 
 
 def _price(value: float, asset: str) -> float:

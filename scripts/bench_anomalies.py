@@ -1,0 +1,122 @@
+"""Oracle-anomaly validation on the shipped daily history: detections per named event, false
+alarms per feed-year in calm periods, at the default settings (and a threshold trade-off).
+
+    .venv/bin/python scripts/bench_anomalies.py [--json]
+
+Definitions (printed with the figures):
+- event window: each named stress event of ``monitor.risk.scenarios.HISTORICAL_EVENTS``
+  (2020-03-12, 2021-05-19, 2022-05 Terra/LUNA, 2022-11 FTX, 2023-03 USDC depeg) from 3 days
+  before its start to 3 days after its end;
+- an alarm = a day on which the detector returns a warning or critical anomaly; consecutive
+  alarm days are ONE episode (the alert pipeline holds one alert while it lasts);
+- a detection = an episode starting inside an event window; a false alarm = one starting
+  elsewhere; calm = every day after the 60-day warm-up outside the event windows; false alarms
+  per feed-year = false-alarm episodes / calm days x 365.25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import pandas as pd
+
+from monitor import price_data
+from monitor.risk.anomalies import feed_spec, replay_daily
+from monitor.risk.scenarios import HISTORICAL_EVENTS
+
+FEEDS = ("ETH", "BTC", "SOL", "USDC", "USDT", "DAI")
+MARGIN_DAYS = 3
+WARMUP_DAYS = 60
+
+
+def event_windows(margin_days: int = MARGIN_DAYS) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    pad = pd.Timedelta(days=margin_days)
+    return {n: (pd.Timestamp(e.start) - pad, pd.Timestamp(e.end) + pad) for n, e in HISTORICAL_EVENTS.items()}
+
+
+def evaluate(asset: str, **detector: Any) -> dict[str, Any]:
+    daily = price_data.load_daily(asset)
+    days = [d.strftime("%Y-%m-%d") for d in pd.DatetimeIndex(daily.index)]
+    replay = replay_daily(
+        asset, days, daily["low"].to_numpy(), daily["high"].to_numpy(), daily["close"].to_numpy(),
+        warmup_days=WARMUP_DAYS, **detector,
+    )  # fmt: skip
+    windows = event_windows()
+    dates = pd.DatetimeIndex(daily.index)
+    alarm = [s != "ok" for s in replay.severity]
+    where: list[str | None] = []
+    for d in dates:
+        where.append(next((n for n, (a, b) in windows.items() if a <= d <= b), None))
+    episodes: list[tuple[str, str | None, float]] = []
+    for i, on in enumerate(alarm):
+        if on and not (i > 0 and alarm[i - 1]):
+            peak = max(replay.score[k] for k in range(i, len(alarm)) if all(alarm[i : k + 1]))
+            episodes.append((days[i], where[i], round(peak, 1)))
+    calm_days = sum(1 for i in range(WARMUP_DAYS, len(days)) if where[i] is None)
+    false_alarms = [(d, z) for d, w, z in episodes if w is None]
+    covered = {n for i, n in enumerate(where) if n is not None and i >= WARMUP_DAYS}
+    peak_by_event = {
+        n: round(max(replay.score[i] for i in range(len(days)) if where[i] == n), 1) for n in sorted(covered)
+    }
+    detected = sorted({w for _, w, _ in episodes if w is not None})
+    spec = feed_spec(asset)
+    return {
+        "asset": asset,
+        "model": f"{spec.kind}, deviation {spec.deviation:.2%}, heartbeat {spec.heartbeat_s / 3600:g} h",
+        "first_day": days[WARMUP_DAYS],
+        "last_day": days[-1],
+        "calm_years": round(calm_days / 365.25, 2),
+        "false_alarms": len(false_alarms),
+        "false_alarms_per_feed_year": round(len(false_alarms) / (calm_days / 365.25), 2),
+        "false_alarm_days": false_alarms,
+        "events_with_data": sorted(covered),
+        "events_detected": detected,
+        "peak_z_by_event": peak_by_event,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    rows = [evaluate(a) for a in FEEDS]
+    tradeoff = {
+        f"z_warning={zw:g}": {a: (r := evaluate(a, z_warning=zw, peg_z_warning=zw, z_critical=max(10.0, zw + 1),
+                                                 peg_z_critical=max(10.0, zw + 1)))["false_alarms_per_feed_year"]
+                              for a in ("ETH", "BTC")} | {"ETH LUNA": "2022-05-terra" in evaluate("ETH", z_warning=zw,
+                              z_critical=max(10.0, zw + 1))["events_detected"]}
+        for zw in (4.0, 5.0)
+    }  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"feeds": rows, "tradeoff": tradeoff, "seconds": round(elapsed, 1)}, indent=2))
+        return
+    print("event windows (named event +- 3 days):")
+    for n, (a, b) in event_windows().items():
+        print(f"  {n:<20} {a:%Y-%m-%d} .. {b:%Y-%m-%d}")
+    print()
+    print(f"{'feed':<6} {'model':<42} {'calm y':>6} {'FA':>3} {'FA/feed-y':>9}  detected (peak z per event)")
+    for r in rows:
+        peaks = ", ".join(
+            f"{n}{'*' if n in r['events_detected'] else ''} {z:g}" for n, z in r["peak_z_by_event"].items()
+        )
+        print(f"{r['asset']:<6} {r['model']:<42} {r['calm_years']:>6.2f} {r['false_alarms']:>3} "
+              f"{r['false_alarms_per_feed_year']:>9.2f}  {peaks}")  # fmt: skip
+    print("  (* = detected: an alarm episode starts inside the event window)")
+    print()
+    for r in rows:
+        if r["false_alarm_days"]:
+            print(f"{r['asset']} false alarms: " + ", ".join(f"{d} (z {z:g})" for d, z in r["false_alarm_days"]))
+    print()
+    print("lower warning thresholds (false alarms per feed-year; ETH detects LUNA?):")
+    for k, v in tradeoff.items():
+        print(f"  {k}: {v}")
+    print(f"\n{elapsed:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
