@@ -13,16 +13,18 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 
 from monitor import __version__
+from monitor.alerts.pipeline import levels_by_account
 from monitor.cli_alerts import add_alert_parsers
 from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
-from monitor.config import load_config
+from monitor.config import Config, load_config
 from monitor.errors import InputError, MonitorError
 from monitor.models import MarketSnapshot, Position
 from monitor.protocols.aave_revisions import version_label
 from monitor.render import short_hf, table, to_csv, to_json
 from monitor.risk.health import categories_by_id, effective_params, in_emode_category, rules_of
 from monitor.scan import ScanResult, scan_all
+from monitor.service import market_state_of
 from monitor.store import Store
 
 SHORT = {"aave_v3": "aave", "morpho_blue": "morpho", "compound_v3": "comet"}
@@ -58,20 +60,30 @@ def cmd_scan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with Store(config.store.path) as store:
         results = scan_all(config, store, market_name=args.market, progress=_say if args.verbose else _quiet)
+        levels = {r.snapshot.market: scan_levels(config, store, r.snapshot) for r in results}
     if args.json:
-        print(to_json([p for r in results for p in _positions_json(r.snapshot)]))
+        print(to_json([p for r in results for p in _positions_json(r.snapshot, levels[r.snapshot.market])]))
         return 0
     for result in results:
-        print(_scan_table(result))
+        print(_scan_table(result, levels[result.snapshot.market]))
     return 0
+
+
+def scan_levels(config: Config, store: Store, snapshot: MarketSnapshot) -> dict[str, dict[str, Any]]:
+    """The threshold policy's levels per account (the daemon's policy and config section)."""
+    market = market_state_of(store, snapshot)
+    return levels_by_account(snapshot, market, config.alerts, float(snapshot.timestamp),
+                             observe_hours=config.daemon.interval_s / 3600.0)  # fmt: skip
 
 
 def _quiet(_message: str) -> None:
     return None
 
 
-def _positions_json(snapshot: MarketSnapshot) -> list[dict[str, Any]]:
+def _positions_json(snapshot: MarketSnapshot, levels: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     rows = [p.as_json(snapshot.base_currency_unit) for p in snapshot.positions]
+    for row in rows:  # the policy's levels by severity and why (none without debt)
+        row.update((levels or {}).get(row["account"], {"levels": None, "level_reason": None, "position_class": None}))
     if snapshot.protocol == "aave_v3":
         for row, position in zip(rows, snapshot.positions, strict=True):
             row.update(aave_position_json(snapshot, position))
@@ -109,17 +121,17 @@ def _hf_key(row: dict[str, Any]) -> float:
     return float("inf") if text == "inf" else float(text)
 
 
-def _scan_table(result: ScanResult) -> str:
+def _scan_table(result: ScanResult, levels: dict[str, dict[str, Any]] | None = None) -> str:
     snap = result.snapshot
-    rows = sorted(_positions_json(snap), key=_hf_key)
+    rows = sorted(_positions_json(snap, levels), key=_hf_key)
     body = table(
         [
             (r["account"], short_hf(r["health_factor"]), _usd(r["collateral_usd"]), _usd(r["debt_usd"]),
-             f"{r['liquidation_threshold_bps'] / 100:.2f}%", r["emode_category"] or "-")
+             f"{r['liquidation_threshold_bps'] / 100:.2f}%", r["emode_category"] or "-", *_level_cells(r))
             for r in rows
         ],
-        ["account", "HF", "collateral USD", "debt USD", "LT", "eMode"],
-        "<>>>>>",
+        ["account", "HF", "collateral USD", "debt USD", "LT", "eMode", "watch", "warning", "critical", "level reason"],
+        "<>>>>>>>><",
     )  # fmt: skip
     discovered = f", {result.new_accounts} new accounts" if result.new_accounts else ""
     head = f"{snap.market} @ block {snap.block}: {len(rows)} positions{discovered}"
@@ -129,6 +141,13 @@ def _scan_table(result: ScanResult) -> str:
     differ = sum(1 for r in rows if r.get("liquidatable_after_accrual") not in (None, r.get("liquidatable_now")))
     accrual = f" ({differ} only after interest accrual: isLiquidatable at the stored index says no)" if differ else ""
     return f"{head}\n{body}\nliquidatable (HF < 1): {liquidatable}{accrual}\n"
+
+
+def _level_cells(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    lv = row.get("levels")
+    if not lv:
+        return "-", "-", "-", "-"
+    return f"{lv['watch']:.2f}", f"{lv['warning']:.2f}", f"{lv['critical']:.2f}", row["level_reason"]
 
 
 def _usd(text: str) -> str:

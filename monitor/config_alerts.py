@@ -1,5 +1,10 @@
 """The ``alerts:`` and ``daemon:`` sections of the config, validated at load.
 
+``alerts.policy`` is the threshold policy (:class:`monitor.risk.policy.PolicyConfig`): the
+same section drives ``liqmon run``, ``scan``, the messages and ``liqmon backtest``
+(:func:`policy_config`). The keys of the old lognormal rule (``horizon_hours``,
+``tolerances``, ``floors``, ``vol_floor``) are refused with what replaced them.
+
 Channel problems (a missing token variable, a bad chat id, a bad SMTP port, a route to an
 unknown channel) are errors at start, never at the first alert. Tokens and passwords come
 only from environment variables named in the config (``token_env``, ``password_env``);
@@ -13,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from monitor.errors import InputError
+from monitor.risk.policy import PolicyConfig
+
 if TYPE_CHECKING:
     from monitor.config import _Validator
 
@@ -24,9 +32,30 @@ _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 _ALERT_KEYS: Final = (
-    "horizon_hours", "tolerances", "floors", "vol_floor", "exit_margin", "min_dwell_s", "repeat_interval_s",
-    "target_hf", "channels", "routes", "oracle",
+    "policy", "exit_margin", "min_dwell_s", "repeat_interval_s", "target_hf", "channels", "routes", "oracle",
 )  # fmt: skip
+# keys of the old lognormal rule: refused with what replaced them (their meaning changed)
+_REMOVED_ALERT_KEYS: Final = {
+    "floors": "fixed floors were removed: they bound every position on every date. Levels now come from "
+    "alerts.policy (expected cost per position); to keep fixed levels set them explicitly as "
+    "alerts.policy.hard_levels: {watch: 1.25, warning: 1.10, critical: 1.05}",
+    "tolerances": "removed: the probability at which each severity starts now follows from costs "
+    "(alerts.policy.alarm_cost_usd against each position's liquidation penalty)",
+    "horizon_hours": "moved: set alerts.policy.reaction_hours (one number, or per severity "
+    "{watch: 72, warning: 24, critical: 4})",
+    "vol_floor": "removed: the long-run volatility is blended into today's by alerts.policy.long_run_weight",
+}
+_POLICY_KEYS: Final = (
+    "reaction_hours", "alarm_cost_usd", "hard_levels", "market_levels", "account_levels", "close_factor",
+    "exit_margin", "min_dwell_s", "ewma_lambda", "long_run_weight", "long_run_days", "pool_days", "block_hours",
+    "paths", "seed", "composition_grid", "tail_share", "cascade_move", "utilisation_knee", "recompute_vol_change",
+    "recompute_after_s", "recompute_debt_change",
+)  # fmt: skip
+_POLICY_ZERO_OK: Final = frozenset(
+    {"exit_margin", "min_dwell_s", "long_run_weight", "cascade_move", "utilisation_knee", "recompute_vol_change",
+     "recompute_debt_change"}
+)  # fmt: skip
+_POLICY_INTS: Final = frozenset({"paths", "seed"})
 _LEVEL_KEYS: Final = ("watch", "warning", "critical")
 _CHANNEL_KEYS: Final = {
     "telegram": ("type", "token_env", "base_url", "min_interval_s", "timeout_s"),
@@ -102,12 +131,7 @@ class OracleConfig:
 
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
-    horizon_hours: float = 1.0
-    tolerances: tuple[float, float, float] = (0.001, 0.01, 0.05)  # P(HF<1 in horizon) entering watch, warning, critical
-    floors: tuple[float, float, float] = (1.25, 1.10, 1.05)
-    vol_floor: float = 1.0  # log-HF sigma never below this share of its long-run (1 y, real data) value
-    exit_margin: float = 0.02
-    min_dwell_s: float = 300.0
+    policy: PolicyConfig = field(default_factory=PolicyConfig)  # the threshold policy (alerts.policy)
     repeat_interval_s: float = 6 * 3600.0
     target_hf: float = 1.5
     channels: Mapping[str, ChannelConfig] = field(
@@ -115,6 +139,14 @@ class AlertsConfig:
     )
     routes: tuple[RouteConfig, ...] = (RouteConfig("console", "", None, None, "watch", True),)
     oracle: OracleConfig = field(default_factory=OracleConfig)
+
+    @property
+    def exit_margin(self) -> float:
+        return self.policy.exit_margin
+
+    @property
+    def min_dwell_s(self) -> float:
+        return self.policy.min_dwell_s
 
     def secrets(self) -> list[str]:
         return [s.value for c in self.channels.values() for s in (c.token, c.username, c.password) if s is not None]
@@ -141,19 +173,15 @@ def parse_alerts(v: _Validator, value: object, market_names: Sequence[str]) -> A
     if value is None:
         return AlertsConfig()
     raw = v.mapping(value, "alerts", "a mapping")
+    for key, why in _REMOVED_ALERT_KEYS.items():
+        if key in raw:
+            v.fail(f"alerts.{key}", why)
     v.check_keys(raw, _ALERT_KEYS, "alerts")
     d = AlertsConfig()
-    tolerances = _levels(v, raw.get("tolerances"), "alerts.tolerances", d.tolerances, probability=True)
-    floors = _levels(v, raw.get("floors"), "alerts.floors", d.floors, probability=False)
     channels = _channels(v, raw.get("channels"))
     routes = _routes(v, raw.get("routes"), channels, market_names)
     return AlertsConfig(
-        horizon_hours=_num(v, raw, "horizon_hours", "alerts", d.horizon_hours),
-        tolerances=tolerances,
-        floors=floors,
-        vol_floor=_num(v, raw, "vol_floor", "alerts", d.vol_floor, allow_zero=True),
-        exit_margin=_num(v, raw, "exit_margin", "alerts", d.exit_margin, allow_zero=True),
-        min_dwell_s=_num(v, raw, "min_dwell_s", "alerts", d.min_dwell_s, allow_zero=True),
+        policy=_policy(v, raw, market_names),
         repeat_interval_s=_num(v, raw, "repeat_interval_s", "alerts", d.repeat_interval_s),
         target_hf=_target(v, raw),
         channels=channels,
@@ -201,25 +229,86 @@ def _target(v: _Validator, raw: Mapping[Any, Any]) -> float:
     return target
 
 
-def _levels(
-    v: _Validator, value: object, path: str, default: tuple[float, float, float], *, probability: bool
+def policy_config(alerts: AlertsConfig) -> PolicyConfig:
+    """The threshold policy of a loaded config: what ``run``, ``scan``, the messages and
+    ``backtest --config`` all use."""
+    return alerts.policy
+
+
+def _policy(v: _Validator, alerts_raw: Mapping[Any, Any], market_names: Sequence[str]) -> PolicyConfig:
+    """``alerts.policy`` (every key optional; defaults as :class:`PolicyConfig`). ``exit_margin``
+    and ``min_dwell_s`` may also stand directly under ``alerts`` (their former place), not both."""
+    value = alerts_raw.get("policy")
+    raw: Mapping[Any, Any] = {} if value is None else v.mapping(value, "alerts.policy", "a mapping")
+    v.check_keys(raw, _POLICY_KEYS, "alerts.policy")
+    d = PolicyConfig()
+    kw: dict[str, Any] = {}
+    for key in ("exit_margin", "min_dwell_s"):
+        if key in alerts_raw and key in raw:
+            v.fail(f"alerts.{key}", f"given twice: keep alerts.policy.{key} only")
+        if key in alerts_raw:
+            kw[key] = _num(v, alerts_raw, key, "alerts", getattr(d, key), allow_zero=True)
+    path = "alerts.policy"
+    for key in _POLICY_KEYS:
+        if key not in raw:
+            continue
+        sub = f"{path}.{key}"
+        if key in ("reaction_hours", "alarm_cost_usd"):
+            kw[key] = _per_severity(v, raw[key], sub, getattr(d, key))
+        elif key == "hard_levels":
+            kw[key] = _hard_levels(v, raw[key], sub)
+        elif key == "market_levels":
+            items = v.mapping(raw[key], sub, "a mapping market name -> {watch, warning, critical}")
+            for name in items:
+                if name not in market_names:
+                    v.fail(f"{sub}.{name}", f"unknown market {name!r} (markets: {', '.join(market_names)})")
+            kw[key] = tuple((str(n), _hard_levels(v, lv, f"{sub}.{n}")) for n, lv in items.items())
+        elif key == "account_levels":
+            items = v.mapping(raw[key], sub, "a mapping account address -> {watch, warning, critical}")
+            kw[key] = tuple(
+                (v.address(acc, f"{sub}.{acc}"), _hard_levels(v, lv, f"{sub}.{acc}")) for acc, lv in items.items()
+            )
+        elif key in _POLICY_INTS:
+            kw[key] = v.integer(raw[key], sub, 0 if key == "seed" else 200)
+        else:
+            kw[key] = _num(v, raw, key, path, getattr(d, key), allow_zero=key in _POLICY_ZERO_OK)
+    try:
+        return PolicyConfig(**kw).validate()
+    except InputError as exc:
+        v.fail(path, str(exc))
+
+
+def _per_severity(
+    v: _Validator, value: object, path: str, default: tuple[float, float, float]
 ) -> tuple[float, float, float]:
-    if value is None:
-        return default
-    raw = v.mapping(value, path, "a mapping with watch, warning, critical")
+    """One number for every severity, or a mapping with some of watch, warning, critical."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        x = v.positive_number(value, path)
+        return x, x, x
+    raw = v.mapping(value, path, "a number or a mapping with watch, warning, critical")
     v.check_keys(raw, _LEVEL_KEYS, path)
-    out = tuple(
-        v.positive_number(raw[k], f"{path}.{k}") if k in raw else d for k, d in zip(_LEVEL_KEYS, default, strict=True)
+    a, b, c = (
+        v.positive_number(raw[k], f"{path}.{k}") if k in raw else dv for k, dv in zip(_LEVEL_KEYS, default, strict=True)
     )
-    a, b, c = out
-    if probability and not (0 < a < b < c < 1):
-        v.fail(
-            path,
-            f"expected probabilities with 0 < watch < warning < critical < 1 (a higher liquidation probability is "
-            f"more severe), got {a:g}, {b:g}, {c:g}",
-        )
-    if not probability and not (a > b > c > 1):
-        v.fail(path, f"expected health factors with watch > warning > critical > 1, got {a:g}, {b:g}, {c:g}")
+    return a, b, c
+
+
+def _hard_levels(v: _Validator, value: object, path: str) -> tuple[float, float, float]:
+    """Explicit levels ``{watch, warning, critical}`` (any subset): at or below one the severity is
+    at least that; an unset one follows the more severe ones (a hard critical level is also a
+    warning and a watch level), since a more severe state implies the milder ones."""
+    raw = v.mapping(value, path, "a mapping with watch, warning, critical (health factors > 1)")
+    v.check_keys(raw, _LEVEL_KEYS, path)
+    if not raw:
+        v.fail(path, "give at least one of watch, warning, critical")
+    given = [v.positive_number(raw[k], f"{path}.{k}") if k in raw else 1.0 for k in _LEVEL_KEYS]
+    for k, x in zip(_LEVEL_KEYS, given, strict=True):
+        if k in raw and x <= 1.0:
+            v.fail(f"{path}.{k}", f"expected a health factor > 1, got {x:g}")
+    a, b, c = given
+    if ("watch" in raw and a < max(b, c)) or ("warning" in raw and b < c):
+        v.fail(path, f"expected watch >= warning >= critical, got {a:g}, {b:g}, {c:g}")
+    b, a = max(b, c), max(a, b, c)
     return a, b, c
 
 

@@ -1,5 +1,9 @@
-"""One monitoring tick: scan every market, assess thresholds and oracle anomalies, record
-alerts (state + log + outbox in one transaction), deliver what is due.
+"""One monitoring tick: scan every market, assess the policy's levels and oracle anomalies,
+record alerts (state + log + outbox in one transaction), deliver what is due.
+
+Levels come from :func:`monitor.risk.policy.position_levels` through one
+:class:`~monitor.risk.policy.LevelCache` per monitor: recomputed when a position's composition
+or the market's volatility moves, compared with the HF at every block.
 
 Used by ``liqmon run`` (the daemon), ``liqmon demo`` and the tests; the clock is injected.
 """
@@ -22,6 +26,7 @@ from monitor.config import Config
 from monitor.metrics import NULL_METRICS, Metrics
 from monitor.models import MarketSnapshot
 from monitor.risk.anomalies import Anomaly, JumpDetector, divergence, stale_feeds
+from monitor.risk.policy import LevelCache, MarketState, market_state_for
 from monitor.risk.thresholds import covariance_for
 from monitor.scan import ScanResult, scan_all
 from monitor.store import Store
@@ -40,7 +45,7 @@ class TickResult:
 
 @dataclass
 class Monitor:
-    """Long-lived state across ticks: the jump detectors (one per market)."""
+    """Long-lived state across ticks: the jump detectors (one per market) and the level cache."""
 
     config: Config
     store: Store
@@ -48,6 +53,7 @@ class Monitor:
     clock: Callable[[], float] = time.time
     metrics: Metrics = NULL_METRICS
     _detectors: dict[str, JumpDetector] = field(default_factory=dict)
+    levels: LevelCache = field(default_factory=LevelCache)
 
     def tick(self) -> TickResult:
         scans = scan_all(self.config, self.store, metrics=self.metrics, clock=self.clock)
@@ -61,15 +67,19 @@ class Monitor:
         return TickResult(tuple(scans), tuple(evaluations), delivery, tuple(anomalies))
 
     def assess(self, snapshot: MarketSnapshot, anomalies: list[Anomaly]) -> EvaluationResult:
-        symbols = [r.symbol for r in snapshot.reserves]
-        cov, source = covariance_for(symbols, price_history=self._history(snapshot))
-        result = evaluate_snapshot(snapshot, self.store, self.config.alerts, cov, now=self.clock(), anomalies=anomalies)
+        now = self.clock()
+        market = market_state_of(self.store, snapshot)
+        result = evaluate_snapshot(
+            snapshot, self.store, self.config.alerts, market, now=now, anomalies=anomalies, cache=self.levels,
+            observe_hours=self.config.daemon.interval_s / 3600.0,
+        )  # fmt: skip
+        source = market.source
         self.metrics.positions(snapshot.market, Counter(a.severity for a in result.assessments))
         if result.reasons:
             log.info(
                 "alerts recorded",
                 extra={"market": snapshot.market, "block": snapshot.block, "reasons": dict(result.reasons),
-                       "volatility_source": source},
+                       "volatility_source": source, "levels_recomputed": self.levels.recomputed},
             )  # fmt: skip
         return result
 
@@ -85,13 +95,7 @@ class Monitor:
         return stats
 
     def _history(self, snapshot: MarketSnapshot) -> dict[str, list[tuple[float, float]]]:
-        """The stored oracle prices of the last ``HISTORY_DAYS`` (older ones weigh ~1e-10 in
-        the EWMA, and the table grows by a row per asset per scanned block)."""
-        history: dict[str, list[tuple[float, float]]] = {}
-        since = snapshot.timestamp - HISTORY_DAYS * 86_400
-        for row in self.store.price_history(snapshot.market, since_time=since):
-            history.setdefault(row["symbol"], []).append((float(row["timestamp"]), float(row["price_usd"])))
-        return history
+        return stored_history(self.store, snapshot)
 
     def _anomalies(self, snapshot: MarketSnapshot) -> list[Anomaly]:
         """Jumps of the protocol oracle's prices against their adaptive EWMA volatility."""
@@ -123,6 +127,23 @@ class Monitor:
             warning_bps=cfg.divergence_warning_bps, critical_bps=cfg.divergence_critical_bps,
         )  # fmt: skip
         return found
+
+
+def stored_history(store: Store, snapshot: MarketSnapshot) -> dict[str, list[tuple[float, float]]]:
+    """The stored oracle prices of the last ``HISTORY_DAYS`` (older ones weigh ~1e-10 in
+    the EWMA, and the table grows by a row per asset per scanned block)."""
+    history: dict[str, list[tuple[float, float]]] = {}
+    since = snapshot.timestamp - HISTORY_DAYS * 86_400
+    for row in store.price_history(snapshot.market, since_time=since):
+        history.setdefault(row["symbol"], []).append((float(row["timestamp"]), float(row["price_usd"])))
+    return history
+
+
+def market_state_of(store: Store, snapshot: MarketSnapshot) -> MarketState:
+    """The policy's market state at the snapshot: the store's daily oracle returns once every
+    asset has 30 days of them, else the shipped daily prices (no data after the snapshot)."""
+    symbols = [r.symbol for r in snapshot.reserves]
+    return market_state_for(symbols, stored_history(store, snapshot), float(snapshot.timestamp))
 
 
 def describe(tick: TickResult) -> dict[str, Any]:

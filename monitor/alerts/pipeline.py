@@ -1,9 +1,11 @@
 """From one market snapshot to persisted alerts: rules -> severity state -> dedup -> outbox.
 
-Per position: the optimized levels (``risk.thresholds``) from its log-HF volatility, the
-severity after hysteresis and dwell, the dedup reason against the stored state, a rendered
-message, and one outbox row per matching route — all written in ONE transaction with the
-new state, so a crash can lose neither a state change nor its message.
+Per position: its levels from the threshold policy (:mod:`monitor.risk.policy`, through a
+:class:`~monitor.risk.policy.LevelCache`: recomputed when the position's composition or the
+market's volatility moves, compared with the HF at every block), the severity after
+hysteresis and dwell, the dedup reason against the stored state, a rendered message naming
+the level in force and why, and one outbox row per matching route — all written in ONE
+transaction with the new state, so a crash can lose neither a state change nor its message.
 """
 
 from __future__ import annotations
@@ -23,25 +25,9 @@ from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.risk.anomalies import Anomaly
 from monitor.risk.book import Book, book_from_snapshot
 from monitor.risk.liquidation import add_collateral_to_target, liquidation_prices, repay_to_target
-from monitor.risk.thresholds import (
-    SEVERITIES,
-    Levels,
-    ThresholdPolicy,
-    floored_sigma,
-    levels,
-    liquidation_probability,
-    log_hf_sigma,
-    long_run_covariance,
-    step_severity,
-)
+from monitor.risk.policy import LEVEL_NAMES, LevelCache, MarketState, PolicyLevels, level_reason
+from monitor.risk.thresholds import SEVERITIES, Levels, step_severity
 from monitor.store import Store
-
-
-def policy_of(cfg: AlertsConfig) -> ThresholdPolicy:
-    return ThresholdPolicy(
-        horizon_hours=cfg.horizon_hours, tolerances=cfg.tolerances, floors=cfg.floors,
-        exit_margin=cfg.exit_margin, min_dwell_s=cfg.min_dwell_s,
-    ).validate()  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +39,16 @@ class Assessment:
     severity: str
     since: float
     level: float  # the HF at or below which the current (or, when ok, the watch) level starts
-    probability: float  # P(HF < 1 within the horizon)
+    probability: float  # P(HF < 1 within that level's horizon) at the current HF
     main_collateral: str
     liquidation_price: float | None
     price: float
     repay_usd: float
     add_usd: float
+    levels: tuple[float, float, float] = (1.0, 1.0, 1.0)  # watch, warning, critical in force
+    level_reason: str = ""  # "SOL/USDC, 24 h: warn at 1.31 (vol 4.1 %/day)" for the level above
+    position_class: str = ""
+    horizon_hours: float = 0.0  # of the level above
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +60,16 @@ class EvaluationResult:
 
 def assess(
     snapshot: MarketSnapshot,
-    cov_daily: np.ndarray,
+    market: MarketState,
     cfg: AlertsConfig,
     previous: Mapping[str, Mapping[str, Any]],
     now: float,
+    *,
+    cache: LevelCache | None = None,
+    observe_hours: float = 0.0,
 ) -> list[Assessment]:
-    """Severity (after hysteresis) of every position of the snapshot."""
-    policy = policy_of(cfg)
+    """Severity (after hysteresis) of every position of the snapshot; ``market`` is the market
+    state at ``now`` (columns = the snapshot's reserves), ``cache`` keeps levels across blocks."""
     protocol_hf = {p.account: (np.inf if p.health_factor == MAX_UINT256 else p.health_factor / WAD)
                    for p in snapshot.positions}  # fmt: skip
     held = [p for p in snapshot.positions if p.total_debt_base > 0]
@@ -84,7 +77,10 @@ def assess(
     if held:
         book = book_from_snapshot(snapshot)
         book = book.with_rows(np.array([i for i, a in enumerate(book.accounts) if protocol_hf[a] != np.inf], dtype=int))
-        out.extend(_assess_book(book, protocol_hf, cov_daily, cfg, policy, previous, now))
+        if book.size:
+            levels = book_levels(book, snapshot, market, cfg, now, cache=cache, observe_hours=observe_hours,
+                                 hf=np.array([protocol_hf[a] for a in book.accounts]))  # fmt: skip
+            out.extend(_assess_book(book, protocol_hf, levels, cfg, previous, now))
     seen = {a.account for a in out}
     for p in snapshot.positions:  # no debt: nothing can be liquidated
         if p.account not in seen:
@@ -92,22 +88,71 @@ def assess(
     return out
 
 
+def book_levels(
+    book: Book,
+    snapshot: MarketSnapshot,
+    market: MarketState,
+    cfg: AlertsConfig,
+    now: float,
+    *,
+    cache: LevelCache | None = None,
+    observe_hours: float = 0.0,
+    hf: np.ndarray | None = None,
+) -> PolicyLevels:
+    """The policy's levels for ``book`` (rows of ``snapshot``), eMode named in the classes."""
+    emode = emode_labels(snapshot, book.accounts)
+    cache = cache if cache is not None else LevelCache()
+    return cache.levels_for(book, market, cfg.policy, now, observe_hours=observe_hours, hf=hf, emode=emode)
+
+
+def levels_by_account(
+    snapshot: MarketSnapshot, market: MarketState, cfg: AlertsConfig, now: float, *, observe_hours: float = 0.0
+) -> dict[str, dict[str, Any]]:
+    """For ``scan``: per account with debt, its levels by severity, the reason, its class and
+    P(HF < 1) within each severity's horizon at the current HF (JSON-ready)."""
+    positions = [p for p in snapshot.positions if p.total_debt_base > 0 and p.health_factor != MAX_UINT256]
+    if not positions:
+        return {}
+    book = book_from_snapshot(snapshot)
+    wanted = {p.account: p.health_factor / WAD for p in positions}
+    book = book.with_rows(np.array([i for i, a in enumerate(book.accounts) if a in wanted], dtype=int))
+    hf = np.array([wanted[a] for a in book.accounts])
+    pl = book_levels(book, snapshot, market, cfg, now, observe_hours=observe_hours, hf=hf)
+    return {
+        a: {
+            "levels": {name: round(float(pl.levels[i, k]), 4) for k, name in enumerate(LEVEL_NAMES)},
+            "level_reason": pl.reasons[i],
+            "position_class": pl.classes[i],
+            "liquidation_probability": {name: float(pl.probability[i, k]) for k, name in enumerate(LEVEL_NAMES)},
+        }
+        for i, a in enumerate(book.accounts)
+    }
+
+
+def emode_labels(snapshot: MarketSnapshot, accounts: Sequence[str]) -> list[str]:
+    """``"eMode"`` (or ``"eMode <label>"``) per account in an eMode category, else ``""``."""
+    labels = {c.id: c.label for c in snapshot.emode_categories}
+    by_account = {p.account: p.emode_category for p in snapshot.positions}
+    out = []
+    for a in accounts:
+        cat = by_account.get(a, 0)
+        out.append("" if not cat else "eMode" if not labels.get(cat) else f"eMode {labels[cat]}")
+    return out
+
+
 def _assess_book(
     book: Book,
     protocol_hf: Mapping[str, float],
-    cov_daily: np.ndarray,
+    pl: PolicyLevels,
     cfg: AlertsConfig,
-    policy: ThresholdPolicy,
     previous: Mapping[str, Mapping[str, Any]],
     now: float,
 ) -> list[Assessment]:
     hf = np.array([protocol_hf[a] for a in book.accounts])
-    sigma = floored_sigma(log_hf_sigma(book, cov_daily), log_hf_sigma(book, _long_run(book.symbols)), cfg.vol_floor)
-    lv = levels(sigma, policy)
+    lv = Levels.from_matrix(pl.levels)
     prev = np.array([SEVERITIES.index(previous.get(a, {}).get("severity", "ok")) for a in book.accounts])
     prev_since = np.array([float(previous.get(a, {}).get("since", now)) for a in book.accounts])
-    severity, since = step_severity(prev, prev_since, hf, lv, now, policy)
-    probability = liquidation_probability(hf, sigma, policy.horizon_hours)
+    severity, since = step_severity(prev, prev_since, hf, lv, now, cfg.policy)
     liq_price, _distance = liquidation_prices(book)
     main = np.argmax(book.collateral, axis=1)
     repay = repay_to_target(book, cfg.target_hf)
@@ -115,53 +160,51 @@ def _assess_book(
     add = np.array(
         [add_collateral_to_target(book, cfg.target_hf, book.symbols[j])[i] for i, j in zip(rows, main, strict=True)]
     )
-    return [
-        Assessment(
-            account=a,
-            hf=float(hf[i]),
-            severity=SEVERITIES[int(severity[i])],
-            since=float(since[i]),
-            level=_level_for(lv, i, int(severity[i])),
-            probability=float(probability[i]),
-            main_collateral=book.symbols[main[i]],
-            liquidation_price=None if np.isnan(liq_price[i, main[i]]) else float(liq_price[i, main[i]]),
-            price=float(book.prices[main[i]]),
-            repay_usd=float(repay[i]),
-            add_usd=float(add[i]),
+    out = []
+    for i, a in enumerate(book.accounts):
+        sev = int(severity[i])
+        col = _level_column(sev)
+        out.append(
+            Assessment(
+                account=a,
+                hf=float(hf[i]),
+                severity=SEVERITIES[sev],
+                since=float(since[i]),
+                level=1.0 if sev >= 4 else float(pl.levels[i, col]),
+                probability=float(pl.probability[i, col]),
+                main_collateral=book.symbols[main[i]],
+                liquidation_price=None if np.isnan(liq_price[i, main[i]]) else float(liq_price[i, main[i]]),
+                price=float(book.prices[main[i]]),
+                repay_usd=float(repay[i]),
+                add_usd=float(add[i]),
+                levels=(float(pl.levels[i, 0]), float(pl.levels[i, 1]), float(pl.levels[i, 2])),
+                level_reason=level_reason(pl, i, col),
+                position_class=pl.classes[i],
+                horizon_hours=float(pl.horizons_hours[i, col]),
+            )
         )
-        for i, a in enumerate(book.accounts)
-    ]
+    return out
 
 
-_LONG_RUN: dict[tuple[str, ...], np.ndarray] = {}
-
-
-def _long_run(symbols: Sequence[str]) -> np.ndarray:
-    key = tuple(symbols)
-    if key not in _LONG_RUN:  # shipped data does not change while the process runs
-        _LONG_RUN[key] = long_run_covariance(list(symbols))
-    return _LONG_RUN[key]
-
-
-def _level_for(lv: Levels, i: int, severity: int) -> float:
-    matrix = lv.as_matrix()[i]  # watch, warning, critical
-    if severity == 0:
-        return float(matrix[0])
-    if severity >= 4:
-        return 1.0
-    return float(matrix[severity - 1])
+def _level_column(severity: int) -> int:
+    """The policy column behind a severity: watch when ok, critical when liquidatable."""
+    return min(max(severity, 1), 3) - 1
 
 
 def render(market: str, block: int, a: Assessment, reason: str, previous: str, cfg: AlertsConfig) -> Message:
+    """The alert message: HF, the level in force and why ("SOL/USDC, 24 h: warn at 1.31 ..."),
+    the liquidation price of the main collateral and what restores ``target_hf``."""
     title = f"{market}: {a.account} HF {a.hf:.4f}"
     lines = [f"market {market}, block {block}", f"account {a.account}"]
     if reason == "resolved":
         lines.append(f"health factor {a.hf:.4f} is back above its alert level {a.level:.4f} (was {previous})")
     else:
         lines.append(
-            f"health factor {a.hf:.4f}, {a.severity} threshold {a.level:.4f}; "
-            f"P(HF < 1 within {cfg.horizon_hours:g} h) = {a.probability:.2%}"
+            f"health factor {a.hf:.4f}, {a.severity} level {a.level:.4f}; "
+            f"P(HF < 1 within {a.horizon_hours:.3g} h) = {a.probability:.2%}"
         )
+    if a.level_reason:
+        lines.append(f"level in force: {a.level_reason}")
     if a.liquidation_price is not None:
         move = (a.liquidation_price / a.price - 1) * 100 if a.price else 0.0
         lines.append(
@@ -200,13 +243,15 @@ def evaluate_snapshot(
     snapshot: MarketSnapshot,
     store: Store,
     cfg: AlertsConfig,
-    cov_daily: np.ndarray,
+    market: MarketState,
     *,
     now: float,
     anomalies: Sequence[Anomaly] = (),
+    cache: LevelCache | None = None,
+    observe_hours: float = 0.0,
 ) -> EvaluationResult:
     previous = store.alert_states(snapshot.market)
-    assessments = assess(snapshot, cov_daily, cfg, previous, now)
+    assessments = assess(snapshot, market, cfg, previous, now, cache=cache, observe_hours=observe_hours)
     verdicts = {p.account: (p.liquidatable_now, p.liquidatable_after_accrual) for p in snapshot.positions}
     states: list[dict[str, Any]] = []
     alerts: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []

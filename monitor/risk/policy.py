@@ -9,14 +9,20 @@ Method
 1. **Filtered historical simulation.** The joint log returns ``[T, A]`` of the market's
    assets (oldest first, NaN where missing) are standardised per asset by their ex-ante
    RiskMetrics EWMA volatility (``z_t = r_t / sigma_t``, ``sigma_t`` from returns before
-   ``t``, never below a quarter of the asset's long-run volatility so that a flat peg does
-   not turn a later tick into a 1000-sigma residual). Today's volatility is
+   ``t``, never below half the asset's long-run volatility so that a flat peg does not turn
+   a later tick into a 1000-sigma residual). Today's volatility is
    ``sigma^2 = (1 - w) * ewma^2 + w * long_run^2`` (``w = long_run_weight``; long run = the
-   mean squared return of the last ``long_run_days``). Paths are a block bootstrap of whole
-   ROWS of ``z`` (all assets on the same date: correlation and fat tails as they were),
-   blocks of ``block_hours``, rescaled by today's volatility. A missing residual is refilled
-   from the same asset's own residuals (independently, so that date loses its correlation);
-   an asset without any history takes residuals of the others and their median volatility.
+   mean squared return of the last ``long_run_days`` winsorised at 5 robust sigmas, so that
+   a peg's rare break stays in the residuals instead of also inflating the scale, or the
+   Parkinson range variance where OHLC exists and it is larger, capped at twice that sigma).
+   Paths are a block bootstrap of whole ROWS of ``z`` (all assets on the same date:
+   correlation and fat tails as they were), blocks of ``block_hours``, rescaled by today's
+   volatility; when the longest horizon fits in one block and history has at most ``paths``
+   windows, every window of history is taken equally often instead (no noise from which
+   crash days happened to be drawn). A missing residual is refilled from the same asset's
+   own residuals (in order, repeated; that date loses its correlation); an asset without
+   any history takes residuals of the others from random dates (uncorrelated) and their
+   median volatility.
 2. **Exact revaluation.** Along each path the position's HF is recomputed from its own
    legs: ``HF_t = HF_0 * (sum_a wc_a M_a,t) / (sum_a wd_a M_a,t)`` with ``M`` the price
    multipliers, ``wc`` the shares of the LT-weighted collateral and ``wd`` the debt
@@ -95,6 +101,9 @@ LEVEL_NAMES: tuple[str, str, str] = ("watch", "warning", "critical")
 HOURS_PER_DAY = 24.0
 SECONDS_PER_DAY = 86_400.0
 SEED_RETURNS = 30
+MAX_SIM_STEPS = 48  # simulated steps per path at most (finer data is summed into coarser steps)
+WINSOR_MADS = 5.0  # long-run variance: returns clipped at this many robust sigmas
+LONG_RUN_RANGE_DAYS = 365  # Parkinson range variance window of market_state_from_prices
 MAX_LEVEL = 10.0  # no level above HF 10 (a tail fit on a handful of paths must not run away)
 # probability grid of the stored curves (P(HF < 1) as a function of HF), log-spaced
 PROB_GRID: Array = np.logspace(-8.0, math.log10(0.5), 64)
@@ -208,6 +217,7 @@ class MarketState:
     step_hours: float  # granularity of those returns (24.0 daily, 1.0 hourly)
     liquidity: Liquidity | None = None
     source: str = ""  # where the returns come from (for logs and reasons)
+    range_var: Array | None = None  # [A] Parkinson variance per step over the long run where OHLC exists (NaN not)
 
     def validate(self) -> MarketState:
         r = np.asarray(self.log_returns, dtype=np.float64)
@@ -262,7 +272,12 @@ def market_state_from_prices(
     (inclusive, ``YYYY-MM-DD``; default the last shipped day). Each asset keeps its own
     dates (NaN where it has no price, e.g. SOL before 2021); a symbol without shipped data
     (resolved through WETH -> ETH, WBTC -> BTC) is an all-NaN column."""
-    names = _symbols(symbols)
+    _dates, out, range_var, source = _shipped(_symbols(symbols), end, days)
+    return MarketState(tuple(_symbols(symbols)), out, HOURS_PER_DAY, liquidity, source, range_var)
+
+
+def _shipped(names: list[str], end: str | None, days: float) -> tuple[pd.DatetimeIndex, Array, Array, str]:
+    """(the day of each return row, returns [T, A], Parkinson variance [A], source)."""
     hi = parse_day(end, "end date") if end is not None else None
     cols: dict[str, pd.Series] = {}
     known: list[str] = []
@@ -271,22 +286,29 @@ def market_state_from_prices(
             asset = price_data.resolve_asset(name)
         except InputError:
             continue
-        known.append(asset)
         close = price_data.load_daily(asset)["close"]
-        cols[name] = close if hi is None else close.loc[close.index <= hi]
-    cols = {k: v for k, v in cols.items() if len(v) > 1}
+        close = close if hi is None else close.loc[close.index <= hi]
+        if len(close) > 1:
+            known.append(asset)
+            cols[name] = close
     if not cols:
         raise InputError(f"no shipped prices for {', '.join(names)} up to {end}: give stored oracle history")
     last = max(pd.Timestamp(s.index[-1]) for s in cols.values())
-    first = last - pd.Timedelta(days=float(days))
-    grid = pd.date_range(first, last, freq="D")
+    grid = pd.date_range(last - pd.Timedelta(days=float(days)), last, freq="D")
     out = np.full((len(grid) - 1, len(names)), np.nan)
+    range_var = np.full(len(names), np.nan)
+    year = last - pd.Timedelta(days=LONG_RUN_RANGE_DAYS)
     for j, name in enumerate(names):
-        if name in cols:
-            logp = np.log(cols[name].reindex(grid).to_numpy(dtype=np.float64))
-            out[:, j] = np.diff(logp)  # NaN across a missing day
+        if name not in cols:
+            continue
+        out[:, j] = np.diff(np.log(cols[name].reindex(grid).to_numpy(dtype=np.float64)))  # NaN across a gap
+        daily = price_data.load_daily(price_data.resolve_asset(name))
+        daily = daily.loc[(daily.index > year) & (daily.index <= last)]
+        if len(daily) > 2:
+            ranges = np.log(daily["high"].to_numpy() / daily["low"].to_numpy())
+            range_var[j] = float(np.mean(ranges**2)) / (4.0 * math.log(2.0))
     source = f"shipped daily prices to {last:%Y-%m-%d} ({', '.join(dict.fromkeys(known))})"
-    return MarketState(tuple(names), out, HOURS_PER_DAY, liquidity, source)
+    return grid[1:], out, range_var, source
 
 
 def market_state_from_history(
@@ -338,19 +360,34 @@ def market_state_for(
     price_history: Mapping[str, Sequence[tuple[float, float]]] | None,
     now: float,
     *,
-    min_days: float = 30.0,
     liquidity: Liquidity | None = None,
 ) -> MarketState:
-    """The monitor's choice (as :func:`monitor.risk.thresholds.covariance_for`): the store's
-    daily oracle returns when every symbol has at least ``min_days`` of them, else the shipped
-    daily prices up to ``now``'s day (the whole shipped history when ``now`` is later)."""
-    if price_history:
-        state = market_state_from_history(symbols, price_history, now, liquidity=liquidity)
-        counts = np.isfinite(state.log_returns).sum(axis=0) if state.log_returns.size else np.zeros(len(symbols))
-        if len(counts) and counts.min() >= min_days:
-            return state
-    end = pd.Timestamp(finite_number(now, "now"), unit="s").strftime("%Y-%m-%d")
-    return market_state_from_prices(symbols, end, liquidity=liquidity)
+    """The monitor's market state at ``now``: the shipped daily prices up to ``now``'s day (the
+    long history the residuals are drawn from: crashes and depegs), followed by the daily
+    returns of the store's own oracle prices from the day they start (replacing shipped days
+    they overlap), so the volatility state follows what the market is doing now. Without any
+    shipped data for the symbols, the stored returns alone."""
+    names = _symbols(symbols)
+    t_now = finite_number(now, "now")
+    end = pd.Timestamp(t_now, unit="s").strftime("%Y-%m-%d")
+    stored = market_state_from_history(names, price_history, t_now) if price_history else None
+    has_store = stored is not None and bool(np.isfinite(stored.log_returns).any())
+    try:
+        dates, rows, range_var, source = _shipped(names, end, 1461.0)
+    except InputError:
+        if stored is None or not has_store:
+            raise
+        return replace(stored, liquidity=liquidity)
+    if stored is None or not has_store:
+        return MarketState(tuple(names), rows, HOURS_PER_DAY, liquidity, source, range_var)
+    store_rows = stored.log_returns
+    first_row = int(np.flatnonzero(np.isfinite(store_rows).any(axis=1))[0])
+    store_rows = store_rows[first_row:]
+    store_start = pd.Timestamp(t_now - (store_rows.shape[0] - 1) * SECONDS_PER_DAY, unit="s")
+    keep = np.asarray(dates < store_start.normalize())
+    joined = np.concatenate([rows[keep], store_rows], axis=0)
+    source = f"{source} + {store_rows.shape[0]} days of stored oracle prices"
+    return MarketState(tuple(names), joined, HOURS_PER_DAY, liquidity, source, range_var)
 
 
 # -- the model ----------------------------------------------------------------------------
@@ -378,11 +415,13 @@ def _filter(market: MarketState, cfg: PolicyConfig) -> _Filtered:
     sq = np.where(present, r * r, 0.0)
     counts = present.sum(axis=0)
     long_rows = round(cfg.long_run_days * steps_per_day)
-    lr_sq = sq[-long_rows:]
-    lr_n = present[-long_rows:].sum(axis=0)
-    full_var = np.where(counts > 0, sq.sum(axis=0) / np.maximum(counts, 1), np.nan)
-    long_var = np.where(lr_n > 0, lr_sq.sum(axis=0) / np.maximum(lr_n, 1), full_var)
-    floor_var = 0.0625 * full_var  # sigma_t >= a quarter of the long-run sigma
+    full_var = _winsorised_var(r)
+    long_var = np.where(present[-long_rows:].any(axis=0), _winsorised_var(r[-long_rows:]), full_var)
+    if market.range_var is not None:  # intraday ranges see swings that closes hide: the larger of the two,
+        # at most twice the close-to-close sigma (spikes in exchange highs / lows of a peg are not moves)
+        rv = np.asarray(market.range_var, dtype=np.float64)
+        long_var = np.where(np.isfinite(rv), np.fmax(long_var, np.fmin(rv, 4.0 * long_var)), long_var)
+    floor_var = 0.25 * full_var  # sigma_t >= half the long-run sigma
     # seed: mean square of the first SEED_RETURNS present returns of each asset
     seed = np.full(a, np.nan)
     for j in range(a):
@@ -405,9 +444,26 @@ def _filter(market: MarketState, cfg: PolicyConfig) -> _Filtered:
     return _Filtered(z, sigma_now)
 
 
+def _winsorised_var(r: Array, k: float = WINSOR_MADS) -> Array:
+    """Per column: the mean square of the returns clipped at ``k`` robust sigmas
+    (``1.4826 * median |r|``), NaN ignored. A peg's rare breaks stay in the residuals (as the
+    large ``z`` they were) instead of inflating the scale they would then be multiplied by."""
+    present = np.isfinite(r)
+    out = np.full(r.shape[1], np.nan)
+    for j in range(r.shape[1]):
+        col = r[present[:, j], j]
+        if col.size:
+            cap = k * 1.4826 * float(np.median(np.abs(col)))
+            clipped = np.clip(col, -cap, cap) if cap > 0 else col
+            out[j] = float(np.mean(clipped * clipped))
+    return out
+
+
 def _residual_pool(filtered: _Filtered, rng: np.random.Generator) -> tuple[Array, Array, tuple[int, ...]]:
     """Complete residual rows and per-step sigmas: missing residuals refilled from the same
-    asset; assets without any data take other assets' residuals and the median sigma."""
+    asset's residuals in order (repeated; those dates lose their correlation); assets without
+    any data take other assets' residuals of random dates (seeded; uncorrelated) and the
+    median sigma."""
     z = filtered.z.copy()
     sigma = filtered.sigma_now.copy()
     t, a = z.shape
@@ -418,13 +474,12 @@ def _residual_pool(filtered: _Filtered, rng: np.random.Generator) -> tuple[Array
         raise InputError("no price history for any asset of the market: the policy needs returns to simulate")
     for j in have:
         miss = ~present[:, j]
-        if miss.any():
-            vals = z[present[:, j], j]
-            z[miss, j] = vals[rng.integers(0, vals.size, int(miss.sum()))]
+        if miss.any():  # the asset's own residuals in their order, repeated: deterministic, its own tails
+            z[miss, j] = np.resize(z[present[:, j], j], int(miss.sum()))
     if empty:
         donors = z[:, have]
         for j in empty:
-            z[:, j] = donors[np.arange(t), rng.integers(0, len(have), t)]
+            z[:, j] = donors[rng.integers(0, t, t), rng.integers(0, len(have), t)]  # other dates: uncorrelated
             sigma[j] = float(np.median(sigma[have]))
     return z, sigma, empty
 
@@ -461,8 +516,8 @@ def _grid_units(w: Array, n_units: IntArray) -> IntArray:
 
 def _composition(book: Book, market: MarketState, cfg: PolicyConfig) -> _Composition:
     """Shares of LT-weighted collateral and of debt, rounded to the class grid: the config's
-    grid for two legs (one collateral, one debt), twice as coarse for each further leg (so a many-asset book
-    does not make thousands of classes; the grid depends only on the position itself)."""
+    grid for two legs (one collateral, one debt), twice as coarse for each further leg (so a
+    many-asset book does not make thousands of classes; the grid depends only on the position)."""
     weighted = book.collateral * book.lt
     w_tot = weighted.sum(axis=1, keepdims=True)
     d_tot = book.debt.sum(axis=1, keepdims=True)
@@ -548,18 +603,36 @@ def _simulate(
     rng = np.random.default_rng(cfg.seed)
     t = z.shape[0]
     max_steps = math.ceil(float(horizons_steps.max()) - 1e-9)
+    # long horizons on fine data (e.g. 96 h on hourly returns) are simulated on steps of `agg`
+    # data steps (their residuals summed); the bridge still covers the minimum inside each step
+    agg = max(1, math.ceil(max_steps / MAX_SIM_STEPS))
+    sim_steps = math.ceil(max_steps / agg)
+    data_steps = sim_steps * agg
     block = max(1, min(round(cfg.block_hours / step_hours), t))
-    n_blocks = math.ceil(max_steps / block)
-    starts = rng.integers(0, t - block + 1, (n, n_blocks))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n, -1)[:, :max_steps]
+    n_blocks = math.ceil(data_steps / block)
+    windows = t - data_steps + 1
+    if n_blocks == 1 and 0 < windows <= n:
+        # the horizon fits in one block and history has no more windows than paths: take EVERY
+        # window of history equally often (no sampling noise from which crash days were drawn);
+        # the bridge draws still differ between the copies
+        n = windows * max(1, n // windows)
+        idx = (np.arange(n)[:, None] % windows) + np.arange(data_steps)[None, :]
+    else:
+        starts = rng.integers(0, t - block + 1, (n, n_blocks))
+        idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n, -1)[:, :data_steps]
+    groups = idx.reshape(n, sim_steps, agg)
+    z_steps = [z[groups[:, k, :]].sum(axis=1) for k in range(sim_steps)]
+    horizons_steps = horizons_steps / agg
+    max_steps = sim_steps
     u = rng.random((n, max_steps))
     log_u = np.log(np.clip(u, 1e-300, 1.0))
     corr = np.corrcoef(z, rowvar=False) if a > 1 else np.ones((1, 1))
     corr = np.nan_to_num(np.atleast_2d(corr))
     cov_step = corr * np.outer(sigma, sigma)
     w = wc - wd
-    var_step = np.clip(np.einsum("ka,ab,kb->k", w, cov_step, w), 0.0, None)  # [K] var of ln HF per step
-    vol_daily = np.sqrt(var_step * HOURS_PER_DAY / step_hours)
+    var_data = np.clip(np.einsum("ka,ab,kb->k", w, cov_step, w), 0.0, None)  # [K] var of ln HF per data step
+    vol_daily = np.sqrt(var_data * HOURS_PER_DAY / step_hours)
+    var_step = var_data * agg  # per simulated step
     down = np.log1p(-cascade_move) if cascade_move < 1 else -np.inf
     x = np.zeros((n, a))  # cumulative log price per path
     f32 = np.float32  # the per-class arrays: [K, N] float32 (ln HF to ~1e-7, far below any level step)
@@ -579,7 +652,7 @@ def _simulate(
             m = np.where(xs < down, m * np.exp(-jumps), m)
         mt = np.ascontiguousarray(m.T, dtype=f32)
         with np.errstate(divide="ignore"):
-            out: FArray = np.log((wc32 @ mt) / (wd32 @ mt))
+            out: FArray = np.log(_weighted(wc32, mt) / _weighted(wd32, mt))
         return out
 
     def low_of(x0: FArray, x1: FArray, var: FArray, lu: FArray) -> FArray:
@@ -592,19 +665,31 @@ def _simulate(
     for k in range(max_steps + 1):
         for h in np.flatnonzero(full == k):
             if frac[h] > 0 and k < max_steps:  # ends with a partial step after k full steps
-                lnr = ln_ratio(x + z[idx[:, k]] * sigma * math.sqrt(frac[h]))
+                lnr = ln_ratio(x + z_steps[k] * sigma * math.sqrt(frac[h]))
                 drawdowns[h] = -np.minimum(run_min, low_of(lnr_prev, lnr, var_col * f32(frac[h]), log_u32[:, k]))
             else:
                 drawdowns[h] = -run_min
         if k == max_steps:
             break
-        x = x + z[idx[:, k]] * sigma
+        x = x + z_steps[k] * sigma
         lnr = ln_ratio(x)
         run_min = np.minimum(run_min, low_of(lnr_prev, lnr, var_col, log_u32[:, k]))
         lnr_prev = lnr
     np.clip(drawdowns, 0.0, math.log(MAX_LEVEL), out=drawdowns)
     curves = _curves(drawdowns, cfg.tail_share)  # [H, K, G]
     return _Simulation(np.transpose(curves, (1, 0, 2)), vol_daily)
+
+
+def _weighted(w: FArray, m: FArray) -> FArray:
+    """``w @ m`` for ``[K, A] x [A, N]``: a plain multiply-add over the few assets (steadier than
+    a threaded BLAS call on such thin matrices when the machine is busy)."""
+    if w.shape[1] > 32:
+        out: FArray = w @ m
+        return out
+    acc: FArray = w[:, 0:1] * m[0]
+    for a in range(1, w.shape[1]):
+        acc += w[:, a : a + 1] * m[a]
+    return acc
 
 
 def _curves(y: FArray, tail_share: float) -> Array:

@@ -1,27 +1,23 @@
-"""Volatility-aware alert levels: P(HF < 1 within a horizon) -> the HF at which to alert.
+"""Severity mechanics and the lognormal reference math behind the alert levels.
 
-Method
-------
-- A position's health factor ``HF = sum(c_a * lt_a) / sum(d_a)`` moves with prices. Its
-  log sensitivity to asset ``a`` is ``w_a = d ln HF / d ln p_a = c_a*lt_a / W - d_a / D``
-  (:func:`log_hf_sensitivities`), so with daily log-return covariance ``S`` the daily sigma
-  of ``ln HF`` is ``sqrt(w S w^T)`` (:func:`log_hf_sigma`). An asset that is both collateral
-  and debt (a loop) largely cancels out.
-- ``ln HF`` is treated as a driftless Brownian motion over the reaction horizon ``h``. By
-  the reflection principle the probability that it touches 0 (HF == 1) within ``h`` is
-  ``2 * Phi(-ln(HF) / (sigma * sqrt(h_days)))`` (:func:`liquidation_probability`). The
-  alert level for a tolerance ``t`` is the HF where that probability equals ``t``:
-  ``exp(z * sigma * sqrt(h_days))`` with ``z = Phi^-1(1 - t/2)`` (:func:`threshold_hf`).
-- Each severity starts at ``max(optimized level, fixed floor)`` (:class:`Levels`): the
-  floors are a safety net for calm assets and underestimated volatility. A more severe level
-  must mean a likelier liquidation, so the tolerances INCREASE from watch to critical
-  (default 0.1 %, 1 %, 5 %) while the HF levels decrease (floors 1.25, 1.10, 1.05).
-- :func:`step_severity` adds hysteresis (leave a level only above ``level * (1 + exit_margin)``)
-  and a minimum dwell before de-escalating; escalation is always immediate.
+The levels themselves come from :mod:`monitor.risk.policy` (filtered historical simulation,
+levels by expected cost). This module keeps what every caller of the policy shares:
 
-Sigmas are DAILY (24 h), as in :mod:`monitor.risk.volatility`. The clock is always a
-parameter. Normal CDF / quantile are implemented here (no scipy): ``erfc`` and Acklam's
-rational approximation refined by one Halley step (relative error near machine precision).
+- :class:`Levels` (the per-position watch / warning / critical HF) and :func:`raw_severity`;
+- :func:`step_severity`: hysteresis (leave a level only above ``level * (1 + exit_margin)``)
+  and a minimum dwell before de-escalating; escalation is always immediate. Its parameters
+  are any object with ``exit_margin`` and ``min_dwell_s`` (:class:`ThresholdPolicy`, or the
+  policy's :class:`~monitor.risk.policy.PolicyConfig`);
+- the normal CDF / quantile (no scipy: ``erfc`` and Acklam's rational approximation refined
+  by one Halley step) and the lognormal reference: ``ln HF`` as a driftless Brownian motion
+  with daily sigma ``sqrt(w S w^T)`` (:func:`log_hf_sigma`), touching 0 within ``h`` with
+  probability ``2 * Phi(-ln HF / (sigma * sqrt(h_days)))`` (:func:`liquidation_probability`,
+  inverted by :func:`threshold_hf`). The policy's simulation is checked against it on
+  Gaussian returns (tests); it is not how levels are set;
+- :func:`covariance_for`: the daily covariance from the store's oracle history or the
+  shipped data (the oracle-jump detector's volatility).
+
+Sigmas are DAILY (24 h), as in :mod:`monitor.risk.volatility`. The clock is always a parameter.
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,10 +39,10 @@ from monitor.risk.volatility import DEFAULT_LAMBDA, asset_covariance, ewma_covar
 
 __all__ = [
     "SEVERITIES",
+    "Hysteresis",
     "Levels",
     "ThresholdPolicy",
     "covariance_for",
-    "levels",
     "liquidation_probability",
     "log_hf_sensitivities",
     "log_hf_sigma",
@@ -65,40 +62,37 @@ SECONDS_PER_DAY = 86400.0
 SHIPPED_WINDOW_DAYS = 365
 
 
+class Hysteresis(Protocol):
+    """What :func:`step_severity` needs (a :class:`ThresholdPolicy` or a ``PolicyConfig``)."""
+
+    @property
+    def exit_margin(self) -> float: ...
+
+    @property
+    def min_dwell_s(self) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ThresholdPolicy:
-    """How alert levels are set (defaults as ``AlertsConfig``, but tolerances increase with severity)."""
+    """Hysteresis parameters on their own (the policy's ``PolicyConfig`` carries the same two)."""
 
-    horizon_hours: float = 1.0  # time a user needs to react
-    tolerances: tuple[float, float, float] = (0.001, 0.01, 0.05)  # P(HF<1 within horizon): watch, warning, critical
-    floors: tuple[float, float, float] = (1.25, 1.10, 1.05)  # at or below a floor the severity is at least that
     exit_margin: float = 0.02  # leave a level only when HF > level * (1 + exit_margin)
     min_dwell_s: float = 300.0  # ... and it has been held this long (escalation is immediate)
 
     def validate(self) -> ThresholdPolicy:
         """``self`` if consistent, else an :class:`InputError` naming the field."""
-        horizon = finite_number(self.horizon_hours, "horizon_hours")
-        if horizon <= 0.0:
-            raise InputError(f"horizon_hours must be > 0, got {self.horizon_hours}")
-        tol = _three(self.tolerances, "tolerances")
-        if not all(0.0 < t < 1.0 for t in tol):
-            raise InputError(f"tolerances must be probabilities in (0, 1), got {self.tolerances}")
-        if not tol[0] < tol[1] < tol[2]:
-            raise InputError(
-                f"tolerances must be strictly increasing (watch < warning < critical), got {tol}: a more severe"
-                " level starts at a higher probability of liquidation within the horizon (hence a lower HF),"
-                f" e.g. {tuple(sorted(tol))}"
-            )
-        floors = _three(self.floors, "floors")
-        if not all(f > 1.0 for f in floors):
-            raise InputError(f"floors must be health factors > 1, got {self.floors}")
-        if not floors[0] > floors[1] > floors[2]:
-            raise InputError(f"floors must be strictly decreasing (watch > warning > critical), got {floors}")
-        if finite_number(self.exit_margin, "exit_margin") < 0.0:
-            raise InputError(f"exit_margin must be >= 0, got {self.exit_margin}")
-        if finite_number(self.min_dwell_s, "min_dwell_s") < 0.0:
-            raise InputError(f"min_dwell_s must be >= 0, got {self.min_dwell_s}")
+        _check_hysteresis(self)
         return self
+
+
+def _check_hysteresis(policy: Hysteresis) -> tuple[float, float]:
+    margin = finite_number(policy.exit_margin, "exit_margin")
+    dwell = finite_number(policy.min_dwell_s, "min_dwell_s")
+    if margin < 0.0:
+        raise InputError(f"exit_margin must be >= 0, got {policy.exit_margin}")
+    if dwell < 0.0:
+        raise InputError(f"min_dwell_s must be >= 0, got {policy.min_dwell_s}")
+    return margin, dwell
 
 
 # -- the normal distribution ----------------------------------------------------------
@@ -231,11 +225,19 @@ def threshold_hf(sigma_daily: ArrayLike, horizon_hours: float, tolerance: float)
 
 @dataclass(frozen=True, slots=True)
 class Levels:
-    """Per position, the HF at or below which each severity starts: ``max(optimized, floor)``."""
+    """Per position, the HF at or below which each severity starts (from the policy)."""
 
     watch: Array
     warning: Array
     critical: Array
+
+    @classmethod
+    def from_matrix(cls, matrix: ArrayLike) -> Levels:
+        """From ``[P, 3]`` columns watch, warning, critical (e.g. ``PolicyLevels.levels``)."""
+        m = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+        if m.ndim != 2 or m.shape[1] != 3:
+            raise InputError(f"levels must be [P, 3] (watch, warning, critical), got shape {m.shape}")
+        return cls(m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy())
 
     def as_matrix(self) -> Array:
         """``[P, 3]``: columns watch, warning, critical."""
@@ -247,17 +249,6 @@ class Levels:
         m = self.as_matrix()
         out: Array = np.column_stack([m, np.ones(m.shape[0])])
         return out
-
-
-def levels(sigma_daily: ArrayLike, policy: ThresholdPolicy) -> Levels:
-    """The :class:`Levels` for each position's daily ``ln HF`` sigma (see :func:`log_hf_sigma`)."""
-    policy.validate()
-    s = np.atleast_1d(_sigma_array(sigma_daily))
-    cols = [
-        np.maximum(threshold_hf(s, policy.horizon_hours, tol), floor)
-        for tol, floor in zip(policy.tolerances, policy.floors, strict=True)
-    ]
-    return Levels(*(np.asarray(c, dtype=np.float64) for c in cols))
 
 
 # -- severities -------------------------------------------------------------------------
@@ -274,7 +265,7 @@ def raw_severity(hf: ArrayLike, lv: Levels) -> IntArray:
 
 
 def step_severity(
-    prev: ArrayLike, prev_since: ArrayLike, hf: ArrayLike, lv: Levels, now: float, policy: ThresholdPolicy
+    prev: ArrayLike, prev_since: ArrayLike, hf: ArrayLike, lv: Levels, now: float, policy: Hysteresis
 ) -> tuple[IntArray, Array]:
     """One update of each position's alert severity with hysteresis and dwell.
 
@@ -292,7 +283,7 @@ def step_severity(
     ``prev = raw_severity(hf, lv)`` and ``prev_since = now`` (or ``-inf``: "held forever").
     Returns ``(severity, since)``.
     """
-    policy.validate()
+    exit_margin, min_dwell_s = _check_hysteresis(policy)
     t_now = finite_number(now, "now")
     h = np.atleast_1d(_hf_array(hf))
     p_arr = np.asarray(prev)
@@ -306,10 +297,10 @@ def step_severity(
     if enter.shape[0] not in (1, h.shape[0]):
         raise InputError(f"levels are for {enter.shape[0]} positions, health factors for {h.shape[0]}")
     target = raw_severity(h, lv)
-    band = (h[:, None] <= enter * (1.0 + policy.exit_margin)).sum(axis=1).astype(np.int64)
+    band = (h[:, None] <= enter * (1.0 + exit_margin)).sum(axis=1).astype(np.int64)
     band = np.maximum(band, target)
     up = target > p_sev
-    down = ~up & (band < p_sev) & (t_now - since >= policy.min_dwell_s)
+    down = ~up & (band < p_sev) & (t_now - since >= min_dwell_s)
     severity = np.where(up, target, np.where(down, band, p_sev)).astype(np.int64)
     new_since: Array = np.where(up | down, t_now, since).astype(np.float64)
     return severity, new_since
@@ -434,14 +425,6 @@ def _shipped_covariance(names: list[str], end: str | None, lam: float, reason: s
 # -- internals ----------------------------------------------------------------------------
 
 
-def _three(values: tuple[float, float, float], what: str) -> tuple[float, float, float]:
-    vals = tuple(values)
-    if len(vals) != 3:
-        raise InputError(f"{what} must have 3 values (watch, warning, critical), got {values!r}")
-    a, b, c = (finite_number(v, what) for v in vals)
-    return a, b, c
-
-
 def _horizon(hours: float) -> float:
     h = finite_number(hours, "horizon_hours")
     if h < 0.0:
@@ -474,52 +457,3 @@ def _end_cutoff(end: str | None) -> float | None:
     if end is None:
         return None
     return float((parse_day(end) + pd.Timedelta(days=1)).timestamp())
-
-
-def long_run_covariance(symbols: Sequence[str], *, window_days: int = 365, end: str | None = None) -> Array:
-    """Equal-weight daily log-return covariance of ``symbols`` over the ``window_days`` of the
-    shipped real data ending at ``end`` (default: the last day); 0 rows/columns for symbols
-    without data. The floor under the EWMA volatility, so a calm month before a crash does not
-    shrink the alert levels (the backtest shows why: calm EWMA vol before FTX and March 2020)."""
-    from monitor import price_data
-    from monitor.errors import InputError as _InputError
-    from monitor.risk.volatility import joint_log_returns
-
-    known: list[int] = []
-    for i, s in enumerate(symbols):
-        try:
-            price_data.resolve_asset(s)
-            known.append(i)
-        except _InputError:
-            continue
-    cov = np.zeros((len(symbols), len(symbols)))
-    if not known:
-        return cov
-    names = [symbols[i] for i in known]
-    last = end or str(price_data.load_closes([price_data.resolve_asset(n) for n in names]).index[-1].date())
-    first = str((np.datetime64(last) - np.timedelta64(window_days, "D")).astype("datetime64[D]"))
-    rets = joint_log_returns(names, first, last)
-    sub = np.atleast_2d(np.cov(rets, rowvar=False)) if rets.shape[0] > 2 else np.zeros((len(known), len(known)))
-    # where the data has OHLC, the Parkinson range estimator sees intraday swings that closes
-    # hide: each asset's volatility is the larger of the two, correlations kept
-    close_sd = np.sqrt(np.clip(np.diag(sub), 0.0, None))
-    range_sd = np.array([_parkinson(price_data.resolve_asset(n), first, last) for n in names])
-    scale = np.where(close_sd > 0, np.maximum(close_sd, range_sd) / np.where(close_sd > 0, close_sd, 1.0), 1.0)
-    cov[np.ix_(known, known)] = sub * np.outer(scale, scale)
-    return cov
-
-
-def _parkinson(asset: str, first: str, last: str) -> float:
-    from monitor import price_data
-    from monitor.risk.volatility import parkinson_volatility
-
-    daily = price_data.load_daily(asset).loc[first:last]
-    return float(parkinson_volatility(daily["high"].to_numpy(), daily["low"].to_numpy())) if len(daily) > 2 else 0.0
-
-
-def floored_sigma(sigma: Array, sigma_long: Array, share: float) -> Array:
-    """Per-position log-HF sigma never below ``share`` x its long-run value."""
-    if share <= 0:
-        return sigma
-    out: Array = np.maximum(sigma, share * sigma_long)
-    return out

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from monitor.config import load_config, redact
+from monitor.config_alerts import policy_config
 from monitor.errors import ConfigError
+from monitor.risk.policy import PolicyConfig
 
 BASE: dict[str, Any] = {
     "chains": {"eth": {"chain_id": 1, "rpc_urls": ["http://127.0.0.1:8545"]}},
@@ -19,8 +21,8 @@ BASE: dict[str, Any] = {
     ],
 }  # fmt: skip
 ALERTS: dict[str, Any] = {
-    "horizon_hours": 2,
-    "tolerances": {"watch": 0.002, "warning": 0.02, "critical": 0.1},
+    "policy": {"reaction_hours": {"watch": 48, "critical": 2}, "alarm_cost_usd": 4, "paths": 1000,
+               "hard_levels": {"critical": 1.02}, "exit_margin": 0.01},
     "channels": {
         "desk": {"type": "telegram", "token_env": "TG_TOKEN", "base_url": "http://127.0.0.1:9999"},
         "mail": {"type": "email", "host": "127.0.0.1", "port": 2525, "security": "none", "sender": "a@b.io",
@@ -49,13 +51,29 @@ def write(tmp_path: Path, alerts: Any, daemon: Any = None) -> Path:
 def test_full_alerts_section(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ALERTS, {"mode": "interval", "interval_s": 5}), env=ENV)
     a = config.alerts
-    assert a.horizon_hours == 2 and a.tolerances == (0.002, 0.02, 0.1) and a.floors == (1.25, 1.10, 1.05)
+    p = policy_config(a)
+    assert p.reaction_hours == (48.0, 24.0, 2.0) and p.alarm_cost_usd == (4.0, 4.0, 4.0) and p.paths == 1000
+    assert p.hard_levels == (1.02, 1.02, 1.02)  # a hard critical level is also a warning and a watch level
+    assert a.exit_margin == p.exit_margin == 0.01 and a.min_dwell_s == 300.0
     assert a.channels["desk"].token is not None and a.channels["desk"].token.value == "123:SECRETTOKEN"
     assert "SECRETTOKEN" not in repr(a) and "hunter2" not in repr(a)
     assert a.routes[0].to == "-1001234567890" and a.routes[1].to == "me@example.com,ops@example.com"
     assert a.routes[1].accounts == ("0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e",)
     assert config.daemon.mode == "interval" and config.daemon.interval_s == 5
     assert redact("token 123:SECRETTOKEN pw hunter2hunter2", config) == "token <secret> pw <secret>"
+
+
+def test_policy_defaults_overrides_and_the_former_hysteresis_place(tmp_path: Path) -> None:
+    alerts = {"min_dwell_s": 60, "policy": {"market_levels": {"m": {"watch": 1.5}},
+              "account_levels": {"0x2f39d218133afab8f2b819b1066c7e434ad94e9e": {"warning": 1.3}}}}  # fmt: skip
+    p = policy_config(load_config(write(tmp_path, alerts), env={}).alerts)
+    assert p.min_dwell_s == 60.0 and p.hard_levels is None and p.reaction_hours == (72.0, 24.0, 4.0)
+    mine, other = "0x2F39d218133AFaB8F2B819B1066c7E434Ad94E9e", "0x" + "1" * 40
+    assert p.hard_for("m", [mine, other]).tolist() == [[1.3, 1.3, 1.0], [1.5, 1.0, 1.0]]
+    assert p.hard_for("elsewhere", [other]).tolist() == [[1.0, 1.0, 1.0]]  # never binding unless set
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    assert policy_config(load_config(path, env={}).alerts) == PolicyConfig()
 
 
 def test_route_matching(tmp_path: Path) -> None:
@@ -82,8 +100,21 @@ def test_route_matching(tmp_path: Path) -> None:
         (lambda a: a["routes"][0].update(markets=["x"]), ENV, "unknown market 'x'"),
         (lambda a: a["channels"]["desk"].update(type="pager"), ENV, "alerts.channels.desk.type"),
         (lambda a: a["channels"]["desk"].update(tokenenv="X"), ENV, "did you mean 'token_env'"),
-        (lambda a: a.update(tolerances={"watch": 0.1, "warning": 0.01}), ENV, "0 < watch < warning < critical < 1"),
-        (lambda a: a.update(floors={"critical": 0.9}), ENV, "watch > warning > critical > 1"),
+        (lambda a: a.update(floors={"critical": 1.05}), ENV, "alerts.floors: fixed floors were removed"),
+        (lambda a: a.update(floors={"critical": 1.05}), ENV, "alerts.policy.hard_levels: {watch: 1.25"),
+        (lambda a: a.update(tolerances={"watch": 0.1}), ENV, "alerts.tolerances: removed"),
+        (lambda a: a.update(horizon_hours=2), ENV, "alerts.horizon_hours: moved: set alerts.policy.reaction_hours"),
+        (lambda a: a.update(vol_floor=1), ENV, "alerts.vol_floor: removed"),
+        (lambda a: a["policy"].update(reaction_hour=3), ENV, "alerts.policy.reaction_hour: unknown key (did you"),
+        (lambda a: a["policy"].update(reaction_hours={"warning": 200}), ENV, "reaction_hours must not increase"),
+        (lambda a: a["policy"].update(alarm_cost_usd=0), ENV, "alerts.policy.alarm_cost_usd: expected a finite"),
+        (lambda a: a["policy"].update(hard_levels={"critical": 0.9}), ENV, "hard_levels.critical: expected a health"),
+        (lambda a: a["policy"].update(hard_levels={"watch": 1.1, "warning": 1.2}), ENV, "watch >= warning"),
+        (lambda a: a["policy"].update(market_levels={"x": {"watch": 1.5}}), ENV, "market_levels.x: unknown market"),
+        (lambda a: a["policy"].update(account_levels={"0x12": {"watch": 1.5}}), ENV, "account_levels.0x12"),
+        (lambda a: a["policy"].update(paths=10), ENV, "alerts.policy.paths: expected an integer >= 200"),
+        (lambda a: a["policy"].update(close_factor=1.5), ENV, "alerts.policy: close_factor must be in [0, 1]"),
+        (lambda a: a.update(exit_margin=0.05), ENV, "alerts.exit_margin: given twice"),
     ],
 )  # fmt: skip
 def test_bad_channel_config_fails_at_load(tmp_path: Path, edit: Any, env: dict[str, str], needle: str) -> None:

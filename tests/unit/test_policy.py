@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from monitor.errors import InputError
 from monitor.risk.book import Book
 from monitor.risk.policy import (
+    PROB_GRID,
+    LevelCache,
+    Liquidity,
+    MarketState,
     PolicyConfig,
+    _curves,
+    market_state_for,
+    market_state_from_history,
     market_state_from_prices,
+    miss_costs,
     position_levels,
+    probability_at,
 )
+from monitor.risk.thresholds import norm_ppf
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("SOL", "USDC", "DAI", "WETH", "WBTC")
@@ -52,3 +69,261 @@ def test_classes_get_very_different_levels_on_an_ordinary_day() -> None:
     assert pl.classes == ("SOL/USDC", "USDC/DAI", "WETH/USDC", "WETH/WETH")
     assert pl.reasons[0].startswith("SOL/USDC, 24 h: warn at ") and "%/day" in pl.reasons[0]
     assert (np.diff(pl.levels, axis=1) <= 0).all() and (pl.levels >= 1.0).all()
+
+
+def test_shipped_config_gives_the_acceptance_levels() -> None:
+    """Issue 10 acceptance with the SHIPPED config.yaml's alerts.policy on 2023-06-15."""
+    from monitor.config import load_config
+    from monitor.config_alerts import policy_config
+
+    cfg = policy_config(load_config(ROOT / "config.yaml", env={}).alerts)
+    assert cfg.hard_levels is None and not cfg.market_levels and not cfg.account_levels  # no fixed floors
+    book = make_book([SOL_USDC, STABLE_EMODE, WETH_USDC])
+    market = market_state_from_prices(SYMBOLS, "2023-06-15")
+    pl = position_levels(book, market, cfg, observe_hours=12 / 3600, emode=["", "eMode Stablecoins", ""])
+    assert pl.levels[1, 1] <= 1.03 and pl.levels[0, 1] >= 1.20
+    assert len({tuple(np.round(r, 3)) for r in pl.levels}) == 3  # every class its own levels
+    assert pl.classes[1] == "USDC/DAI eMode Stablecoins"
+
+
+def gaussian_market(sigma_daily: float, days: int = 1500, seed: int = 3, step_hours: float = 24.0) -> MarketState:
+    """One asset against a constant stablecoin, iid normal returns at ``step_hours``."""
+    rng = np.random.default_rng(seed)
+    steps = round(days * 24 / step_hours)
+    r = np.zeros((steps, len(SYMBOLS)))
+    r[:, 0] = rng.normal(0.0, sigma_daily * math.sqrt(step_hours / 24.0), steps)
+    r[:, 1:] = rng.normal(0.0, 1e-6, (steps, len(SYMBOLS) - 1))
+    return MarketState(SYMBOLS, r, step_hours)
+
+
+@pytest.mark.parametrize(("hours", "step"), [(1.0, 24.0), (24.0, 24.0), (72.0, 24.0), (4.0, 1.0), (100.0, 1.0)])
+def test_simulation_matches_the_reflection_formula_on_gaussian_returns(hours: float, step: float) -> None:
+    """With iid normal returns the filtered simulation (bootstrap + Brownian-bridge minimum,
+    daily or hourly data, steps coarsened past 48) must give the continuous-time answer
+    P(min ln HF <= 0) = 2 Phi(-ln HF / (sigma sqrt h))."""
+    sigma = 0.04
+    book = make_book([leg({"SOL": 100_000}, {"USDC": 50_000}, 0.8, 1.05)])
+    cfg = PolicyConfig(reaction_hours=(hours, hours, hours), long_run_weight=1.0, paths=20_000, block_hours=24.0)
+    pl = position_levels(book, gaussian_market(sigma, days=1500 if step == 24.0 else 400, step_hours=step), cfg)
+    today = float(pl.vol_daily[0])  # the sample's long-run sigma (the model's scale), ~ sigma
+    assert today == pytest.approx(sigma, rel=0.1)
+    for p in (0.2, 0.05, 0.01):
+        z = float(-norm_ppf(p / 2.0))
+        expected = today * math.sqrt(hours / 24.0) * z
+        got = float(np.interp(math.log(p), np.log(PROB_GRID), pl.curves[0, 1]))
+        assert got == pytest.approx(expected, rel=0.08), (p, got, expected)
+
+
+def test_probability_at_the_level_is_the_cost_ratio_and_levels_invert_probabilities() -> None:
+    book = make_book([SOL_USDC, WETH_USDC, leg({"WETH": 300_000}, {"USDC": 200_000}, 0.83, 1.05)])
+    cfg = FAST
+    pl = position_levels(book, market_state_from_prices(SYMBOLS, "2022-06-01"), cfg)
+    target = np.asarray(cfg.alarm_cost_usd)[None, :] / miss_costs(book, market_state_from_prices(SYMBOLS), cfg)[:, None]
+    # P(HF < 1) just above each level is at most the cost ratio, just below at least it
+    above = np.column_stack([probability_at(pl, pl.levels[:, s] * 1.001)[:, s] for s in range(3)])
+    below = np.column_stack([probability_at(pl, pl.levels[:, s] / 1.001)[:, s] for s in range(3)])
+    assert (above <= target * 1.001).all() and (below >= target * 0.999).all()
+    # a bigger position (higher miss cost) is warned earlier: higher levels, same class
+    assert (pl.levels[2] >= pl.levels[1]).all() and pl.levels[2, 1] > pl.levels[1, 1]
+    assert pl.classes[1] == pl.classes[2]
+    # probability decreases with HF
+    hf = np.linspace(1.0, 2.0, 30)
+    p = np.array([probability_at(pl.rows([0]), np.array([h]))[0, 1] for h in hf])
+    assert p[0] == 1.0 and (np.diff(p) <= 1e-12).all()
+
+
+def test_deterministic_and_the_same_for_a_position_alone_or_in_a_book() -> None:
+    book = make_book([SOL_USDC, STABLE_EMODE, WETH_USDC, WETH_LOOP])
+    market = market_state_from_prices(SYMBOLS, "2022-11-07")
+    a = position_levels(book, market, FAST)
+    b = position_levels(book, market, FAST)
+    assert np.array_equal(a.levels, b.levels) and a.reasons == b.reasons
+    alone = position_levels(book.with_rows(np.array([2])), market, FAST)
+    assert np.array_equal(alone.levels[0], a.levels[2])
+    other_seed = position_levels(book, market, replace(FAST, seed=1))
+    assert not np.array_equal(other_seed.levels[0], a.levels[0])
+    assert np.allclose(other_seed.levels, a.levels, rtol=0.05)  # seed noise is small
+
+
+def test_no_lookahead_in_the_market_state() -> None:
+    market = market_state_from_prices(("WETH", "USDC"), "2022-11-07")
+    from monitor import price_data
+
+    eth = price_data.load_daily("ETH")["close"]
+    last = float(np.log(eth.loc["2022-11-07"] / eth.loc["2022-11-06"]))
+    assert market.log_returns[-1, 0] == pytest.approx(last)
+    assert market.source.startswith("shipped daily prices to 2022-11-07")
+    before = market_state_from_prices(("SOL", "WETH"), "2020-06-01")
+    assert np.isnan(before.log_returns[:, 0]).all() and np.isfinite(before.log_returns[:, 1]).mean() > 0.95
+    # SOL has no data before 2021: it takes the others' residuals and their median volatility
+    book = make_book([SOL_USDC])
+    coll = np.array([[100_000.0, 0.0]])
+    debt = np.array([[0.0, 50_000.0]])  # SOL against WETH
+    sub = Book("m", 0, book.accounts, ("SOL", "WETH"), np.ones(2), coll, debt, book.lt[:, :2], book.ltv[:, :2],
+               book.bonus[:, :2])  # fmt: skip
+    assert position_levels(sub, before, FAST).levels[0, 1] > 1.05
+
+
+def test_market_state_from_store_history_carries_prices_forward_and_ignores_the_future() -> None:
+    now = 20_000 * DAY
+    eth = [(now - k * DAY - 3600.0, 2000.0 * math.exp(-0.01 * k)) for k in range(60)]
+    eth.append((now + DAY, 1.0))  # after the decision time: ignored
+    usdc = [(now - 50 * DAY, 1.0)]  # one update, carried forward
+    state = market_state_from_history(("WETH", "USDC"), {"weth": eth, "USDC": usdc}, now)
+    assert state.step_hours == 24.0 and state.log_returns.shape[1] == 2
+    assert np.allclose(state.log_returns[-50:, 0], 0.01)
+    assert np.nanmax(np.abs(state.log_returns[:, 1])) == 0.0
+    assert np.isnan(state.log_returns[0, 1])  # before USDC's first price
+    # the monitor's state: the shipped history, then the store's own days (the volatility now)
+    picked = market_state_for(("WETH", "USDC"), {"WETH": eth, "USDC": usdc}, now)
+    assert picked.source.startswith("shipped daily prices to 2023-08-29") and "+ 59 days of stored" in picked.source
+    assert np.array_equal(picked.log_returns[-50:], state.log_returns[-50:], equal_nan=True)
+    assert picked.log_returns.shape[0] > 1000
+    alone = market_state_for(("WETH", "USDC"), None, now)
+    assert alone.source.startswith("shipped daily prices") and "stored" not in alone.source
+    # a replay in 2022 with a store from then: the shipped days the store covers are replaced
+    t22 = float(np.datetime64("2022-06-30T00:00:00").astype("datetime64[s]").astype(np.int64))
+    recent = {"WETH": [(t22 - k * DAY, 1000.0 * (1 + 0.001 * k)) for k in range(20)], "USDC": [(t22 - 19 * DAY, 1.0)]}
+    replay = market_state_for(("WETH", "USDC"), recent, t22)
+    full = market_state_from_prices(("WETH", "USDC"), "2022-06-30")
+    assert replay.log_returns.shape == full.log_returns.shape  # the 19 stored days replace shipped ones
+    assert np.allclose(replay.log_returns[-18:, 0], -math.log1p(0.001) + 0.0, atol=2e-5)
+    unknown = market_state_for(("GHO", "WETH"), {"GHO": usdc, "WETH": eth}, now)
+    assert np.isnan(unknown.log_returns[:-60, 0]).all() and (unknown.log_returns[-40:, 0] == 0.0).all()
+
+
+def test_hard_levels_bind_only_where_set() -> None:
+    book = make_book([STABLE_EMODE, SOL_USDC])
+    market = market_state_from_prices(SYMBOLS, "2023-06-15")
+    free = position_levels(book, market, FAST)
+    assert not free.hard.any()
+    cfg = replace(FAST, hard_levels=(1.25, 1.10, 1.05), account_levels=((book.accounts[1], (3.0, 2.0, 1.5)),))
+    pl = position_levels(book, market, cfg)
+    assert pl.levels[0].tolist() == [1.25, 1.10, 1.05] and pl.hard[0].all()
+    assert pl.levels[1].tolist() == [3.0, 2.0, 1.5]
+    assert "(hard level)" in pl.reasons[0]
+
+
+def test_liquidity_raises_levels_where_observable() -> None:
+    book = make_book([SOL_USDC])
+    base = market_state_from_prices(SYMBOLS, "2023-06-15")
+    nan = np.full(len(SYMBOLS), np.nan)
+    plain = position_levels(book, base, FAST).levels[0]
+    thin = Liquidity(np.array([10_000.0, *nan[1:]]), nan, nan)  # less depth than a liquidation seizes
+    assert miss_costs(book, replace(base, liquidity=thin), FAST)[0] > miss_costs(book, base, FAST)[0]
+    assert (position_levels(book, replace(base, liquidity=thin), FAST).levels[0] > plain).all()
+    cascade = Liquidity(np.array([1e6, *nan[1:]]), np.array([5e6, *nan[1:]]), nan)  # 5x the depth within 10 %
+    assert (position_levels(book, replace(base, liquidity=cascade), FAST).levels[0] >= plain).all()
+    assert position_levels(book, replace(base, liquidity=cascade), FAST).levels[0, 0] > plain[0]
+    full = Liquidity(nan, nan, np.array([1.0, *nan[1:]]))  # 100 % utilised: twice the horizon
+    pl = position_levels(book, replace(base, liquidity=full), FAST)
+    assert pl.horizons_hours[0].tolist() == [144.0, 48.0, 8.0] and (pl.levels[0] > plain).all()
+
+
+def test_tail_model_never_below_the_simulated_evidence() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.pareto(3.0, (1, 2, 2000)).astype(np.float32) * 0.05
+    y[0, 1] = 0.0  # a class without any drawdown
+    curves = _curves(y, 0.02)
+    desc = -np.sort(-y, axis=2)
+    ranks = np.clip(np.floor(PROB_GRID * 2000).astype(int), 0, 1999)
+    assert (curves[0, 0] >= desc[0, 0, ranks] - 1e-7).all()
+    assert curves[0, 0, 0] >= desc[0, 0, 0] and curves[0, 0, 0] > desc[0, 0, 0]  # extrapolated past the max
+    assert (np.diff(curves[0, 0]) <= 1e-12).all() and (curves[0, 1] == 0.0).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    share=st.floats(min_value=0.0, max_value=1.0),
+    debt_share=st.floats(min_value=0.0, max_value=1.0),
+    scale=st.floats(min_value=0.01, max_value=100.0),
+)
+def test_levels_ordered_and_at_least_one(share: float, debt_share: float, scale: float) -> None:
+    row = leg({"WETH": 1e5 * share * scale + 1.0, "SOL": 1e5 * (1 - share) * scale},
+              {"USDC": 5e4 * debt_share * scale + 1.0, "WBTC": 5e4 * (1 - debt_share) * scale}, 0.8, 1.05)  # fmt: skip
+    pl = position_levels(make_book([row]), market_state_from_prices(SYMBOLS, "2022-06-01"), FAST)
+    assert (pl.levels >= 1.0).all() and (np.diff(pl.levels, axis=1) <= 0).all()
+    assert ((pl.probability >= 0) & (pl.probability <= 1)).all()
+
+
+def test_cache_recomputes_on_composition_debt_or_volatility_moves_only() -> None:
+    book = make_book([SOL_USDC, STABLE_EMODE, WETH_USDC])
+    market = market_state_from_prices(SYMBOLS, "2023-06-15")
+    cache = LevelCache()
+    first = cache.levels_for(book, market, FAST, now=0.0)
+    assert cache.recomputed == 3
+    again = cache.levels_for(book, market, FAST, now=12.0)
+    assert cache.recomputed == 0 and np.array_equal(again.levels, first.levels)
+    direct = position_levels(book, market, FAST)
+    assert np.array_equal(first.levels, direct.levels) and first.reasons == direct.reasons
+    # a price move changes HF (probability follows at once) but not the composition: no recompute
+    moved = replace(book, collateral=book.collateral * 0.97)
+    after = cache.levels_for(moved, market, FAST, now=24.0)
+    assert cache.recomputed == 0 and (after.probability[0] >= first.probability[0]).all()
+    # one position changes its mix: only it is recomputed
+    mixed = replace(book, collateral=book.collateral.copy())
+    mixed.collateral[2, SYMBOLS.index("WBTC")] = 100_000.0
+    cache.levels_for(mixed, market, FAST, now=36.0)
+    assert cache.recomputed == 1
+    # the volatility state moves (a crash day enters the EWMA): everything is recomputed
+    cache.levels_for(mixed, market_state_from_prices(SYMBOLS, "2023-06-16"), FAST, now=48.0)
+    assert cache.recomputed == 0
+    cache.levels_for(mixed, market_state_from_prices(SYMBOLS, "2022-11-10"), FAST, now=60.0)
+    assert cache.recomputed == 3
+    cache.levels_for(mixed, market_state_from_prices(SYMBOLS, "2022-11-10"), FAST, now=60.0 + 86_400)
+    assert cache.recomputed == 3  # recompute_after_s
+
+
+def test_validation_names_the_field() -> None:
+    for bad, needle in [
+        (replace(FAST, reaction_hours=(1.0, 24.0, 4.0)), "reaction_hours"),
+        (replace(FAST, alarm_cost_usd=(1.0, 0.0, 1.0)), "alarm_cost_usd"),
+        (replace(FAST, hard_levels=(1.0, 1.2, 1.1)), "hard_levels"),
+        (replace(FAST, paths=10), "paths"),
+        (replace(FAST, ewma_lambda=1.0), "ewma_lambda"),
+    ]:
+        with pytest.raises(InputError, match=needle):
+            bad.validate()
+    book = make_book([SOL_USDC])
+    with pytest.raises(InputError, match="do not match"):
+        position_levels(book, market_state_from_prices(("WETH", "USDC")), FAST)
+    with pytest.raises(InputError, match="observe_hours"):
+        position_levels(book, market_state_from_prices(SYMBOLS), FAST, observe_hours=-1.0)
+
+
+def realistic_book(n: int, seed: int = 2) -> Book:
+    """Stable eMode, loops, blue-chip/stable, alt/stable and multi-collateral, heavy-tailed sizes."""
+    rng = np.random.default_rng(seed)
+    a = len(SYMBOLS)
+    c, d = np.zeros((n, a)), np.zeros((n, a))
+    size = np.exp(rng.normal(9.0, 1.5, n))
+    kind = rng.random(n)
+    for i in range(n):
+        if kind[i] < 0.2:
+            c[i, 1], d[i, 2] = size[i], size[i] * 0.9
+        elif kind[i] < 0.3:
+            c[i, 3], d[i, 3] = size[i], size[i] * 0.85
+        elif kind[i] < 0.6:
+            c[i, rng.integers(3, 5)], d[i, rng.integers(1, 3)] = size[i], size[i] * 0.5
+        elif kind[i] < 0.75:
+            c[i, 0], d[i, 1] = size[i], size[i] * 0.4
+        else:
+            picks = rng.choice([0, 1, 2, 3, 4], int(rng.integers(2, 4)), replace=False)
+            c[i, picks] = size[i] * rng.dirichlet(np.ones(picks.size))
+            d[i, rng.integers(1, 3)] = size[i] * 0.5
+    lt = np.full((n, a), 0.8)
+    return Book("m", 0, tuple(f"0x{i:040x}" for i in range(n)), SYMBOLS, np.ones(a), c, d, lt, lt * 0.9,
+                np.full((n, a), 1.05))  # fmt: skip
+
+
+def test_two_thousand_positions_in_one_call_are_fast() -> None:
+    """The backtest calls the policy for ~2,000 positions at many dates (0.1 s measured on one
+    core; the bound leaves room for a loaded CI machine)."""
+    book = realistic_book(2000)
+    market = market_state_from_prices(SYMBOLS, "2022-06-10")
+    position_levels(book, market, PolicyConfig())  # warm
+    start = time.perf_counter()
+    pl = position_levels(book, market, PolicyConfig(), observe_hours=24.0)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, elapsed
+    assert pl.size == 2000 and len(set(pl.classes)) > 20

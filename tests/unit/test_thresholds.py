@@ -1,4 +1,4 @@
-"""Volatility-aware alert levels: normal quantiles, the reflection formula, levels, hysteresis, covariance."""
+"""Severity mechanics and reference math: normal quantiles, the reflection formula, hysteresis, covariance."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from monitor.risk.thresholds import (
     Levels,
     ThresholdPolicy,
     covariance_for,
-    levels,
     liquidation_probability,
     log_hf_sensitivities,
     log_hf_sigma,
@@ -164,63 +163,32 @@ def test_threshold_known_answer() -> None:
             threshold_hf(0.03, 24.0, bad)
 
 
-# -- policy and levels -----------------------------------------------------------------------
+# -- hysteresis parameters ------------------------------------------------------------------------
 
 
-def test_policy_validation() -> None:
+def test_hysteresis_validation() -> None:
     assert ThresholdPolicy().validate() == ThresholdPolicy()
-    bad = [
-        ThresholdPolicy(horizon_hours=0.0),
-        ThresholdPolicy(tolerances=(0.05, 0.01, 0.001)),  # more severe must mean likelier
-        ThresholdPolicy(tolerances=(0.01, 0.001, 0.05)),
-        ThresholdPolicy(tolerances=(0.0, 0.01, 0.05)),
-        ThresholdPolicy(tolerances=(0.001, 0.01, 1.0)),
-        ThresholdPolicy(floors=(1.1, 1.25, 1.05)),
-        ThresholdPolicy(floors=(1.25, 1.10, 1.0)),
-        ThresholdPolicy(exit_margin=-0.01),
-        ThresholdPolicy(min_dwell_s=-1.0),
-        ThresholdPolicy(tolerances=(0.05, 0.01)),  # type: ignore[arg-type]
-    ]
-    for policy in bad:
+    for policy in (ThresholdPolicy(exit_margin=-0.01), ThresholdPolicy(min_dwell_s=-1.0),
+                   ThresholdPolicy(exit_margin=math.nan)):  # fmt: skip
         with pytest.raises(InputError):
             policy.validate()
+        with pytest.raises(InputError):
+            step_severity(np.array([0]), np.array([0.0]), np.array([1.2]), fixed_levels(), 0.0, policy)
+
+
+def test_levels_from_the_policy_matrix() -> None:
+    lv = Levels.from_matrix([[1.4, 1.2, 1.1], [1.01, 1.005, 1.001]])
+    assert lv.warning.tolist() == [1.2, 1.005] and lv.enter()[:, 3].tolist() == [1.0, 1.0]
+    assert raw_severity(np.array([1.15, 1.004]), lv).tolist() == [2, 2]
     with pytest.raises(InputError):
-        levels(np.array([0.03]), ThresholdPolicy(horizon_hours=-1.0))
+        Levels.from_matrix([[1.2, 1.1]])
 
 
-def test_levels_calm_positions_sit_on_the_floors() -> None:
-    lv = levels(np.array([0.0, 1e-4]), ThresholdPolicy())
-    assert lv.as_matrix().tolist() == [[1.25, 1.10, 1.05], [1.25, 1.10, 1.05]]
-
-
-def test_levels_example_weth_usdc() -> None:
-    # 3 %/day over 1 h: the optimized levels (1.0204, 1.0159, 1.0121) are below every floor
-    one_hour = levels(np.array([0.03]), ThresholdPolicy(horizon_hours=1.0))
-    assert one_hour.as_matrix().tolist() == [[1.25, 1.10, 1.05]]
-    # over 24 h the critical level (5 %: z = 1.96) exp(1.96 * 0.03) = 1.0606 rises above its 1.05 floor
-    day = levels(np.array([0.03]), ThresholdPolicy(horizon_hours=24.0))
-    assert day.watch[0] == 1.25 and day.warning[0] == 1.10
-    assert day.critical[0] == pytest.approx(math.exp(1.959963984540054 * 0.03), rel=1e-9)
-    # without the floors: watch (0.1 %) 1.1038, warning (1 %) 1.0803, critical (5 %) 1.0606
-    raw = [float(threshold_hf(0.03, 24.0, t)) for t in ThresholdPolicy().tolerances]
+def test_threshold_known_values() -> None:
+    # 3 %/day over 24 h: watch (0.1 %) 1.1038, warning (1 %) 1.0803, critical (5 %) 1.0606
+    raw = [float(threshold_hf(0.03, 24.0, t)) for t in (0.001, 0.01, 0.05)]
     assert raw == pytest.approx([1.103753, 1.080339, 1.060562], abs=1e-6)
-
-
-@FAST
-@given(
-    s1=st.floats(min_value=0.0, max_value=0.3),
-    s2=st.floats(min_value=0.0, max_value=0.3),
-    hours=st.floats(min_value=0.1, max_value=72.0),
-)
-def test_levels_floors_order_and_monotonic_in_sigma(s1: float, s2: float, hours: float) -> None:
-    policy = ThresholdPolicy(horizon_hours=hours)
-    lo, hi = sorted((s1, s2))
-    m = levels(np.array([lo, hi]), policy).as_matrix()
-    assert (m >= np.array(policy.floors)).all()
-    assert (m[:, 0] >= m[:, 1]).all() and (m[:, 1] >= m[:, 2]).all()
-    assert (m[1] >= m[0]).all()  # higher sigma -> higher (or equal, on a floor) thresholds
-    raw = [float(threshold_hf(hi, hours, t)) for t in policy.tolerances]
-    assert m[1].tolist() == [max(r, f) for r, f in zip(raw, policy.floors, strict=True)]
+    assert raw[2] == pytest.approx(math.exp(1.959963984540054 * 0.03), rel=1e-9)
 
 
 def test_threshold_increases_with_sigma_and_horizon() -> None:
@@ -401,7 +369,7 @@ def test_step_vectorised_matches_scalar_loop() -> None:
     rng = np.random.default_rng(2)
     policy = ThresholdPolicy()
     n = 50
-    lv = levels(rng.uniform(0.0, 0.1, n), ThresholdPolicy(horizon_hours=24.0))
+    lv = Levels.from_matrix(np.sort(rng.uniform(1.0, 1.5, (n, 3)), axis=1)[:, ::-1])
     prev = rng.integers(0, 5, n)
     since = rng.uniform(0, 600, n)
     hf = rng.uniform(0.95, 1.6, n)
@@ -480,17 +448,3 @@ def test_covariance_unknown_symbol_gets_median_variance() -> None:
 def test_covariance_store_rejects_bad_prices() -> None:
     with pytest.raises(InputError):
         covariance_for(["WETH"], price_history={"WETH": [(0.0, 1.0), (DAY, -1.0)]})
-
-
-def test_long_run_floor_uses_the_larger_of_close_and_parkinson_volatility() -> None:
-    from monitor import price_data
-    from monitor.risk.thresholds import long_run_covariance
-    from monitor.risk.volatility import parkinson_volatility
-
-    cov = long_run_covariance(["WETH", "USDC", "NOPE"], end="2022-12-31")
-    daily = price_data.load_daily("ETH").loc["2022-01-01":"2022-12-31"]
-    parkinson = parkinson_volatility(daily["high"].to_numpy(), daily["low"].to_numpy())
-    assert np.sqrt(cov[0, 0]) >= parkinson * (1 - 1e-9)
-    assert 0.02 < np.sqrt(cov[0, 0]) < 0.08  # ETH in 2022
-    assert cov[2].tolist() == [0.0, 0.0, 0.0]  # no data: no floor
-    assert cov[0, 1] == cov[1, 0]
