@@ -615,7 +615,8 @@ def add_backtest_parser(sub: Any) -> None:
     bt.add_argument("--test-end", help="last day a test window may start (default: the end of the data)")
     bt.add_argument("--fit-start", default=None,
                     help="first day of the first training window (default: as early as the data allows)")  # fmt: skip
-    bt.add_argument("--history-days", type=float, default=400.0, help="returns handed to the policy (default 400)")
+    bt.add_argument("--history-days", type=float,
+                    help="days of returns handed to the policy (default: its pool_days, as `liqmon run`)")  # fmt: skip
     bt.add_argument("--min-history-days", type=float, default=60.0,
                     help="days of prices an asset needs before a window to take part (default 60)")  # fmt: skip
     bt.add_argument("--levels", default="1.00:1.60:0.02", help="fixed family FIRST:LAST:STEP (default 1.00:1.60:0.02)")

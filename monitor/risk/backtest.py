@@ -93,7 +93,7 @@ class Settings:
     test_start: str = "2020-01-01"
     test_end: str | None = None  # default: the end of the data
     fit_start: str | None = None  # first training window (default: as early as the data allows)
-    history_days: float = 400.0  # returns handed to the policy (the daemon reads 400 days)
+    history_days: float | None = None  # returns handed to the policy (default: its pool_days, as the daemon)
     min_history_days: float = 60.0
     fixed_levels: tuple[float, ...] = DEFAULT_FIXED_LEVELS
     cost_multiples: tuple[float, ...] = DEFAULT_COST_MULTIPLES
@@ -106,6 +106,8 @@ class Settings:
     def validate(self) -> Settings:
         for name in ("window_days", "lead_hours", "history_days", "close_factor"):
             v = getattr(self, name)
+            if v is None and name == "history_days":
+                continue
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
                 raise InputError(f"{name.replace('_', '-')} must be a number > 0, got {v!r}")
         if self.min_history_days < 0:
@@ -255,6 +257,7 @@ class RuleScore:
     p10_lead_hours: float | None
     median_lead_ci: tuple[float, float] | None
     cost_usd: float
+    recall_usd: float  # share of the liquidation penalties (USD) that were warned
     by_class: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -267,7 +270,8 @@ class RuleScore:
             "true_alarm_episodes": self.true_alarm_episodes, "open_at_start": self.open_at_start,
             "median_lead_hours": self.median_lead_hours, "p10_lead_hours": self.p10_lead_hours,
             "median_lead_ci": None if self.median_lead_ci is None else list(self.median_lead_ci),
-            "cost_usd": self.cost_usd, "by_class": self.by_class,
+            "cost_usd": self.cost_usd,
+            "recall_usd": _nan(self.recall_usd), "by_class": self.by_class,
         }  # fmt: skip
 
 
@@ -323,6 +327,7 @@ class _Stats:
     neutral: NDArray[np.int64]
     open0: NDArray[np.int64]
     missed_usd: Array
+    liq_usd: Array  # [R] penalties of all liquidations (USD)
     positions: NDArray[np.int64]
     leads: list[Array]
 
@@ -451,9 +456,13 @@ def run_backtest(
     fixed = tuple(float(x) for x in s.fixed_levels)
     mults = tuple(float(k) for k in s.cost_multiples)
     alarm_cost = _alarm_cost(policy_cfg, s.severity)
+    # the policy sees returns only where prices were observed (a stablecoin's 1.0 before its data
+    # begins is a stand-in for the replay, not a history to learn "stablecoins never move" from)
     _JOB = _Job(
-        cbook, px, bd.log_returns(px.close), policy_cfg, s, plan, onehot, _position_bonus(book), fixed, mults,
-        bd.steps_for(s.history_days * 24.0, step_h, "history-days"), round(s.min_history_days * 24.0 / step_h),
+        cbook, px, bd.log_returns(np.where(bp.observed, px.close, np.nan)), policy_cfg, s, plan, onehot,
+        _position_bonus(book), fixed, mults,
+        bd.steps_for((s.history_days or policy_cfg.pool_days) * 24.0, step_h, "history-days"),
+        round(s.min_history_days * 24.0 / step_h),
         bd.steps_for(react_h, step_h, "reaction horizon"),
     )  # fmt: skip
     stats: dict[int, _Stats] = {}
@@ -655,6 +664,7 @@ def _window_stats(
         neutral=sc.neutral @ onehot,
         open0=sc.open_at_start.astype(np.int64) @ onehot,
         missed_usd=(np.where(missed, rep.debt_at_liq, 0.0) * bonus[None, :] * close_factor).sum(axis=1),
+        liq_usd=(np.where(sc.liquidated, rep.debt_at_liq, 0.0) * bonus[None, :] * close_factor).sum(axis=1),
         positions=onehot.sum(axis=0),
         leads=[sc.lead_bars[r][np.isfinite(sc.lead_bars[r])] * step_h for r in range(sc.lead_bars.shape[0])],
     )
@@ -707,6 +717,7 @@ class _Aggregate:
     true: NDArray[np.int64]
     open0: NDArray[np.int64]
     missed_usd: Array  # [W, R]
+    liq_usd: Array  # [W, R]
     positions: NDArray[np.int64]  # [W, C]
     leads: list[list[Array]]  # [W][R]
 
@@ -716,7 +727,7 @@ class _Aggregate:
             return np.stack([getattr(st, name) for st in stats])
 
         return _Aggregate(stack("liq"), stack("warned"), stack("fa"), stack("true") + stack("neutral"),
-                          stack("open0"), stack("missed_usd"), stack("positions"),
+                          stack("open0"), stack("missed_usd"), stack("liq_usd"), stack("positions"),
                           [st.leads for st in stats])  # fmt: skip
 
     def pick(self, name: str, rule: NDArray[np.int64]) -> Any:
@@ -767,13 +778,15 @@ class _Aggregate:
             }  # fmt: skip
         alarms = int(fa_w.sum() + true.sum())
         missed = float(self.pick("missed_usd", rule).sum())
+        liq_usd = float(self.pick("liq_usd", rule).sum())
         return RuleScore(
             name=name, kind=kind, level=level, cost_multiple=mult, liquidations=n_liq, warned=n_warn,
             recall=recall, recall_ci=recall_ci, false_alarm_episodes=n_fa, false_alarms_per_1000=fa_rate,
             false_alarms_per_1000_ci=rate_ci, true_alarm_episodes=int(true.sum()), open_at_start=int(open0.sum()),
             median_lead_hours=float(np.median(all_leads)) if all_leads.size else None,
             p10_lead_hours=float(np.percentile(all_leads, 10)) if all_leads.size else None,
-            median_lead_ci=lead_interval, cost_usd=missed + alarm_cost * alarms, by_class=by_class,
+            median_lead_ci=lead_interval, cost_usd=missed + alarm_cost * alarms,
+            recall_usd=1.0 - missed / liq_usd if liq_usd > 0 else math.nan, by_class=by_class,
         )  # fmt: skip
 
 
@@ -804,21 +817,26 @@ def _lead_ci(leads: list[Array], boots: NDArray[np.int64]) -> tuple[float, float
 
 
 def frontier_at(recalls: Array, fas: Array, target: float) -> float:
-    """False alarms of the upper-left hull of ``(recall, fa)`` points at recall ``target``
-    (linear between hull points); NaN when no point reaches ``target``."""
+    """False alarms of the efficient frontier of ``(recall, fa)`` points at recall ``target``:
+    the points no other point dominates (at least the recall with fewer false alarms, or more
+    recall with no more), linear between them (a mix of two rules); below the lowest efficient
+    recall, that point's false alarms. NaN when no point reaches ``target``."""
     r = np.asarray(recalls, dtype=np.float64)
     f = np.asarray(fas, dtype=np.float64)
     ok = np.isfinite(r) & np.isfinite(f)
     r, f = r[ok], f[ok]
     if r.size == 0 or not math.isfinite(target) or target > r.max() + 1e-12:
         return math.nan
-    # the cheapest false alarms at each recall or more: a non-decreasing step, then the hull
-    order = np.argsort(r)
+    dominated = ((r[None, :] >= r[:, None]) & (f[None, :] < f[:, None])) | (
+        (r[None, :] > r[:, None]) & (f[None, :] <= f[:, None])
+    )
+    keep = ~dominated.any(axis=1)
+    r, f = r[keep], f[keep]
+    order = np.lexsort((f, r))
     r, f = r[order], f[order]
-    best = np.minimum.accumulate(f[::-1])[::-1]  # min fa among points with recall >= r_i
     if target <= r[0]:
-        return float(best[0])
-    return float(np.interp(target, r, best))
+        return float(f[0])
+    return float(np.interp(target, r, f))
 
 
 def _compare(

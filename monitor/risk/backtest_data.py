@@ -267,6 +267,7 @@ class BookPrices:
     """The prices of a book's columns: ``close / low / high [T, A]`` in book-symbol order."""
 
     prices: PriceSet  # columns = the book's symbols
+    observed: NDArray[np.bool_]  # [T, A] a price from the data (or the LST model), not a peg filled in
     synthetic: tuple[str, ...]  # book symbols priced synthetically (LST = ETH x ratio)
     pegged: tuple[str, ...]  # stablecoins held at 1 USD before their data begins
     missing: tuple[str, ...]  # book symbols with no price at all (their positions are left out)
@@ -277,6 +278,7 @@ def book_prices(prices: PriceSet, symbols: Sequence[str], *, lst_seed: int = 11)
     absent, stablecoins held at 1.0 before their first bar (documented in the output notes)."""
     t_n = prices.size
     cols_c, cols_l, cols_h = [], [], []
+    filled: list[NDArray[np.bool_]] = []
     synthetic, pegged, missing = [], [], []
     for s in symbols:
         key = data_asset(s)
@@ -288,6 +290,7 @@ def book_prices(prices: PriceSet, symbols: Sequence[str], *, lst_seed: int = 11)
             cols_c.append(prices.close[:, e] * r)
             cols_l.append(prices.low[:, e] * r)
             cols_h.append(prices.high[:, e] * r)
+            filled.append(np.zeros(t_n, dtype=bool))
             synthetic.append(s)
             continue
         if j is None:
@@ -296,20 +299,24 @@ def book_prices(prices: PriceSet, symbols: Sequence[str], *, lst_seed: int = 11)
                 cols_c.append(one)
                 cols_l.append(one)
                 cols_h.append(one)
+                filled.append(np.ones(t_n, dtype=bool))
                 pegged.append(s)
             else:
                 nan = np.full(t_n, np.nan)
                 cols_c.append(nan)
                 cols_l.append(nan)
                 cols_h.append(nan)
+                filled.append(np.zeros(t_n, dtype=bool))
                 missing.append(s)
             continue
         c, lo, hi = prices.close[:, j].copy(), prices.low[:, j].copy(), prices.high[:, j].copy()
+        before = np.zeros(t_n, dtype=bool)
         if key in STABLES:
             before = ~np.isfinite(c) & (np.cumsum(np.isfinite(c)) == 0)
             if before.any():
                 c[before], lo[before], hi[before] = 1.0, 1.0, 1.0
                 pegged.append(s)
+        filled.append(before)
         cols_c.append(c)
         cols_l.append(lo)
         cols_h.append(hi)
@@ -317,7 +324,8 @@ def book_prices(prices: PriceSet, symbols: Sequence[str], *, lst_seed: int = 11)
         prices.times, tuple(symbols), np.column_stack(cols_c), np.column_stack(cols_l), np.column_stack(cols_h),
         prices.step_hours, prices.source,
     )  # fmt: skip
-    return BookPrices(out, tuple(synthetic), tuple(pegged), tuple(missing))
+    observed = np.isfinite(out.close) & ~np.column_stack(filled)
+    return BookPrices(out, observed, tuple(synthetic), tuple(pegged), tuple(missing))
 
 
 def log_returns(close: Array) -> Array:

@@ -193,12 +193,15 @@ def test_bootstrap_weights_draw_every_window_count_once_per_replicate() -> None:
     assert not (w == 1).all()
 
 
-def test_frontier_interpolates_the_cheapest_false_alarms_at_a_recall() -> None:
-    recalls = np.array([0.1, 0.3, 0.5, 0.45])
-    fas = np.array([10.0, 30.0, 100.0, 120.0])
+def test_frontier_interpolates_between_efficient_points_only() -> None:
+    # (0.45, 120) and (0.15, 400) are dominated; the frontier is (0, 0), (0.1, 10), (0.3, 30), (0.5, 100)
+    recalls = np.array([0.0, 0.1, 0.3, 0.5, 0.45, 0.15])
+    fas = np.array([0.0, 10.0, 30.0, 100.0, 120.0, 400.0])
     assert bt.frontier_at(recalls, fas, 0.2) == pytest.approx(20.0)
+    assert bt.frontier_at(recalls, fas, 0.4) == pytest.approx(65.0)
     assert bt.frontier_at(recalls, fas, 0.5) == pytest.approx(100.0)
-    assert bt.frontier_at(recalls, fas, 0.05) == pytest.approx(10.0)
+    assert bt.frontier_at(recalls, fas, 0.05) == pytest.approx(5.0)
+    assert bt.frontier_at(recalls[1:], fas[1:], 0.05) == pytest.approx(10.0)  # below the lowest point: its count
     assert np.isnan(bt.frontier_at(recalls, fas, 0.6))
 
 

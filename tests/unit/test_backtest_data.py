@@ -97,7 +97,9 @@ def test_book_columns_alias_synthesise_lsts_and_peg_stables_before_their_data() 
     assert cols.synthetic == ("wstETH",) and cols.missing == ("LINK",) and "USDC" in cols.pegged
     c = cols.prices.close
     i = px.index_at(pd.Timestamp("2020-06-01"))
-    assert c[i, 2] == 1.0  # USDC held at 1 before 2021
+    assert c[i, 2] == 1.0  # USDC held at 1 before 2021 for the replay ...
+    assert not cols.observed[i, 2] and cols.observed[-1, 2]  # ... but not shown to the policy as history
+    assert cols.observed[i, 1] and not cols.observed[:, 3].any()
     ratio = c[:, 1] / c[:, 0]
     ok = np.isfinite(ratio)
     np.testing.assert_allclose(ratio[ok], bd.lst_ratio(px.times[ok], 11))
