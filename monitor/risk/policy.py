@@ -104,6 +104,7 @@ SEED_RETURNS = 30
 MAX_SIM_STEPS = 48  # simulated steps per path at most (finer data is summed into coarser steps)
 WINSOR_MADS = 5.0  # long-run variance: returns clipped at this many robust sigmas
 LONG_RUN_RANGE_DAYS = 365  # Parkinson range variance window of market_state_from_prices
+AAVE_MIN_BASE_MAX_CLOSE_FACTOR_USD = 2_000.0  # Aave 3.3+ MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD (base ~ USD)
 MAX_LEVEL = 10.0  # no level above HF 10 (a tail fit on a handful of paths must not run away)
 # probability grid of the stored curves (P(HF < 1) as a function of HF), log-spaced
 PROB_GRID: Array = np.logspace(-8.0, math.log10(0.5), 64)
@@ -119,7 +120,7 @@ class PolicyConfig:
     hard_levels: Triple | None = None  # explicit user levels (at/below: at least that severity)
     market_levels: tuple[tuple[str, Triple], ...] = ()  # per market name
     account_levels: tuple[tuple[str, Triple], ...] = ()  # per account (matched case-insensitively)
-    close_factor: float = 0.5  # share of the debt one liquidation repays
+    close_factor: float = 0.5  # share of the debt one liquidation repays under a 50 % rule (see miss_costs)
     exit_margin: float = 0.02  # hysteresis: leave a level only above level * (1 + exit_margin)
     min_dwell_s: float = 300.0  # ... and after this long at it
     ewma_lambda: float = 0.94  # per day; per step it is lambda ** (step_hours / 24)
@@ -543,14 +544,25 @@ def _composition(book: Book, market: MarketState, cfg: PolicyConfig) -> _Composi
 
 def miss_costs(book: Book, market: MarketState, cfg: PolicyConfig) -> Array:
     """``[P]`` USD cost of a missed liquidation: the penalty ``repay * (bonus - 1)`` on what one
-    liquidation takes (``repay = close_factor * debt``, at most what the largest collateral
-    covers), plus the same penalty again on the seized collateral beyond the known DEX depth."""
+    liquidation takes, at most what the largest collateral covers, plus the same penalty again on
+    the seized collateral beyond the known DEX depth. ``repay`` follows the book's close-factor
+    rule: ``close_factor * debt`` (Aave 3.0-3.2 just below HF 1, and Aave 3.3+ when both
+    reserves are worth >= 2,000 USD), the whole debt reserve for a smaller Aave 3.3+ position,
+    the whole debt for Morpho Blue and Compound V3 (``Book.close_factor == "full"``)."""
     debt = book.debt.sum(axis=1)
     main = np.argmax(book.collateral, axis=1)
     rows = np.arange(book.size)
     bonus = np.maximum(book.bonus[rows, main], 1.0)
     main_value = book.collateral[rows, main]
-    repay = np.minimum(cfg.close_factor * debt, main_value / bonus)
+    share = np.full(book.size, cfg.close_factor)
+    rule = getattr(book, "close_factor", "v30")
+    if rule == "full":  # Morpho Blue liquidations, Comet absorbs: the whole debt
+        share[:] = 1.0
+    elif rule == "v33":  # Aave 3.3+: the whole reserve debt unless both reserves are worth >= 2,000
+        top_debt = book.debt.max(axis=1)
+        small = (main_value < AAVE_MIN_BASE_MAX_CLOSE_FACTOR_USD) | (top_debt < AAVE_MIN_BASE_MAX_CLOSE_FACTOR_USD)
+        share = np.where(small, top_debt / np.where(debt > 0, debt, 1.0), share)
+    repay = np.minimum(share * debt, main_value / bonus)
     penalty = repay * (bonus - 1.0)
     if market.liquidity is not None:
         depth = np.asarray(market.liquidity.depth_usd, dtype=np.float64)[main]

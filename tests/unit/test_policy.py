@@ -327,3 +327,17 @@ def test_two_thousand_positions_in_one_call_are_fast() -> None:
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, elapsed
     assert pl.size == 2000 and len(set(pl.classes)) > 20
+
+
+def test_miss_cost_follows_the_protocols_close_factor_rule() -> None:
+    big, small = SOL_USDC, leg({"SOL": 1_500}, {"USDC": 900}, 0.75, 1.10)
+    book = make_book([big, small])
+    market = market_state_from_prices(SYMBOLS)
+    half = miss_costs(book, market, FAST)  # Aave 3.0-3.2: 50 % of the debt
+    assert half.tolist() == pytest.approx([0.5 * 60_000 * 0.10, 0.5 * 900 * 0.10])
+    v33 = miss_costs(replace(book, close_factor="v33"), market, FAST)  # small positions: the whole reserve debt
+    assert v33.tolist() == pytest.approx([0.5 * 60_000 * 0.10, 900 * 0.10])
+    full = miss_costs(replace(book, close_factor="full"), market, FAST)  # Morpho / Comet
+    assert full.tolist() == pytest.approx([60_000 * 0.10, 900 * 0.10])
+    levels = position_levels(replace(book, close_factor="full"), market, FAST).levels
+    assert (levels[0] >= position_levels(book, market, FAST).levels[0]).all()
