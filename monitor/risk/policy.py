@@ -101,7 +101,8 @@ LEVEL_NAMES: tuple[str, str, str] = ("watch", "warning", "critical")
 HOURS_PER_DAY = 24.0
 SECONDS_PER_DAY = 86_400.0
 SEED_RETURNS = 30
-MAX_SIM_STEPS = 48  # simulated steps per path at most (finer data is summed into coarser steps)
+EWMA_CHUNK = 256  # rows per closed-form block of the EWMA recursion
+MAX_SIM_STEPS = 24  # simulated steps per path at most (finer data is summed into coarser steps)
 WINSOR_MADS = 5.0  # long-run variance: returns clipped at this many robust sigmas
 LONG_RUN_RANGE_DAYS = 365  # Parkinson range variance window of market_state_from_prices
 AAVE_MIN_BASE_MAX_CLOSE_FACTOR_USD = 2_000.0  # Aave 3.3+ MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD (base ~ USD)
@@ -410,7 +411,7 @@ def _filter(market: MarketState, cfg: PolicyConfig) -> _Filtered:
     steps_per_day = HOURS_PER_DAY / market.step_hours
     pool = round(cfg.pool_days * steps_per_day)
     r = r[-pool:] if r.shape[0] > pool else r
-    t, a = r.shape
+    a = r.shape[1]
     lam = cfg.ewma_lambda ** (market.step_hours / HOURS_PER_DAY)
     present = np.isfinite(r)
     sq = np.where(present, r * r, 0.0)
@@ -429,12 +430,7 @@ def _filter(market: MarketState, cfg: PolicyConfig) -> _Filtered:
         vals = r[present[:, j], j][:SEED_RETURNS]
         if vals.size:
             seed[j] = float(np.mean(vals * vals))
-    var = seed.copy()
-    ex_ante = np.full((t, a), np.nan)
-    for i in range(t):  # RiskMetrics recursion; a missing return leaves the variance as it is
-        ex_ante[i] = var
-        row = present[i]
-        var = np.where(row, lam * var + (1.0 - lam) * sq[i], var)
+    ex_ante, var = ewma_ex_ante(sq, present, lam, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         denom = np.sqrt(np.maximum(ex_ante, floor_var))
         z = np.where(present & (denom > 0), r / np.where(denom > 0, denom, 1.0), np.nan)
@@ -443,6 +439,24 @@ def _filter(market: MarketState, cfg: PolicyConfig) -> _Filtered:
     sigma_now = np.sqrt((1.0 - w) * ewma_var + w * long_var)
     sigma_now = np.where(counts > 0, sigma_now, np.nan)
     return _Filtered(z, sigma_now)
+
+
+def ewma_ex_ante(sq: Array, present: NDArray[np.bool_], lam: float, seed: Array) -> tuple[Array, Array]:
+    """The RiskMetrics recursion ``v <- lam * v + (1 - lam) * r^2`` per column, a missing return
+    leaving ``v`` as it is: ``([T, A]`` the variance before each row, ``[A]`` after the last).
+    Evaluated in closed form over chunks of :data:`EWMA_CHUNK` rows (``lam ** -count`` stays
+    small), the same numbers as the loop to rounding."""
+    t = sq.shape[0]
+    ex = np.empty_like(sq)
+    var = seed.astype(np.float64).copy()
+    for s in range(0, t, EWMA_CHUNK):
+        p = present[s : s + EWMA_CHUNK]
+        count: IntArray = np.cumsum(p, axis=0, dtype=np.int64)  # present rows up to and including each row
+        before: IntArray = count - p
+        w = np.where(p, (1.0 - lam) * sq[s : s + EWMA_CHUNK], 0.0) * lam ** (-count.astype(np.float64))
+        ex[s : s + EWMA_CHUNK] = lam**before * (var + np.cumsum(w, axis=0) - w)
+        var = lam ** count[-1].astype(np.float64) * (var + w.sum(axis=0))
+    return ex, var
 
 
 def _winsorised_var(r: Array, k: float = WINSOR_MADS) -> Array:

@@ -21,6 +21,7 @@ from monitor.risk.policy import (
     MarketState,
     PolicyConfig,
     _curves,
+    ewma_ex_ante,
     market_state_for,
     market_state_from_history,
     market_state_from_prices,
@@ -341,3 +342,19 @@ def test_miss_cost_follows_the_protocols_close_factor_rule() -> None:
     assert full.tolist() == pytest.approx([60_000 * 0.10, 900 * 0.10])
     levels = position_levels(replace(book, close_factor="full"), market, FAST).levels
     assert (levels[0] >= position_levels(book, market, FAST).levels[0]).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 700), lam=st.sampled_from([0.94, 0.9974]))
+def test_ewma_closed_form_equals_the_recursion(seed: int, rows: int, lam: float) -> None:
+    rng = np.random.default_rng(seed)
+    r = rng.standard_t(3, (rows, 3)) * 0.03
+    present = rng.random((rows, 3)) > 0.2
+    sq = np.where(present, r * r, 0.0)
+    start = rng.uniform(1e-4, 1e-2, 3)
+    ex, last = ewma_ex_ante(sq, present, lam, start)
+    var = start.copy()
+    for i in range(rows):
+        assert np.allclose(ex[i], var, rtol=1e-9)
+        var = np.where(present[i], lam * var + (1 - lam) * sq[i], var)
+    assert np.allclose(last, var, rtol=1e-9)
