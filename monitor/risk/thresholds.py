@@ -1,4 +1,4 @@
-"""Severity mechanics and the lognormal reference math behind the alert levels.
+"""Severity mechanics shared by every caller of the threshold policy, and the normal distribution.
 
 The levels themselves come from :mod:`monitor.risk.policy` (filtered historical simulation,
 levels by expected cost). This module keeps what every caller of the policy shares:
@@ -9,11 +9,8 @@ levels by expected cost). This module keeps what every caller of the policy shar
   are any object with ``exit_margin`` and ``min_dwell_s`` (:class:`ThresholdPolicy`, or the
   policy's :class:`~monitor.risk.policy.PolicyConfig`);
 - the normal CDF / quantile (no scipy: ``erfc`` and Acklam's rational approximation refined
-  by one Halley step) and the lognormal reference: ``ln HF`` as a driftless Brownian motion
-  with daily sigma ``sqrt(w S w^T)`` (:func:`log_hf_sigma`), touching 0 within ``h`` with
-  probability ``2 * Phi(-ln HF / (sigma * sqrt(h_days)))`` (:func:`liquidation_probability`,
-  inverted by :func:`threshold_hf`). The policy's simulation is checked against it on
-  Gaussian returns (tests); it is not how levels are set;
+  by one Halley step), the reference the policy's simulation is checked against on Gaussian
+  returns (tests);
 - :func:`covariance_for`: the daily covariance from the store's oracle history or the
   shipped data (the oracle-jump detector's volatility).
 
@@ -33,7 +30,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from monitor import price_data
 from monitor.errors import InputError
-from monitor.risk.book import Book
 from monitor.risk.checks import finite_number, parse_day
 from monitor.risk.volatility import DEFAULT_LAMBDA, asset_covariance, ewma_covariance
 
@@ -43,21 +39,16 @@ __all__ = [
     "Levels",
     "ThresholdPolicy",
     "covariance_for",
-    "liquidation_probability",
-    "log_hf_sensitivities",
-    "log_hf_sigma",
     "norm_cdf",
     "norm_ppf",
     "raw_severity",
     "step_severity",
-    "threshold_hf",
 ]
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 SEVERITIES: tuple[str, ...] = ("ok", "watch", "warning", "critical", "liquidatable")  # index = rank
-HOURS_PER_DAY = 24.0
 SECONDS_PER_DAY = 86400.0
 SHIPPED_WINDOW_DAYS = 365
 
@@ -157,70 +148,6 @@ def _poly(coef: tuple[float, ...], t: Array) -> Array:
     for c in coef[1:]:
         acc = acc * t + c
     return acc
-
-
-# -- the health factor's volatility ---------------------------------------------------
-
-
-def log_hf_sensitivities(book: Book) -> Array:
-    """``[P, A]``: ``d ln HF / d ln p_a = c_a*lt_a / W - d_a / D`` (rows of zeros without debt).
-
-    ``W = sum(c*lt)`` uses the raw liquidation thresholds (Aave's floor of the average LT to
-    whole bps is a < 1e-4 relative effect on HF and none on its sensitivity).
-    """
-    weighted = book.collateral * book.lt
-    w_total = weighted.sum(axis=1, keepdims=True)
-    d_total = book.debt.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        coll = np.where(w_total > 0, weighted / np.where(w_total > 0, w_total, 1.0), 0.0)
-        debt = np.where(d_total > 0, book.debt / np.where(d_total > 0, d_total, 1.0), 0.0)
-    out: Array = np.where(d_total > 0, coll - debt, 0.0)
-    return out
-
-
-def log_hf_sigma(book: Book, cov_daily: ArrayLike) -> Array:
-    """``[P]`` daily sigma of ``ln HF``: ``sqrt(w S w^T)`` per row, ``S`` the ``[A, A]`` daily
-    log-return covariance in the book's column order (see :func:`covariance_for`)."""
-    a = len(book.symbols)
-    cov = np.asarray(cov_daily, dtype=np.float64)
-    if cov.shape != (a, a):
-        raise InputError(f"covariance must be [{a}, {a}] for the book's assets {book.symbols}, got shape {cov.shape}")
-    if not np.isfinite(cov).all():
-        raise InputError("covariance contains NaN or infinite values")
-    w = log_hf_sensitivities(book)
-    var = np.einsum("pa,ab,pb->p", w, 0.5 * (cov + cov.T), w)
-    out: Array = np.sqrt(np.clip(var, 0.0, None))
-    return out
-
-
-# -- probability <-> level ------------------------------------------------------------
-
-
-def liquidation_probability(hf: ArrayLike, sigma_daily: ArrayLike, horizon_hours: float) -> Array:
-    """P(HF touches 1 within ``horizon_hours``) for driftless Brownian ``ln HF`` (reflection principle):
-    ``2 * Phi(-ln(hf) / (sigma * sqrt(h / 24)))`` in [0, 1]; 1 when ``hf <= 1``; 0 when ``hf`` is
-    infinite (no debt) or ``sigma * h`` is 0 with ``hf > 1``. Broadcasts ``hf`` against ``sigma_daily``."""
-    h, s = _hf_array(hf), _sigma_array(sigma_daily)
-    scale = s * math.sqrt(_horizon(horizon_hours) / HOURS_PER_DAY)
-    h, scale = np.broadcast_arrays(h, scale)
-    live = (h > 1.0) & np.isfinite(h) & (scale > 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(live, np.log(np.where(live, h, 2.0)) / np.where(live, scale, 1.0), 0.0)
-    p = np.clip(2.0 * norm_cdf(-d), 0.0, 1.0)
-    out: Array = np.where(h <= 1.0, 1.0, np.where(live, p, 0.0))
-    return out
-
-
-def threshold_hf(sigma_daily: ArrayLike, horizon_hours: float, tolerance: float) -> Array:
-    """The HF at which :func:`liquidation_probability` equals ``tolerance``:
-    ``exp(z * sigma * sqrt(h / 24))`` with ``z = Phi^-1(1 - tolerance / 2)`` (1.0 when sigma is 0)."""
-    s = _sigma_array(sigma_daily)
-    tol = finite_number(tolerance, "tolerance")
-    if not 0.0 < tol < 1.0:
-        raise InputError(f"tolerance must be a probability in (0, 1), got {tolerance}")
-    z = -float(_lower_quantile(np.array(tol / 2.0)))  # upper quantile without forming 1 - tol/2
-    out: Array = np.exp(z * s * math.sqrt(_horizon(horizon_hours) / HOURS_PER_DAY))
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,13 +352,6 @@ def _shipped_covariance(names: list[str], end: str | None, lam: float, reason: s
 # -- internals ----------------------------------------------------------------------------
 
 
-def _horizon(hours: float) -> float:
-    h = finite_number(hours, "horizon_hours")
-    if h < 0.0:
-        raise InputError(f"horizon_hours must be >= 0, got {hours}")
-    return h
-
-
 def _hf_array(hf: ArrayLike) -> Array:
     try:
         arr = np.asarray(hf, dtype=np.float64)
@@ -439,16 +359,6 @@ def _hf_array(hf: ArrayLike) -> Array:
         raise InputError(f"health factors must be numeric: {exc}") from exc
     if np.isnan(arr).any() or (arr < 0.0).any():
         raise InputError("health factors must be >= 0 (inf for no debt), got NaN or a negative value")
-    return arr
-
-
-def _sigma_array(sigma: ArrayLike) -> Array:
-    try:
-        arr = np.asarray(sigma, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"sigma_daily must be numeric: {exc}") from exc
-    if not np.isfinite(arr).all() or (arr < 0.0).any():
-        raise InputError("sigma_daily must be finite and >= 0")
     return arr
 
 

@@ -6,25 +6,20 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import settings
 from numpy.typing import ArrayLike, NDArray
 
 from monitor.errors import InputError
-from monitor.risk.book import Book, synthetic_book
+from monitor.risk.book import Book
 from monitor.risk.thresholds import (
     SEVERITIES,
     Levels,
     ThresholdPolicy,
     covariance_for,
-    liquidation_probability,
-    log_hf_sensitivities,
-    log_hf_sigma,
     norm_cdf,
     norm_ppf,
     raw_severity,
     step_severity,
-    threshold_hf,
 )
 from monitor.risk.volatility import asset_covariance
 
@@ -96,73 +91,6 @@ def test_ppf_edges_and_errors() -> None:
             norm_ppf(bad)
 
 
-# -- probability and threshold -----------------------------------------------------------
-
-
-def test_reflection_known_answer() -> None:
-    # 2 * Phi(-ln 1.1 / 0.05) = 2 * Phi(-1.906203596...) = 0.0566237958666...
-    p = float(liquidation_probability(1.1, 0.05, 24.0))
-    assert p == pytest.approx(0.05662379586660804, rel=1e-12)
-    assert p == pytest.approx(2 * 0.5 * math.erfc(math.log(1.1) / 0.05 / math.sqrt(2)), rel=1e-14)
-    # the same sigma over 6 h is half the daily sd
-    assert float(liquidation_probability(1.1, 0.05, 6.0)) == pytest.approx(
-        math.erfc(math.log(1.1) / 0.025 / math.sqrt(2)), rel=1e-12
-    )
-
-
-def test_reflection_matches_monte_carlo() -> None:
-    """Discretely monitored paths, Broadie-Glasserman-corrected, agree with the formula (factor 2 included)."""
-    rng = np.random.default_rng(3)
-    paths, steps, sigma, hf = 10_000, 400, 0.05, 1.1
-    dt_sd = sigma / math.sqrt(steps)
-    hit = np.zeros(paths, dtype=bool)
-    x = np.full(paths, math.log(hf))
-    for _ in range(steps):
-        x += rng.normal(0.0, dt_sd, paths)
-        hit |= x <= 0.0
-    shifted = math.exp(math.log(hf) + 0.5826 * dt_sd)  # discrete monitoring ~ continuous with a farther barrier
-    expected = float(liquidation_probability(shifted, sigma, 24.0))
-    se = math.sqrt(expected * (1 - expected) / paths)
-    assert abs(hit.mean() - expected) < 4 * se
-
-
-def test_probability_limits() -> None:
-    hf = np.array([0.9, 1.0, 1.2, math.inf, 1.2])
-    sigma = np.array([0.05, 0.05, 0.0, 0.05, 0.05])
-    p = liquidation_probability(hf, sigma, 1.0)
-    assert p[:4].tolist() == [1.0, 1.0, 0.0, 0.0]
-    assert 0.0 < p[4] < 1e-3
-    assert liquidation_probability(1.2, 0.05, 0.0).tolist() == 0.0
-    with pytest.raises(InputError):
-        liquidation_probability(math.nan, 0.05, 1.0)
-    with pytest.raises(InputError):
-        liquidation_probability(1.2, -0.01, 1.0)
-
-
-@FAST
-@given(
-    sigma=st.floats(min_value=1e-4, max_value=0.3),
-    hours=st.floats(min_value=0.05, max_value=168.0),
-    tol=st.floats(min_value=1e-6, max_value=0.5),
-)
-def test_threshold_inverts_probability(sigma: float, hours: float, tol: float) -> None:
-    hf = float(threshold_hf(sigma, hours, tol))
-    assert hf > 1.0
-    assert float(liquidation_probability(hf, sigma, hours)) == pytest.approx(tol, rel=1e-8)
-    # a bit safer -> less likely, a bit riskier -> more likely
-    assert float(liquidation_probability(hf * 1.001, sigma, hours)) < tol
-    assert float(liquidation_probability(1 + (hf - 1) * 0.999, sigma, hours)) > tol
-
-
-def test_threshold_known_answer() -> None:
-    # z(0.01 / 2) = 2.5758293035489004; 3 % daily over 24 h
-    assert float(threshold_hf(0.03, 24.0, 0.01)) == pytest.approx(math.exp(2.5758293035489004 * 0.03), rel=1e-12)
-    assert float(threshold_hf(0.0, 24.0, 0.01)) == 1.0
-    for bad in (0.0, 1.0, -0.1, math.nan):
-        with pytest.raises(InputError):
-            threshold_hf(0.03, 24.0, bad)
-
-
 # -- hysteresis parameters ------------------------------------------------------------------------
 
 
@@ -182,71 +110,6 @@ def test_levels_from_the_policy_matrix() -> None:
     assert raw_severity(np.array([1.15, 1.004]), lv).tolist() == [2, 2]
     with pytest.raises(InputError):
         Levels.from_matrix([[1.2, 1.1]])
-
-
-def test_threshold_known_values() -> None:
-    # 3 %/day over 24 h: watch (0.1 %) 1.1038, warning (1 %) 1.0803, critical (5 %) 1.0606
-    raw = [float(threshold_hf(0.03, 24.0, t)) for t in (0.001, 0.01, 0.05)]
-    assert raw == pytest.approx([1.103753, 1.080339, 1.060562], abs=1e-6)
-    assert raw[2] == pytest.approx(math.exp(1.959963984540054 * 0.03), rel=1e-9)
-
-
-def test_threshold_increases_with_sigma_and_horizon() -> None:
-    sig = np.linspace(0.001, 0.2, 50)
-    t = threshold_hf(sig, 4.0, 0.01)
-    assert (np.diff(t) > 0).all()
-    assert float(threshold_hf(0.03, 24.0, 0.01)) > float(threshold_hf(0.03, 1.0, 0.01))
-
-
-# -- sensitivities and log-HF sigma -------------------------------------------------------------
-
-
-def test_sensitivities_one_collateral_one_debt() -> None:
-    book = make_book([[20_000.0, 0.0]], [[0.0, 12_000.0]], [0.8, 0.78], ("WETH", "USDC"))
-    assert log_hf_sensitivities(book).tolist() == [[1.0, -1.0]]
-    cov = np.array([[0.03**2, 0.0], [0.0, 0.001**2]])
-    assert float(log_hf_sigma(book, cov)[0]) == pytest.approx(math.sqrt(0.03**2 + 0.001**2), rel=1e-12)
-
-
-def test_sensitivities_loop_and_mixed_and_no_debt() -> None:
-    book = make_book(
-        [[10_000.0, 0.0], [100.0, 100.0], [5_000.0, 0.0]],  # USDC loop; ETH + USDC vs USDC; no debt
-        [[9_000.0, 0.0], [100.0, 0.0], [0.0, 0.0]],
-        [[0.93, 0.8], [0.9, 0.8], [0.9, 0.8]],
-        ("USDC", "WETH"),
-    )
-    w = log_hf_sensitivities(book)
-    assert w[0].tolist() == [0.0, 0.0]  # the loop does not move with the USDC price
-    # W = 0.9*100 + 0.8*100 = 170: USDC 90/170 - 1 = -80/170, WETH 80/170
-    assert w[1] == pytest.approx([-80 / 170, 80 / 170], rel=1e-12)
-    assert w[2].tolist() == [0.0, 0.0]
-    cov = np.array([[1e-6, 0.0], [0.0, 0.03**2]])
-    s = log_hf_sigma(book, cov)
-    assert s[0] == 0.0 and s[2] == 0.0
-    assert s[1] == pytest.approx(math.sqrt((80 / 170) ** 2 * (0.03**2 + 1e-6)), rel=1e-12)
-    with pytest.raises(InputError):
-        log_hf_sigma(book, np.eye(3))
-
-
-def test_sensitivities_match_finite_differences() -> None:
-    rng = np.random.default_rng(5)
-    book = synthetic_book(
-        200, ("WETH", "WBTC", "USDC", "DAI"), (2000.0, 60000.0, 1.0, 1.0), (0.83, 0.78, 0.78, 0.77), rng
-    )
-    w = log_hf_sensitivities(book)
-
-    def ln_hf(m: Array) -> Array:
-        out: Array = np.log((book.collateral * m * book.lt).sum(axis=1) / (book.debt * m).sum(axis=1))
-        return out
-
-    eps = 1e-6
-    for a in range(4):
-        m = np.ones(4)
-        m[a] = math.exp(eps)
-        up = ln_hf(m)
-        m[a] = math.exp(-eps)
-        assert (up - ln_hf(m)) / (2 * eps) == pytest.approx(w[:, a], abs=1e-7)
-    assert w.sum(axis=1) == pytest.approx(0.0, abs=1e-12)  # every price x k leaves HF alone
 
 
 # -- severities -----------------------------------------------------------------------------
