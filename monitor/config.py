@@ -67,6 +67,12 @@ _CHAIN_KEYS: Final = (
     "calls_per_batch",
     "multicall3",
     "rate_limit_per_s",
+    "retry_budget_s",
+    "backoff_s",
+    "backoff_cap_s",
+    "max_response_bytes",
+    "max_reorg_depth",
+    "reorg_confirmations",
 )
 _MARKET_KEYS: Final = (
     "name",
@@ -86,7 +92,7 @@ _PROTOCOL_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "compound_v3": ("comet",),
 }
 _MARKET_ID_RE: Final = re.compile(r"0x[0-9a-fA-F]{64}")
-_STORE_KEYS: Final = ("path",)
+_STORE_KEYS: Final = ("path", "lease_ttl_s")
 
 
 # --------------------------------------------------------------------------- data model
@@ -119,6 +125,13 @@ class ChainConfig:
     calls_per_batch: int
     multicall3: str
     rate_limit_per_s: float | None
+    # retries go on while this many seconds since a request's first attempt are not spent
+    retry_budget_s: float = 60.0
+    backoff_s: float = 0.2  # first retry delay (jittered, doubled per retry up to backoff_cap_s)
+    backoff_cap_s: float = 8.0
+    max_response_bytes: int = 32 * 1024 * 1024  # one answer's body cap, read as a stream
+    max_reorg_depth: int = 64  # a rollback deeper than this stops with an error, deletes nothing
+    reorg_confirmations: int = 2  # a hash mismatch counts once the node's head is this far past it
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,7 @@ class MarketConfig:
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: Path
+    lease_ttl_s: float = 60.0  # the writer lease (`liqmon run`) expires this long after its last renewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +365,19 @@ class _Validator:
             self.fail(path, f"expected an integer >= {minimum}, got {value}")
         return value
 
+    def bounded_integer(self, value: object, path: str, minimum: int, maximum: int) -> int:
+        number = self.integer(value, path, minimum)
+        if number > maximum:
+            self.fail(path, f"expected an integer between {minimum} and {maximum}, got {number}")
+        return number
+
+    def bounded_number(self, value: object, path: str, minimum: float, maximum: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(path, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(value) or not minimum <= value <= maximum:
+            self.fail(path, f"expected a number between {minimum:g} and {maximum:g}, got {_describe(value)}")
+        return float(value)
+
     def positive_number(self, value: object, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(path, f"expected a number, got {_describe(value)}")
@@ -477,6 +504,16 @@ class _Validator:
             calls_per_batch=self.integer(raw.get("calls_per_batch", 500), f"{path}.calls_per_batch", 1),
             multicall3=self.address(raw.get("multicall3", CANONICAL_MULTICALL3), f"{path}.multicall3"),
             rate_limit_per_s=(None if rate is None else self.positive_number(rate, f"{path}.rate_limit_per_s")),
+            retry_budget_s=self.bounded_number(raw.get("retry_budget_s", 60), f"{path}.retry_budget_s", 0.0, 86_400.0),
+            backoff_s=self.bounded_number(raw.get("backoff_s", 0.2), f"{path}.backoff_s", 0.0, 60.0),
+            backoff_cap_s=self.bounded_number(raw.get("backoff_cap_s", 8), f"{path}.backoff_cap_s", 0.0, 600.0),
+            max_response_bytes=self.bounded_integer(
+                raw.get("max_response_bytes", 32 * 1024 * 1024), f"{path}.max_response_bytes", 1024, 2**31
+            ),
+            max_reorg_depth=self.bounded_integer(raw.get("max_reorg_depth", 64), f"{path}.max_reorg_depth", 1, 100_000),
+            reorg_confirmations=self.bounded_integer(
+                raw.get("reorg_confirmations", 2), f"{path}.reorg_confirmations", 0, 1_000
+            ),
         )
 
     def markets(self, value: object, chains: Mapping[str, ChainConfig]) -> tuple[MarketConfig, ...]:
@@ -581,7 +618,8 @@ class _Validator:
         path = Path(path_value).expanduser()
         if not path.is_absolute():
             path = source.parent.absolute() / path
-        return StoreConfig(path=path)
+        lease = self.bounded_number(raw.get("lease_ttl_s", 60), "store.lease_ttl_s", 1.0, 86_400.0)
+        return StoreConfig(path=path, lease_ttl_s=lease)
 
 
 # --------------------------------------------------------------------------- helpers

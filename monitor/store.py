@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -48,6 +51,43 @@ class Checkpoint:
     block: int
     block_hash: str
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who writes a database: one ``liqmon run`` (or one ``liqmon scan``) at a time."""
+
+    kind: str  # "run" or "scan"
+    pid: int
+    host: str
+    token: str
+    acquired_at: float
+    renewed_at: float
+    expires_at: float
+
+    def describe(self) -> str:
+        return f"liqmon {self.kind} (pid {self.pid} on host {self.host})"
+
+
+class LeaseHeld(StoreError):
+    """Another live process holds the database's writer lease."""
+
+    def __init__(self, message: str, holder: Lease) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- schema
@@ -331,6 +371,27 @@ def _schema_v6_market_params(db: sqlite_utils.Database) -> None:
     )  # fmt: skip
 
 
+def _schema_v7_orphans_and_lease(db: sqlite_utils.Database) -> None:
+    """Version 7: history is deleted only on proof.
+
+    - ``orphaned_blocks``: blocks a confirmed reorg replaced. Their position, price, parameter
+      and scan rows are KEPT (queries ignore them) until the canonical replacement of the same
+      block is stored, or the block is found canonical again (the mark is lifted);
+    - ``writer_lease``: one writer per database (``liqmon run``): pid, host and expiry of the
+      holder, renewed while it runs.
+    """
+    _create_table(
+        db, "orphaned_blocks", {"market": str, "block": int, "hash": str, "marked_at": float, "reason": str},
+        pk=("market", "block"),
+    )  # fmt: skip
+    _create_table(
+        db, "writer_lease",
+        {"name": str, "kind": str, "pid": int, "host": str, "token": str, "acquired_at": float, "renewed_at": float,
+         "expires_at": float},
+        pk="name",
+    )  # fmt: skip
+
+
 # Append only: entry i brings the schema from version i to version i + 1.
 _MIGRATIONS: tuple[Migration, ...] = (
     _create_schema_v1,
@@ -339,6 +400,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
     _schema_v4_discovery_blocks,
     _schema_v5_aave_revisions,
     _schema_v6_market_params,
+    _schema_v7_orphans_and_lease,
 )
 
 
@@ -579,6 +641,14 @@ def _decode_position(row: dict[str, Any]) -> dict[str, Any]:
 Clause = tuple[str, tuple[Any, ...]]
 
 
+def _live(alias: str) -> str:
+    """SQL: the row of ``alias`` is not on a block marked orphaned."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM orphaned_blocks AS ob"
+        f" WHERE ob.market = {alias}.market AND ob.block = {alias}.block)"
+    )
+
+
 def _where(clauses: Sequence[Clause]) -> tuple[str, list[Any]]:
     """``[("block >= ?", (5,)), ...]`` -> ``("WHERE block >= ? AND ...", [5, ...])``."""
     if not clauses:
@@ -634,6 +704,79 @@ class Store:
                     yield
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write history database {self.path}: {exc}") from exc
+
+    # ----------------------------------------------------------------- writer lease
+
+    def lease_holder(self) -> Lease | None:
+        rows = self._rows("SELECT * FROM writer_lease WHERE name = 'writer'", [])
+        if not rows:
+            return None
+        row = rows[0]
+        return Lease(row["kind"], row["pid"], row["host"], row["token"], row["acquired_at"], row["renewed_at"],
+                     row["expires_at"])  # fmt: skip
+
+    def lease_is_live(self, lease: Lease, *, host: str | None = None) -> bool:
+        """Held: not expired, and when it is on this host, its process still exists."""
+        if lease.expires_at <= self._clock():
+            return False
+        here = socket.gethostname() if host is None else host
+        return not (lease.host == here and not pid_alive(lease.pid))
+
+    def acquire_lease(self, kind: str, ttl_s: float, *, pid: int | None = None, host: str | None = None) -> Lease:
+        """Take the writer lease, or raise :class:`LeaseHeld` naming the live holder. A stale
+        lease (expired, or its pid is dead on this host) is taken over."""
+        pid = os.getpid() if pid is None else pid
+        host = socket.gethostname() if host is None else host
+        with self.transaction():  # BEGIN IMMEDIATE: two processes cannot both see it free
+            holder = self.lease_holder()
+            mine = holder is not None and (holder.pid, holder.host) == (pid, host)
+            if holder is not None and not mine and self.lease_is_live(holder, host=host):
+                since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(holder.acquired_at))
+                raise LeaseHeld(
+                    f"{self.path} is being written by {holder.describe()}, since {since}: only one liqmon run"
+                    f" (or scan) may write a database; stop that process first (a stale lease expires"
+                    f" {max(0.0, holder.expires_at - self._clock()):.0f} s after its last renewal)",
+                    holder,
+                )
+            now = self._clock()
+            lease = Lease(kind, pid, host, uuid.uuid4().hex, now, now, now + ttl_s)
+            self._db.table("writer_lease").upsert({"name": "writer", **_lease_row(lease)}, pk="name")
+        return lease
+
+    def renew_lease(self, lease: Lease, ttl_s: float) -> Lease:
+        """Extend ``lease``; StoreError when it is no longer ours (taken over after expiry)."""
+        now = self._clock()
+        with self.transaction():
+            cursor = self._db.execute(
+                "UPDATE writer_lease SET renewed_at = ?, expires_at = ? WHERE name = 'writer' AND token = ?",
+                [now, now + ttl_s, lease.token],
+            )
+            if cursor.rowcount != 1:
+                holder = self.lease_holder()
+                raise StoreError(
+                    f"lost the writer lease of {self.path}"
+                    f"{' to ' + holder.describe() if holder else ''}: stopping so that only one process writes"
+                )
+        return Lease(lease.kind, lease.pid, lease.host, lease.token, lease.acquired_at, now, now + ttl_s)
+
+    def release_lease(self, lease: Lease) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM writer_lease WHERE name = 'writer' AND token = ?", [lease.token])
+
+    @contextmanager
+    def writer(self, kind: str, ttl_s: float) -> Iterator[Lease | None]:
+        """Hold the writer lease for a block of work. Re-entrant for this process (the
+        daemon's own scans run under its lease): then nothing is taken or released."""
+        holder = self.lease_holder()
+        if holder is not None and (holder.pid, holder.host) == (os.getpid(), socket.gethostname()):
+            yield None
+            return
+        lease = self.acquire_lease(kind, ttl_s)
+        try:
+            yield lease
+        finally:
+            with suppress(StoreError):
+                self.release_lease(lease)
 
     # ----------------------------------------------------------------- accounts
 
@@ -712,11 +855,50 @@ class Store:
         return int(cursor.rowcount)
 
     def recent_scans(self, market: str, limit: int = 64) -> list[tuple[int, str]]:
+        """(block, hash) of the newest scanned blocks not marked orphaned, newest first."""
         rows = self._rows(
-            "SELECT block, block_hash FROM scans WHERE market = ? GROUP BY block ORDER BY block DESC LIMIT ?",
+            f"SELECT block, block_hash FROM scans AS s WHERE market = ? AND {_live('s')}"
+            " GROUP BY block ORDER BY block DESC LIMIT ?",
             [market, limit],
         )
         return [(r["block"], r["block_hash"]) for r in rows]
+
+    def mark_orphaned(self, market: str, blocks: Sequence[tuple[int, str]], reason: str) -> int:
+        """Mark (block, stored hash) pairs orphaned, in ONE transaction: their rows are kept
+        but no query returns them any more. Returns how many blocks were newly marked."""
+        now = self._clock()
+        with self.transaction():
+            before = self._count("orphaned_blocks", market)
+            self._db.table("orphaned_blocks").insert_all(
+                ({"market": market, "block": b, "hash": h, "marked_at": now, "reason": reason} for b, h in blocks),
+                ignore=True,
+            )
+            return self._count("orphaned_blocks", market) - before
+
+    def unmark_orphaned(self, market: str, blocks: Sequence[int]) -> None:
+        """The blocks are canonical after all (a node had lied or lagged): their rows count again."""
+        if not blocks:
+            return
+        marks = ",".join("?" * len(blocks))
+        with self.transaction():
+            self._db.execute(f"DELETE FROM orphaned_blocks WHERE market = ? AND block IN ({marks})", [market, *blocks])
+
+    def orphaned_blocks(self, market: str) -> list[tuple[int, str]]:
+        rows = self._rows("SELECT block, hash FROM orphaned_blocks WHERE market = ? ORDER BY block", [market])
+        return [(r["block"], r["hash"]) for r in rows]
+
+    def _count(self, table: str, market: str) -> int:
+        return int(self._db.execute(f"SELECT count(*) FROM {table} WHERE market = ?", [market]).fetchone()[0])
+
+    def _replace_orphaned(self, market: str, block: int) -> None:
+        """The canonical replacement of an orphaned block is being stored: the orphan's rows go now."""
+        if not self._db.execute(
+            "SELECT 1 FROM orphaned_blocks WHERE market = ? AND block = ?", [market, block]
+        ).fetchone():
+            return
+        for table in ("positions", "prices", "scans", "market_params"):
+            self._db.execute(f"DELETE FROM {table} WHERE market = ? AND block = ?", [market, block])
+        self._db.execute("DELETE FROM orphaned_blocks WHERE market = ? AND block = ?", [market, block])
 
     def drop_blocks(self, market: str, blocks: Sequence[int]) -> None:
         """ONE transaction: positions, prices and scans of blocks no longer canonical."""
@@ -737,6 +919,7 @@ class Store:
         """
         _check_pinned(snapshot)
         with self.transaction():
+            self._replace_orphaned(snapshot.market, snapshot.block)
             self._upsert_market(snapshot)
             self._upsert_reserves(snapshot)
             self._upsert_emode_categories(snapshot)
@@ -764,8 +947,8 @@ class Store:
         from those in force just before it (a reorg drops a suffix of blocks, rows included)."""
         reserves, categories = _params_json(snapshot)
         before = self._db.execute(
-            "SELECT reserves, emode_categories FROM market_params WHERE market = ? AND block < ?"
-            " ORDER BY block DESC LIMIT 1",
+            "SELECT reserves, emode_categories FROM market_params AS mp"
+            f" WHERE market = ? AND block < ? AND {_live('mp')} ORDER BY block DESC LIMIT 1",
             [snapshot.market, snapshot.block],
         ).fetchone()
         table = self._db.table("market_params")
@@ -802,7 +985,7 @@ class Store:
         since_time: float | None = None,
     ) -> list[dict[str, Any]]:
         """An account's position rows ordered by block (``legs`` decoded from JSON)."""
-        clauses: list[Clause] = [("account = ? COLLATE NOCASE", (account,))]
+        clauses: list[Clause] = [("account = ? COLLATE NOCASE", (account,)), (_live("positions"), ())]
         if market is not None:
             clauses.append(("market = ?", (market,)))
         if since_block is not None:
@@ -821,7 +1004,7 @@ class Store:
         where, params = _where(_market_clause("p.market", market))
         sql = (
             "SELECT p.* FROM positions AS p"
-            " JOIN (SELECT market, max(block) AS block FROM scans GROUP BY market) AS s"
+            f" JOIN (SELECT market, max(block) AS block FROM scans AS sc WHERE {_live('sc')} GROUP BY market) AS s"
             " ON p.market = s.market AND p.block = s.block"
             f" {where} ORDER BY p.hf IS NULL, p.hf, p.market, p.account"
         )
@@ -836,7 +1019,7 @@ class Store:
         since_time: float | None = None,
     ) -> list[dict[str, Any]]:
         """Price rows of a market ordered by block; ``asset`` is an address or a symbol."""
-        clauses: list[Clause] = [("market = ?", (market,))]
+        clauses: list[Clause] = [("market = ?", (market,)), (_live("prices"), ())]
         if asset is not None:
             clauses.append(("(asset = ? COLLATE NOCASE OR symbol = ? COLLATE NOCASE)", (asset, asset)))
         if since_block is not None:
@@ -970,7 +1153,8 @@ class Store:
         return self._rows("SELECT * FROM markets ORDER BY name", [])
 
     def scans(self, market: str | None = None) -> list[dict[str, Any]]:
-        where, params = _where(_market_clause("market", market))
+        """Scans of blocks not marked orphaned, in the order they were stored."""
+        where, params = _where([*_market_clause("market", market), (_live("scans"), ())])
         return self._rows(f"SELECT * FROM scans {where} ORDER BY id", params)
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
@@ -978,6 +1162,13 @@ class Store:
             return [dict(row) for row in self._db.query(sql, params)]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history database {self.path}: {exc}") from exc
+
+
+def _lease_row(lease: Lease) -> dict[str, Any]:
+    return {
+        "kind": lease.kind, "pid": lease.pid, "host": lease.host, "token": lease.token,
+        "acquired_at": lease.acquired_at, "renewed_at": lease.renewed_at, "expires_at": lease.expires_at,
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------- snapshot rebuild
@@ -993,13 +1184,18 @@ def snapshot_from_rows(store: Store, market: str, block: int | None) -> MarketSn
         )
     meta = found[0]
     if block is None:
-        block = rows("SELECT max(block) AS b FROM scans WHERE market = ?", [market])[0]["b"]
-    scan = rows("SELECT * FROM scans WHERE market = ? AND block = ? ORDER BY id DESC LIMIT 1", [market, block])
+        block = rows(f"SELECT max(block) AS b FROM scans AS s WHERE market = ? AND {_live('s')}", [market])[0]["b"]
+    scan = rows(
+        f"SELECT * FROM scans AS s WHERE market = ? AND block = ? AND {_live('s')} ORDER BY id DESC LIMIT 1",
+        [market, block],
+    )
     if not scan:
         raise StoreError(f"market {market!r} has no stored scan at block {block} in {store.path}")
     prices = {r["asset"]: r for r in rows("SELECT * FROM prices WHERE market = ? AND block = ?", [market, block])}
     params = rows(
-        "SELECT * FROM market_params WHERE market = ? AND block <= ? ORDER BY block DESC LIMIT 1", [market, block]
+        f"SELECT * FROM market_params AS mp WHERE market = ? AND block <= ? AND {_live('mp')}"
+        " ORDER BY block DESC LIMIT 1",
+        [market, block],
     )
     if params:  # the parameters in force at the block
         reserve_params = json.loads(params[0]["reserves"])

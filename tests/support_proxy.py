@@ -36,9 +36,11 @@ from typing import Any, Self
 __all__ = [
     "FAULT_KINDS",
     "GENERIC_JUNK",
+    "HOSTILE_MODES",
     "RANGE_ERRORS",
     "FaultProxy",
     "Faults",
+    "HostileProxy",
     "Junk",
     "JunkProxy",
 ]
@@ -94,8 +96,9 @@ class _Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
-    action: str = "answer"  # "answer", "stall" (wait, close without answer), "reset" (RST)
+    action: str = "answer"  # "answer", "stall" (wait, close without answer), "reset" (RST), "stream"
     stall_s: float = 0.0
+    stream: Callable[[Any], None] | None = None  # action "stream": writes the body itself (headers given)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -129,6 +132,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif reply.action == "stall":
             owner._stop.wait(reply.stall_s)
             self.close_connection = True  # FIN without an answer
+        elif reply.action == "stream" and reply.stream is not None:
+            self.close_connection = True
+            self.send_response(reply.status)
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client hung up: that is the point
+                reply.stream(self.wfile)
         else:
             self.send_response(reply.status)
             for key, value in reply.headers.items():
@@ -630,3 +641,251 @@ class JunkProxy(_HttpPeer):
         status, body = self._forward(raw)
         self._count("forwarded")
         return _Reply(status, body)
+
+
+# --------------------------------------------------------------------------- HostileProxy
+
+HOSTILE_MODES = (
+    "lag", "hash_flip", "chain_flip", "fake_logs", "bad_hashes", "missing_fields", "redirect", "huge_body",
+    "endless_stream", "trickle",
+)  # fmt: skip
+
+_BAD_HASH = "<script>alert(1)</script>"
+
+
+class HostileProxy(_HttpPeer):
+    """A node that lies or attacks, in front of a real one (``upstream``). ``mode``:
+
+    - ``lag``: ``lag`` blocks behind: its head is upstream's minus ``lag``, newer blocks are
+      ``null``, calls and logs at newer blocks are refused as real nodes do;
+    - ``hash_flip``: every block it returns has a fresh random hash;
+    - ``chain_flip``: ``eth_chainId`` answers ``chain_id`` (data still forwarded);
+    - ``fake_logs``: ``eth_getLogs`` answers carry ``fake_logs`` extra logs of another contract
+      (and some outside the block range asked);
+    - ``bad_hashes``: block and log hashes become ``<script>alert(1)</script>``;
+    - ``missing_fields``: blocks lose ``hash``, logs lose ``blockHash``;
+    - ``redirect``: HTTP 307 to ``redirect_to``;
+    - ``huge_body``: a JSON answer announced as ``huge_bytes`` long, streamed as fast as read;
+    - ``endless_stream``: a chunked answer that never ends;
+    - ``trickle``: the real answer at ``trickle_bps`` bytes per second.
+
+    The first ``after`` HTTP requests are forwarded untouched (so a client starts normally);
+    ``methods`` limits the attack to those methods (batches count when one of theirs is in).
+    ``counts["attacked"]`` counts the requests attacked.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        mode: str,
+        *,
+        after: int = 0,
+        methods: Sequence[str] | None = None,
+        lag: int = 5,
+        chain_id: int = 1,
+        fake_logs: int = 50,
+        redirect_to: str = "http://user:hunter2@127.0.0.1:9/rpc?apikey=K3Y",
+        huge_bytes: int = 1 << 30,
+        trickle_bps: float = 1.0,
+    ) -> None:
+        if mode not in HOSTILE_MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {HOSTILE_MODES}")
+        super().__init__(upstream)
+        self.mode = mode
+        self.after = after
+        self.methods = None if methods is None else frozenset(methods)
+        self.lag = lag
+        self.chain_id = chain_id
+        self.fake_logs = fake_logs
+        self.redirect_to = redirect_to
+        self.huge_bytes = huge_bytes
+        self.trickle_bps = trickle_bps
+        self.rng = random.Random(13)
+        self._seen = 0
+        self.bytes_streamed = 0
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _respond(self, raw: bytes) -> _Reply:
+        request = _parse(raw)
+        methods = _methods_of(request)
+        with self._lock:
+            self._seen += 1
+            seen = self._seen
+        self._count("requests")
+        targeted = self.methods is None or any(m in self.methods for m in methods)
+        if seen <= self.after or not targeted:
+            self._record({"method": methods[0] if methods else None, "attacked": False})
+            return self._plain(raw)
+        self._count("attacked")
+        self._record({"method": methods[0] if methods else None, "attacked": True})
+        if self.mode == "redirect":
+            return _Reply(307, b"", {"Location": self.redirect_to, "Content-Type": "text/plain"})
+        if self.mode == "huge_body":
+            return self._huge(request)
+        if self.mode == "endless_stream":
+            return self._endless(request)
+        if self.mode == "trickle":
+            return self._trickle(raw)
+        items: list[Any] = request if isinstance(request, list) else [request]
+        answers = [self._item(item) for item in items]
+        return _Reply(200, _dumps(answers if isinstance(request, list) else answers[0]))
+
+    def _plain(self, raw: bytes) -> _Reply:
+        status, body = self._forward(raw)
+        return _Reply(status, body, {"Content-Type": "application/json" if status == 200 else "text/plain"})
+
+    def _one(self, item: dict[str, Any]) -> dict[str, Any]:
+        status, body = self._forward(_dumps(item))
+        answer = _parse(body) if status == 200 else None
+        if not isinstance(answer, dict):
+            return _error_item(item, {"code": -32603, "message": f"upstream HTTP {status}"})
+        return answer
+
+    def _item(self, item: Any) -> Any:
+        if not isinstance(item, dict):
+            return _error_item(item, {"code": -32600, "message": "invalid request"})
+        if self.mode == "lag":
+            return self._lagging(item)
+        if self.mode == "chain_flip" and item.get("method") == "eth_chainId":
+            return {"jsonrpc": "2.0", "id": item.get("id"), "result": hex(self.chain_id)}
+        answer = self._one(item)
+        result = answer.get("result")
+        method = item.get("method")
+        if method == "eth_getBlockByNumber" and isinstance(result, dict):
+            answer["result"] = self._block(dict(result))
+        elif method == "eth_getLogs" and isinstance(result, list):
+            answer["result"] = self._logs(item, [dict(log) for log in result if isinstance(log, dict)])
+        return answer
+
+    # -- modes ----------------------------------------------------------------------------
+
+    def _random_hash(self) -> str:
+        with self._lock:
+            return "0x" + self.rng.getrandbits(256).to_bytes(32, "big").hex()
+
+    def _block(self, block: dict[str, Any]) -> dict[str, Any]:
+        if self.mode == "hash_flip":
+            block["hash"] = self._random_hash()
+        elif self.mode == "bad_hashes":
+            block["hash"] = _BAD_HASH
+        elif self.mode == "missing_fields":
+            block.pop("hash", None)
+        return block
+
+    def _logs(self, item: dict[str, Any], logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.mode == "bad_hashes":
+            for log in logs:
+                log["blockHash"] = _BAD_HASH
+        elif self.mode == "missing_fields":
+            for log in logs:
+                log.pop("blockHash", None)
+        elif self.mode == "fake_logs":
+            logs = logs + self._fakes(item)
+        return logs
+
+    def _fakes(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        params = item.get("params")
+        query = params[0] if isinstance(params, list) and params and isinstance(params[0], dict) else {}
+        first = self._block_of(query.get("fromBlock")) or 0
+        last = self._block_of(query.get("toBlock")) or first
+        topics = [t if isinstance(t, str) else (t[0] if isinstance(t, list) and t else "0x" + "00" * 32)
+                  for t in query.get("topics", [])]  # fmt: skip
+        fakes = []
+        for i in range(self.fake_logs):
+            account = "0x" + "00" * 12 + self.rng.getrandbits(160).to_bytes(20, "big").hex()
+            fakes.append({
+                "address": "0x" + "ee" * 20,  # not the contract asked about
+                "topics": [*(topics or ["0x" + "11" * 32]), account, account][:4],
+                "data": "0x" + "00" * 96,
+                "blockNumber": hex(first + i % max(1, last - first + 1)),
+                "blockHash": self._random_hash(),
+                "transactionHash": self._random_hash(),
+                "transactionIndex": "0x0",
+                "logIndex": hex(1000 + i),
+                "removed": False,
+            })  # fmt: skip
+        return fakes
+
+    def _block_of(self, tag: Any) -> int | None:
+        if isinstance(tag, str) and tag.startswith("0x"):
+            with contextlib.suppress(ValueError):
+                return int(tag, 16)
+        if tag in ("latest", "pending", "safe", "finalized", None):
+            head = self._upstream_call("eth_blockNumber", [])
+            return int(head, 16) if isinstance(head, str) else None
+        return None
+
+    def _lagging(self, item: dict[str, Any]) -> Any:
+        head = self._block_of("latest")
+        if head is None:
+            return _error_item(item, {"code": -32603, "message": "upstream down"})
+        mine = max(0, head - self.lag)
+        method, params = item.get("method"), item.get("params")
+        params = list(params) if isinstance(params, list) else []
+        rid = item.get("id")
+        if method == "eth_blockNumber":
+            return {"jsonrpc": "2.0", "id": rid, "result": hex(mine)}
+        if method in ("eth_getBlockByNumber", "eth_call", "eth_getBalance", "eth_getCode") and params:
+            position = 0 if method == "eth_getBlockByNumber" else len(params) - 1
+            tag = params[position]
+            number = mine if tag in ("latest", "pending", "safe", "finalized") else self._block_of(tag)
+            if number is not None and number > mine:
+                if method == "eth_getBlockByNumber":
+                    return {"jsonrpc": "2.0", "id": rid, "result": None}
+                return _error_item(item, {"code": -32000, "message": "header not found"})
+            if number is not None:
+                params[position] = hex(number)
+            return self._one({**item, "params": params})
+        if method == "eth_getLogs" and params and isinstance(params[0], dict):
+            query = dict(params[0])
+            last = self._block_of(query.get("toBlock", "latest"))
+            if last is not None and last > mine:
+                return _error_item(item, {"code": -32000, "message": "block range extends beyond current head block"})
+            return self._one(item)
+        return self._one(item)
+
+    def _huge(self, request: Any) -> _Reply:
+        head = b'{"jsonrpc":"2.0","id":%d,"result":"0x' % (_id_of(request) or 0)
+        chunk = b"00" * 32768
+
+        def stream(out: Any) -> None:
+            out.write(head)
+            sent = len(head)
+            while sent < self.huge_bytes - 2 and not self._stop.is_set():
+                out.write(chunk)
+                sent += len(chunk)
+                self._count("streamed", len(chunk))
+            out.write(b'"}')
+
+        return _Reply(200, b"", {"Content-Type": "application/json", "Content-Length": str(self.huge_bytes)},
+                      action="stream", stream=stream)  # fmt: skip
+
+    def _endless(self, request: Any) -> _Reply:
+        head = b'{"jsonrpc":"2.0","id":%d,"result":"0x' % (_id_of(request) or 0)
+        chunk = b"00" * 32768
+        framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+
+        def stream(out: Any) -> None:
+            out.write(b"%x\r\n%s\r\n" % (len(head), head))
+            while not self._stop.is_set():
+                out.write(framed)
+                self._count("streamed", len(chunk))
+
+        return _Reply(200, b"", {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                      action="stream", stream=stream)  # fmt: skip
+
+    def _trickle(self, raw: bytes) -> _Reply:
+        status, body = self._forward(raw)
+        pause = 1.0 / self.trickle_bps
+
+        def stream(out: Any) -> None:
+            for i in range(len(body)):
+                out.write(body[i : i + 1])
+                out.flush()
+                self._count("streamed")
+                if self._stop.wait(pause):
+                    return
+
+        return _Reply(status, b"", {"Content-Type": "application/json", "Content-Length": str(len(body))},
+                      action="stream", stream=stream)  # fmt: skip

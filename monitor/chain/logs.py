@@ -34,15 +34,20 @@ def parse_log(raw: Any) -> Log:
         raise DecodeError(f"eth_getLogs: bad log address {str(address)[:60]!r}")
     if not isinstance(topics, list) or not all(isinstance(t, str) and _HASH.fullmatch(t) for t in topics):
         raise DecodeError(f"eth_getLogs: bad log topics {str(topics)[:80]!r}")
+    if block_hash is None or "blockHash" not in raw:
+        raise DecodeError("eth_getLogs: a log has no blockHash (a pending log, or a broken node): not believed")
     if not isinstance(block_hash, str) or not _HASH.fullmatch(block_hash):
-        raise DecodeError(f"eth_getLogs: bad log blockHash {str(block_hash)[:60]!r}")
+        raise DecodeError(f"eth_getLogs: bad log blockHash {str(block_hash)[:60]!r} (expected 0x + 64 hex digits)")
+    tx_hash = raw.get("transactionHash")
+    if tx_hash is not None and (not isinstance(tx_hash, str) or not _HASH.fullmatch(tx_hash)):
+        raise DecodeError(f"eth_getLogs: bad log transactionHash {str(tx_hash)[:60]!r} (expected 0x + 64 hex digits)")
     try:
         return Log(
             address=address,
             topics=tuple(t.lower() for t in topics),
             data=_hex_data(data),
             block_number=to_int(raw.get("blockNumber"), "log.blockNumber"),
-            block_hash=block_hash,
+            block_hash=block_hash.lower(),
             log_index=to_int(raw.get("logIndex"), "log.logIndex"),
         )
     except RpcError as exc:
@@ -124,17 +129,48 @@ def iter_log_chunks(
     while start <= to_block:
         end = min(to_block, start + adaptive.current - 1)
         query = {"address": address, "topics": list(topics), "fromBlock": hex(start), "toBlock": hex(end)}
+        parsed: list[Log] = []
+
+        def check(raw: Any, first: int = start, last: int = end, out: list[Log] = parsed) -> None:
+            out[:] = checked_logs(raw, address, topics, first, last)
+
         try:
-            raw = client.request("eth_getLogs", [query])
+            client.request("eth_getLogs", [query], min_block=end, check=check)
         except RpcResponseError as exc:
             smaller = range_limit(exc, end - start + 1)
             if smaller is None or end == start:
                 raise
             adaptive.shrink(smaller)
             continue
-        if not isinstance(raw, list):
-            raise DecodeError(f"eth_getLogs: expected a list, got {type(raw).__name__}")
-        logs = [parse_log(item) for item in raw]
         adaptive.succeeded()
-        yield start, end, logs
+        yield start, end, list(parsed)
         start = end + 1
+
+
+def checked_logs(
+    raw: Any, address: str | Sequence[str], topics: Sequence[str | list[str] | None], first: int, last: int
+) -> list[Log]:
+    """The logs of an eth_getLogs answer, each one checked against the question: emitted by
+    the filtered address, topics as filtered, block inside [first, last], hashes 32 bytes.
+    A node that answers anything else (logs of other contracts, other events, other blocks)
+    is not believed: DecodeError naming the first offending log."""
+    if not isinstance(raw, list):
+        raise DecodeError(f"eth_getLogs: expected a list, got {type(raw).__name__}")
+    wanted = {address.lower()} if isinstance(address, str) else {a.lower() for a in address}
+    logs = [parse_log(item) for item in raw]
+    for log in logs:
+        where = f"eth_getLogs [{first}, {last}]: log {log.log_index} of block {log.block_number}"
+        if log.address.lower() not in wanted:
+            raise DecodeError(f"{where} comes from {log.address}, not the filtered address: the node's answer "
+                              "does not match the request")  # fmt: skip
+        if not first <= log.block_number <= last:
+            raise DecodeError(f"{where} is outside the requested block range: the node's answer does not match "
+                              "the request")  # fmt: skip
+        for position, topic in enumerate(topics):
+            if topic is None:
+                continue
+            allowed = {topic.lower()} if isinstance(topic, str) else {t.lower() for t in topic}
+            if position >= len(log.topics) or log.topics[position] not in allowed:
+                raise DecodeError(f"{where} has topic {position} not in the filter: the node's answer does not "
+                                  "match the request")  # fmt: skip
+    return logs

@@ -292,9 +292,29 @@ def test_malformed_logs(serve: Callable[[str, Junk], RpcClient], result: Any) ->
 
 def test_a_good_log_still_parses(serve: Callable[[str, Junk], RpcClient]) -> None:
     client = serve("eth_getLogs", Junk.result([GOOD_LOG]))
-    [(first, last, [log])] = scan_logs(client)
-    assert (first, last, log.block_number, log.log_index, log.data[-1]) == (0, 0, 1, 0, 7)
+    [(first, last, [log])] = list(iter_log_chunks(client, TARGET, [GOOD_LOG["topics"][0]], 0, 1, 10))
+    assert (first, last, log.block_number, log.log_index, log.data[-1]) == (0, 1, 1, 0, 7)
     assert log.topics == tuple(GOOD_LOG["topics"])
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"address": "0x" + "ee" * 20}, "not the filtered address"),
+        ({"blockNumber": "0x9"}, "outside the requested block range"),
+        ({"topics": ["0x" + "ab" * 32]}, "topic 0 not in the filter"),
+        ({"blockHash": None}, "no blockHash"),
+        ({"transactionHash": "<script>alert(1)</script>"}, "bad log transactionHash"),
+    ],
+)
+def test_a_log_that_does_not_fit_the_question_is_refused(
+    serve: Callable[[str, Junk], RpcClient], change: dict[str, Any], words: str
+) -> None:
+    client = serve("eth_getLogs", Junk.result([{**GOOD_LOG, **change}]))
+    error = expect_clear_error(
+        lambda: list(iter_log_chunks(client, TARGET, [GOOD_LOG["topics"][0]], 0, 1, 10)), ("eth_getLogs",), DecodeError
+    )
+    assert words in str(error)
 
 
 # --------------------------------------------------------------------------- batches
