@@ -21,7 +21,8 @@ Method
    windows, every window of history is taken equally often instead (no noise from which
    crash days happened to be drawn). A missing residual is refilled from the same asset's
    own residuals (in order, repeated; that date loses its correlation); an asset without
-   any history takes residuals of the others from random dates (uncorrelated) and their
+   any history: a stablecoin follows a stablecoin that has data (else a 0.2 %/day prior), any
+   other asset takes residuals of the others from random dates (uncorrelated) and their
    median volatility.
 2. **Exact revaluation.** Along each path the position's HF is recomputed from its own
    legs: ``HF_t = HF_0 * (sum_a wc_a M_a,t) / (sum_a wd_a M_a,t)`` with ``M`` the price
@@ -72,6 +73,7 @@ from numpy.typing import NDArray
 
 from monitor import price_data
 from monitor.errors import InputError
+from monitor.risk.anomalies import STABLECOINS
 from monitor.risk.book import Book
 from monitor.risk.checks import finite_number, parse_day
 
@@ -106,6 +108,7 @@ MAX_SIM_STEPS = 24  # simulated steps per path at most (finer data is summed int
 WINSOR_MADS = 5.0  # long-run variance: returns clipped at this many robust sigmas
 LONG_RUN_RANGE_DAYS = 365  # Parkinson range variance window of market_state_from_prices
 AAVE_MIN_BASE_MAX_CLOSE_FACTOR_USD = 2_000.0  # Aave 3.3+ MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD (base ~ USD)
+PEG_PRIOR_SIGMA_DAILY = 0.002  # a stablecoin without any price history (nor a peer with one)
 MAX_LEVEL = 10.0  # no level above HF 10 (a tail fit on a handful of paths must not run away)
 # probability grid of the stored curves (P(HF < 1) as a function of HF), log-spaced
 PROB_GRID: Array = np.logspace(-8.0, math.log10(0.5), 64)
@@ -433,7 +436,8 @@ def _filter(market: MarketState, cfg: PolicyConfig) -> _Filtered:
     ex_ante, var = ewma_ex_ante(sq, present, lam, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         denom = np.sqrt(np.maximum(ex_ante, floor_var))
-        z = np.where(present & (denom > 0), r / np.where(denom > 0, denom, 1.0), np.nan)
+        # a scale of 0 means every return so far was 0 (a price held flat): its residual is 0
+        z = np.where(present, np.where(denom > 0, r / np.where(denom > 0, denom, 1.0), 0.0), np.nan)
     ewma_var = np.maximum(var, floor_var)
     w = cfg.long_run_weight
     sigma_now = np.sqrt((1.0 - w) * ewma_var + w * long_var)
@@ -474,11 +478,14 @@ def _winsorised_var(r: Array, k: float = WINSOR_MADS) -> Array:
     return out
 
 
-def _residual_pool(filtered: _Filtered, rng: np.random.Generator) -> tuple[Array, Array, tuple[int, ...]]:
+def _residual_pool(
+    filtered: _Filtered, rng: np.random.Generator, symbols: Sequence[str], step_hours: float
+) -> tuple[Array, Array, tuple[int, ...]]:
     """Complete residual rows and per-step sigmas: missing residuals refilled from the same
-    asset's residuals in order (repeated; those dates lose their correlation); assets without
-    any data take other assets' residuals of random dates (seeded; uncorrelated) and the
-    median sigma."""
+    asset's residuals in order (repeated; those dates lose their correlation). An asset without
+    any data: a stablecoin (by symbol) takes the residuals and sigma of a stablecoin that has
+    data, else :data:`PEG_PRIOR_SIGMA_DAILY`; any other asset the median sigma of the others;
+    both with residuals of random dates of the others (seeded; uncorrelated) when no peer exists."""
     z = filtered.z.copy()
     sigma = filtered.sigma_now.copy()
     t, a = z.shape
@@ -491,11 +498,16 @@ def _residual_pool(filtered: _Filtered, rng: np.random.Generator) -> tuple[Array
         miss = ~present[:, j]
         if miss.any():  # the asset's own residuals in their order, repeated: deterministic, its own tails
             z[miss, j] = np.resize(z[present[:, j], j], int(miss.sum()))
-    if empty:
-        donors = z[:, have]
-        for j in empty:
-            z[:, j] = donors[rng.integers(0, t, t), rng.integers(0, len(have), t)]  # other dates: uncorrelated
-            sigma[j] = float(np.median(sigma[have]))
+    stable = [s.upper() in STABLECOINS for s in symbols]
+    pegged_peers = [j for j in have if stable[j] and sigma[j] > 0]
+    donors = z[:, have]
+    for j in empty:
+        if stable[j] and pegged_peers:
+            z[:, j], sigma[j] = z[:, pegged_peers[0]], sigma[pegged_peers[0]]  # co-moves with its peer
+            continue
+        z[:, j] = donors[rng.integers(0, t, t), rng.integers(0, len(have), t)]  # other dates: uncorrelated
+        prior = PEG_PRIOR_SIGMA_DAILY * math.sqrt(step_hours / HOURS_PER_DAY)
+        sigma[j] = prior if stable[j] else float(np.median(sigma[have]))
     return z, sigma, empty
 
 
@@ -652,7 +664,8 @@ def _simulate(
     max_steps = sim_steps
     u = rng.random((n, max_steps))
     log_u = np.log(np.clip(u, 1e-300, 1.0))
-    corr = np.corrcoef(z, rowvar=False) if a > 1 else np.ones((1, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a flat column (all 0) has no correlation
+        corr = np.corrcoef(z, rowvar=False) if a > 1 else np.ones((1, 1))
     corr = np.nan_to_num(np.atleast_2d(corr))
     cov_step = corr * np.outer(sigma, sigma)
     w = wc - wd
@@ -827,7 +840,7 @@ def position_levels(
         wc, wd = comp.weights(live[first])
         filtered = _filter(market, cfg)
         rng = np.random.default_rng([cfg.seed, 1])
-        z, sigma, _empty = _residual_pool(filtered, rng)
+        z, sigma, _empty = _residual_pool(filtered, rng, book.symbols, market.step_hours)
         distinct, h_index = np.unique(np.round(horizons[live] / market.step_hours, 9), return_inverse=True)
         h_index = h_index.reshape(len(live), 3)
         sim = _simulate(wc, wd, distinct, z, sigma, _cascade_jumps(book, market), cfg.cascade_move,

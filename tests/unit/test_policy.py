@@ -358,3 +358,17 @@ def test_ewma_closed_form_equals_the_recursion(seed: int, rows: int, lam: float)
         assert np.allclose(ex[i], var, rtol=1e-9)
         var = np.where(present[i], lam * var + (1 - lam) * sq[i], var)
     assert np.allclose(last, var, rtol=1e-9)
+
+
+def test_stablecoins_without_history_are_not_modelled_as_volatile() -> None:
+    """Before 2021 the shipped data has no USDC or DAI: they follow the peg prior, not ETH."""
+    book = make_book([STABLE_EMODE, WETH_USDC])
+    market = market_state_from_prices(SYMBOLS, "2020-03-11")
+    assert np.isnan(market.log_returns[:, 1:3]).all()
+    pl = position_levels(book, market, FAST)
+    assert pl.levels[0, 1] <= 1.03 and pl.vol_daily[0] < 0.01
+    # a stablecoin held at exactly 1 (zero returns, as a backtest fills it) is flat, not missing
+    flat = replace(market, log_returns=np.where(np.isnan(market.log_returns), 0.0, market.log_returns))
+    held = position_levels(book, flat, FAST)
+    assert held.levels[0].tolist() == [1.0, 1.0, 1.0] and held.vol_daily[0] == 0.0
+    assert held.levels[1, 1] == pytest.approx(pl.levels[1, 1], rel=0.05)
