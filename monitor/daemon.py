@@ -6,6 +6,13 @@ it): ``scan`` polls the head every ``interval_s`` and runs a tick on each new bl
 ``deliver_interval_s``. coalesce=True and max_instances=1: a slow scan never piles up.
 SIGTERM and Ctrl-C stop the scheduler and let the running job finish; nothing is lost
 because state, alerts and outbox rows are committed together and delivery is retried.
+
+One writer per database: the daemon takes the store's writer lease (pid, host, expiry) at
+start and a keeper thread renews it every ``store.lease_ttl_s / 3``. A second ``liqmon run``
+on the same database exits at once naming the holder's pid and host; ``liqmon scan`` is
+refused while the daemon holds it. A lease whose holder died (its pid is gone on this host)
+or that was not renewed within its ttl is taken over. A daemon that finds its lease taken
+(it was frozen past the ttl) stops instead of writing beside the new holder.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from monitor.alerts.channels import Channel
 from monitor.alerts.factory import build_channels, channel_names
 from monitor.config import Config, redact
+from monitor.errors import StoreError
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics
 from monitor.scan import open_client
 from monitor.service import Monitor, describe
-from monitor.store import Store
+from monitor.store import Lease, Store
 
 log = logging.getLogger("liqmon")
 
@@ -84,15 +92,78 @@ class _Worker:
         return max(heads)
 
 
+class _LeaseKeeper(threading.Thread):
+    """Renews the writer lease on its own thread and connection, so a long scan never lets
+    it expire; calls ``on_lost`` when another process has taken it."""
+
+    def __init__(self, path: Any, lease: Lease, ttl_s: float, on_lost: Callable[[str], None]) -> None:
+        super().__init__(name="liqmon-lease", daemon=True)
+        self.path = path
+        self.lease = lease
+        self.ttl_s = ttl_s
+        self.on_lost = on_lost
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with Store(self.path) as store:
+                while not self.stopped.wait(self.ttl_s / 3):
+                    try:
+                        self.lease = store.renew_lease(self.lease, self.ttl_s)
+                    except StoreError as exc:
+                        if "lost the writer lease" in str(exc):
+                            self.on_lost(str(exc))
+                            return
+                        log.warning("lease renewal failed", extra={"error": str(exc)})  # busy: next time
+        except StoreError as exc:
+            self.on_lost(str(exc))
+
+    def release(self) -> None:
+        self.stopped.set()
+        if self.is_alive():
+            self.join(timeout=5)
+        try:
+            with Store(self.path) as store:
+                store.release_lease(self.lease)
+        except StoreError as exc:
+            log.warning("lease release failed", extra={"error": str(exc)})
+
+
+def take_lease(config: Config) -> Lease:
+    """The database's writer lease for this daemon, or LeaseHeld naming the holder."""
+    with Store(config.store.path) as store:
+        return store.acquire_lease("run", config.store.lease_ttl_s)
+
+
 def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[[], float] = time.time) -> int:
     """Run until SIGTERM / Ctrl-C (or ``max_ticks`` scans, for tests); returns an exit code."""
     setup_logging(config.daemon.log_format, lambda text: redact(text, config))
     channels = build_channels(config.alerts)  # bad channel config fails here, at start
+    lease = take_lease(config)  # another daemon on this database: LeaseHeld, before anything runs
+    lost: list[str] = []
+    keeper: _LeaseKeeper | None = None
+    try:
+        keeper = _LeaseKeeper(config.store.path, lease, config.store.lease_ttl_s, lost.append)
+        code = _run(config, channels, max_ticks, clock, keeper, lost)
+    finally:
+        if keeper is not None and not lost:
+            keeper.release()
+    return code
+
+
+def _run(
+    config: Config,
+    channels: Mapping[str, Channel],
+    max_ticks: int | None,
+    clock: Callable[[], float],
+    keeper: _LeaseKeeper,
+    lost: list[str],
+) -> int:
     for chain in {config.chain_for(m).name: config.chain_for(m) for m in config.markets}.values():
         open_client(chain, str(config.source)).close()  # unreachable node or wrong chain id: fail at start
     log.info("starting", extra={"markets": [m.name for m in config.markets], "channels": channel_names(channels),
                                 "mode": config.daemon.mode, "interval_s": config.daemon.interval_s,
-                                "store": str(config.store.path)})  # fmt: skip
+                                "store": str(config.store.path), "lease": keeper.lease.describe()})  # fmt: skip
     metrics = Metrics()
     if config.daemon.metrics_port is not None:
         metrics.serve(config.daemon.metrics_port)  # a port in use fails here, at start
@@ -104,7 +175,17 @@ def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[
     )
     stop = threading.Event()
 
+    def lease_lost(reason: str) -> None:
+        lost.append(reason)
+        log.error("stopping: writer lease lost", extra={"error": reason})
+        stop.set()
+        threading.Thread(target=lambda: scheduler.shutdown(wait=False), daemon=True).start()
+
+    keeper.on_lost = lease_lost
+
     def scan_job() -> None:
+        if lost:
+            return
         worker.scan()
         if max_ticks is not None and worker.ticks >= max_ticks:
             worker.deliver()  # a trial run hands over what it recorded before it ends
@@ -124,6 +205,7 @@ def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[
         scheduler.shutdown(wait=False)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    keeper.start()
     try:
         scheduler.start()  # blocks until shutdown
     finally:
@@ -133,7 +215,7 @@ def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[
             scheduler.shutdown(wait=True)
     metrics.close()
     log.info("stopped", extra={"ticks": worker.ticks})
-    return 0
+    return 1 if lost else 0
 
 
 def _now() -> Any:
