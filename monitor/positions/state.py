@@ -173,10 +173,10 @@ class FollowedMarket:
             self.watched[r.a_token.lower()] = ev.Watched("a_token", r.asset)
             self.watched[r.variable_debt_token.lower()] = ev.Watched("variable_debt_token", r.asset)
         if self.configurator:
-            self.watched[self.configurator.lower()] = ev.Watched("configurator")
+            self.watched.setdefault(self.configurator.lower(), ev.Watched("configurator"))
         provider = self.addresses.get("pool_addresses_provider")
         if provider:
-            self.watched[provider.lower()] = ev.Watched("provider")
+            self.watched.setdefault(provider.lower(), ev.Watched("provider"))
         self.needs_refresh = False
 
     def watched_addresses(self) -> list[str]:
