@@ -110,6 +110,7 @@ LONG_RUN_RANGE_DAYS = 365  # Parkinson range variance window of market_state_fro
 AAVE_MIN_BASE_MAX_CLOSE_FACTOR_USD = 2_000.0  # Aave 3.3+ MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD (base ~ USD)
 PEG_PRIOR_SIGMA_DAILY = 0.002  # a stablecoin without any price history (nor a peer with one)
 MAX_LEVEL = 10.0  # no level above HF 10 (a tail fit on a handful of paths must not run away)
+LN_MULTIPLIER_BOUND = 40.0  # simulated log price multipliers are clipped here (float32-safe)
 # probability grid of the stored curves (P(HF < 1) as a function of HF), log-spaced
 PROB_GRID: Array = np.logspace(-8.0, math.log10(0.5), 64)
 _LN_PROB_GRID: Array = np.log(PROB_GRID)
@@ -686,11 +687,12 @@ def _simulate(
     var_col = var_step[:, None].astype(f32)
 
     def ln_ratio(xs: Array) -> FArray:
+        xs = np.clip(xs, -LN_MULTIPLIER_BOUND, LN_MULTIPLIER_BOUND)  # beyond e^+-40 a price is no price
         m = np.exp(xs)
         if jumps.any():
             m = np.where(xs < down, m * np.exp(-jumps), m)
         mt = np.ascontiguousarray(m.T, dtype=f32)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore", under="ignore"):
             out: FArray = np.log(_weighted(wc32, mt) / _weighted(wd32, mt))
         return out
 
