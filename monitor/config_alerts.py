@@ -62,7 +62,7 @@ _CHANNEL_KEYS: Final = {
     "email": ("type", "host", "port", "security", "sender", "username_env", "password_env", "timeout_s"),
     "console": ("type",),
 }
-_ROUTE_KEYS: Final = ("channel", "to", "markets", "accounts", "min_severity", "anomalies")
+_ROUTE_KEYS: Final = ("channel", "to", "markets", "accounts", "min_severity", "anomalies", "hard_levels")
 _ORACLE_KEYS: Final = (
     "chainlink_feeds", "heartbeat_s", "stale_margin_s", "divergence_warning_bps", "divergence_critical_bps",
     "jump_z_warning", "jump_z_critical",
@@ -107,6 +107,7 @@ class RouteConfig:
     accounts: tuple[str, ...] | None  # checksummed
     min_severity: str
     anomalies: bool
+    hard_levels: tuple[float, float, float] | None = None  # for the positions this route selects
 
     def matches(self, market: str, account: str | None, severity: str) -> bool:
         if self.markets is not None and market not in self.markets:
@@ -181,7 +182,7 @@ def parse_alerts(v: _Validator, value: object, market_names: Sequence[str]) -> A
     channels = _channels(v, raw.get("channels"))
     routes = _routes(v, raw.get("routes"), channels, market_names)
     return AlertsConfig(
-        policy=_policy(v, raw, market_names),
+        policy=_policy(v, raw, market_names, routes),
         repeat_interval_s=_num(v, raw, "repeat_interval_s", "alerts", d.repeat_interval_s),
         target_hf=_target(v, raw),
         channels=channels,
@@ -235,9 +236,12 @@ def policy_config(alerts: AlertsConfig) -> PolicyConfig:
     return alerts.policy
 
 
-def _policy(v: _Validator, alerts_raw: Mapping[Any, Any], market_names: Sequence[str]) -> PolicyConfig:
+def _policy(
+    v: _Validator, alerts_raw: Mapping[Any, Any], market_names: Sequence[str], routes: Sequence[RouteConfig] = ()
+) -> PolicyConfig:
     """``alerts.policy`` (every key optional; defaults as :class:`PolicyConfig`). ``exit_margin``
-    and ``min_dwell_s`` may also stand directly under ``alerts`` (their former place), not both."""
+    and ``min_dwell_s`` may also stand directly under ``alerts`` (their former place), not both.
+    A route's ``hard_levels`` apply to the positions it selects (its markets and accounts)."""
     value = alerts_raw.get("policy")
     raw: Mapping[Any, Any] = {} if value is None else v.mapping(value, "alerts.policy", "a mapping")
     v.check_keys(raw, _POLICY_KEYS, "alerts.policy")
@@ -272,6 +276,7 @@ def _policy(v: _Validator, alerts_raw: Mapping[Any, Any], market_names: Sequence
             kw[key] = v.integer(raw[key], sub, 0 if key == "seed" else 200)
         else:
             kw[key] = _num(v, raw, key, path, getattr(d, key), allow_zero=key in _POLICY_ZERO_OK)
+    kw["route_levels"] = tuple((r.markets, r.accounts, r.hard_levels) for r in routes if r.hard_levels is not None)
     try:
         return PolicyConfig(**kw).validate()
     except InputError as exc:
@@ -421,7 +426,8 @@ def _routes(
         anomalies = raw.get("anomalies", accounts is None)  # a wallet-only route gets anomalies only if asked
         if not isinstance(anomalies, bool):
             v.fail(f"{path}.anomalies", f"expected true or false, got {anomalies!r}")
-        routes.append(RouteConfig(channel, to, markets, accounts, severity, anomalies))
+        hard = _hard_levels(v, raw["hard_levels"], f"{path}.hard_levels") if "hard_levels" in raw else None
+        routes.append(RouteConfig(channel, to, markets, accounts, severity, anomalies, hard))
     return tuple(routes)
 
 

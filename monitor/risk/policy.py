@@ -125,6 +125,8 @@ class PolicyConfig:
     hard_levels: Triple | None = None  # explicit user levels (at/below: at least that severity)
     market_levels: tuple[tuple[str, Triple], ...] = ()  # per market name
     account_levels: tuple[tuple[str, Triple], ...] = ()  # per account (matched case-insensitively)
+    # per alert route: (its markets or None, its accounts or None, levels) for the positions it selects
+    route_levels: tuple[tuple[tuple[str, ...] | None, tuple[str, ...] | None, Triple], ...] = ()
     close_factor: float = 0.5  # share of the debt one liquidation repays under a 50 % rule (see miss_costs)
     exit_margin: float = 0.02  # hysteresis: leave a level only above level * (1 + exit_margin)
     min_dwell_s: float = 300.0  # ... and after this long at it
@@ -156,6 +158,7 @@ class PolicyConfig:
             ("hard_levels", [self.hard_levels] if self.hard_levels is not None else []),
             ("market_levels", [lv for _, lv in self.market_levels]),
             ("account_levels", [lv for _, lv in self.account_levels]),
+            ("route_levels", [lv for _, _, lv in self.route_levels]),
         ):
             for lv in levels:
                 a, b, c = _triple(lv, name)
@@ -189,19 +192,30 @@ class PolicyConfig:
         return self
 
     def hard_for(self, market: str, accounts: Sequence[str]) -> Array:
-        """``[P, 3]`` explicit levels per position (the account's, else the market's, else the
-        global ones; 1.0 where none is set, i.e. never binding)."""
-        base: Triple | None = self.hard_levels
+        """``[P, 3]`` explicit levels per position: the largest of those that apply to it (global,
+        its market's, any route selecting it, its account's), since each says "at or below this
+        HF the severity is at least that"; 1.0 where none is set, i.e. never binding."""
+        out = np.ones((len(accounts), 3))
+        if self.hard_levels is not None:
+            out = np.maximum(out, np.asarray(self.hard_levels, dtype=np.float64))
         for name, lv in self.market_levels:
             if name == market:
-                base = lv
-        out = np.tile(np.asarray(base if base is not None else (1.0, 1.0, 1.0), dtype=np.float64), (len(accounts), 1))
+                out = np.maximum(out, np.asarray(lv, dtype=np.float64))
+        lower = [a.lower() for a in accounts]
+        for markets, selected, lv in self.route_levels:
+            if markets is not None and market not in markets:
+                continue
+            picked = np.ones(len(accounts), dtype=bool)
+            if selected is not None:
+                chosen = {a.lower() for a in selected}
+                picked = np.array([a in chosen for a in lower], dtype=bool)
+            out[picked] = np.maximum(out[picked], np.asarray(lv, dtype=np.float64))
         if self.account_levels:
             by_account = {a.lower(): lv for a, lv in self.account_levels}
-            for i, acc in enumerate(accounts):
-                own = by_account.get(acc.lower())
+            for i, acc in enumerate(lower):
+                own = by_account.get(acc)
                 if own is not None:
-                    out[i] = own
+                    out[i] = np.maximum(out[i], own)
         return out
 
 

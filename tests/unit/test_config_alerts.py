@@ -69,11 +69,23 @@ def test_policy_defaults_overrides_and_the_former_hysteresis_place(tmp_path: Pat
     p = policy_config(load_config(write(tmp_path, alerts), env={}).alerts)
     assert p.min_dwell_s == 60.0 and p.hard_levels is None and p.reaction_hours == (72.0, 24.0, 4.0)
     mine, other = "0x2F39d218133AFaB8F2B819B1066c7E434Ad94E9e", "0x" + "1" * 40
-    assert p.hard_for("m", [mine, other]).tolist() == [[1.3, 1.3, 1.0], [1.5, 1.0, 1.0]]
+    assert p.hard_for("m", [mine, other]).tolist() == [[1.5, 1.3, 1.0], [1.5, 1.0, 1.0]]  # the largest applies
     assert p.hard_for("elsewhere", [other]).tolist() == [[1.0, 1.0, 1.0]]  # never binding unless set
     path = tmp_path / "bare.yaml"
     path.write_text(yaml.safe_dump(BASE))
     assert policy_config(load_config(path, env={}).alerts) == PolicyConfig()
+
+
+def test_route_hard_levels_apply_to_the_positions_the_route_selects(tmp_path: Path) -> None:
+    mine, other = "0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e", "0x" + "1" * 40
+    alerts = {"routes": [{"channel": "console", "accounts": [mine.lower()], "hard_levels": {"warning": 1.2}},
+                         {"channel": "console", "markets": ["m"], "min_severity": "critical"}]}  # fmt: skip
+    a = load_config(write(tmp_path, alerts), env={}).alerts
+    assert a.routes[0].hard_levels == (1.2, 1.2, 1.0) and a.routes[1].hard_levels is None
+    assert policy_config(a).hard_for("m", [mine, other]).tolist() == [[1.2, 1.2, 1.0], [1.0, 1.0, 1.0]]
+    alerts["routes"][0]["hard_levels"] = {"critical": 0.5}
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.hard_levels\.critical"):
+        load_config(write(tmp_path, alerts), env={})
 
 
 def test_route_matching(tmp_path: Path) -> None:
