@@ -85,6 +85,7 @@ __all__ = [
     "PolicyConfig",
     "PolicyLevels",
     "level_reason",
+    "levels_for_costs",
     "market_state_for",
     "market_state_from_history",
     "market_state_from_prices",
@@ -846,7 +847,6 @@ def position_levels(
     hard = cfg.hard_for(book.market, book.accounts)
     reaction = np.asarray(cfg.reaction_hours, dtype=np.float64)
     horizons = comp.util_mult[:, None] * reaction[None, :] + observe  # [P, 3] hours
-    levels = np.ones((p_count, 3))
     curves = np.zeros((p_count, 3, PROB_GRID.size))
     vol = np.zeros(p_count)
     live = np.flatnonzero(comp.has_debt)
@@ -861,18 +861,10 @@ def position_levels(
         h_index = h_index.reshape(len(live), 3)
         sim = _simulate(wc, wd, distinct, z, sigma, _cascade_jumps(book, market), cfg.cascade_move,
                         market.step_hours, cfg)  # fmt: skip
-        alarm = np.asarray(cfg.alarm_cost_usd, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            target = np.where(miss[live, None] > 0, alarm[None, :] / miss[live, None], np.inf)  # [L, 3]
         for s in range(3):
-            curve = sim.curves[inverse, h_index[:, s], :]  # [L, G]
-            curves[live, s] = curve
-            lv = np.exp(_interp_level(curve, np.minimum(target[:, s], 1.0)))
-            levels[live, s] = np.where(target[:, s] >= 1.0, 1.0, lv)
+            curves[live, s] = sim.curves[inverse, h_index[:, s], :]  # [L, G]
         vol[live] = sim.vol_daily[inverse]
-    levels = np.minimum.accumulate(np.maximum(levels, 1.0), axis=1)  # watch >= warning >= critical >= 1
-    binding = (hard > levels) & (hard > 1.0)
-    levels = np.minimum.accumulate(np.maximum(levels, hard), axis=1)
+    levels, binding = levels_for_costs(curves, miss, cfg.alarm_cost_usd, hard)
     labels = _labels(book, comp, emode)
     pl = PolicyLevels(
         levels=levels, probability=np.zeros((p_count, 3)), reasons=(), classes=labels, horizons_hours=horizons,
@@ -882,6 +874,30 @@ def position_levels(
     prob[~comp.has_debt] = 0.0
     reasons = tuple(level_reason(pl, i, 1) if comp.has_debt[i] else f"{labels[i]}: no debt" for i in range(p_count))
     return replace(pl, probability=prob, reasons=reasons)
+
+
+def levels_for_costs(
+    curves: Array, miss_cost_usd: Array, alarm_cost_usd: Triple | Array, hard: Array | None = None
+) -> tuple[Array, NDArray[np.bool_]]:
+    """The levels (``[P, 3]``) and where a hard level binds (``[P, 3]``) from simulated curves
+    (``PolicyLevels.curves``) and costs: severity ``s`` starts where
+    ``P(HF < 1 within h_s) * miss_cost >= alarm_cost_s``; then non-increasing from watch to
+    critical, never below 1, never below ``hard``. The curves do not depend on the costs, so a
+    backtest can evaluate other alarm costs (``alarm_cost_usd`` may be ``[3]`` or ``[P, 3]``)
+    without simulating again; :func:`position_levels` uses exactly this."""
+    miss = np.asarray(miss_cost_usd, dtype=np.float64)
+    alarm = np.broadcast_to(np.asarray(alarm_cost_usd, dtype=np.float64), (miss.size, 3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(miss[:, None] > 0, alarm / np.where(miss > 0, miss, 1.0)[:, None], np.inf)
+    levels = np.ones((miss.size, 3))
+    for s in range(3):
+        lv = np.exp(_interp_level(curves[:, s, :], np.minimum(target[:, s], 1.0)))
+        levels[:, s] = np.where(target[:, s] >= 1.0, 1.0, lv)
+    levels = np.minimum.accumulate(np.maximum(levels, 1.0), axis=1)  # watch >= warning >= critical >= 1
+    floor = np.ones_like(levels) if hard is None else np.asarray(hard, dtype=np.float64)
+    binding: NDArray[np.bool_] = (floor > levels) & (floor > 1.0)
+    out: Array = np.minimum.accumulate(np.maximum(levels, floor), axis=1)
+    return out, binding
 
 
 def level_reason(pl: PolicyLevels, i: int, severity: int) -> str:

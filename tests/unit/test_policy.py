@@ -22,6 +22,7 @@ from monitor.risk.policy import (
     PolicyConfig,
     _curves,
     ewma_ex_ante,
+    levels_for_costs,
     market_state_for,
     market_state_from_history,
     market_state_from_prices,
@@ -372,3 +373,17 @@ def test_stablecoins_without_history_are_not_modelled_as_volatile() -> None:
     held = position_levels(book, flat, FAST)
     assert held.levels[0].tolist() == [1.0, 1.0, 1.0] and held.vol_daily[0] == 0.0
     assert held.levels[1, 1] == pytest.approx(pl.levels[1, 1], rel=0.05)
+
+
+def test_levels_for_other_costs_come_from_the_same_curves() -> None:
+    """What a backtest does at several alarm-cost settings equals a direct call with those costs."""
+    book = make_book([SOL_USDC, STABLE_EMODE, WETH_USDC, WETH_LOOP])
+    market = market_state_from_prices(SYMBOLS, "2022-11-07")
+    pl = position_levels(book, market, FAST)
+    for k in (0.1, 3.0):
+        cheap = replace(FAST, alarm_cost_usd=tuple(k * c for c in FAST.alarm_cost_usd))  # type: ignore[arg-type]
+        direct = position_levels(book, market, cheap).levels
+        levels, binding = levels_for_costs(pl.curves, pl.miss_cost_usd, cheap.alarm_cost_usd)
+        assert np.array_equal(levels, direct) and not binding.any()
+    cheaper = levels_for_costs(pl.curves, pl.miss_cost_usd, np.asarray(FAST.alarm_cost_usd) * 0.1)[0]
+    assert (cheaper >= pl.levels).all() and (cheaper[:3, 1] > pl.levels[:3, 1]).all()  # cheaper alarms: earlier
