@@ -911,17 +911,20 @@ def level_reason(pl: PolicyLevels, i: int, severity: int) -> str:
 
 
 def _labels(book: Book, comp: _Composition, emode: Sequence[str] | None) -> tuple[str, ...]:
-    out: list[str] = []
+    """``"WETH+WBTC/USDC"`` (largest share first) per position, once per composition class."""
     syms = book.symbols
+    by_key: dict[bytes, str] = {}
+    keys = comp.keys()
+    out: list[str] = []
     for i in range(book.size):
-        c_order = [j for j in np.argsort(-comp.coll_units[i], kind="stable") if comp.coll_units[i, j] > 0]
-        d_order = [j for j in np.argsort(-comp.debt_units[i], kind="stable") if comp.debt_units[i, j] > 0]
-        coll = "+".join(syms[j] for j in c_order) or "-"
-        debt = "+".join(syms[j] for j in d_order) or "-"
-        label = f"{coll}/{debt}"
-        if emode is not None and emode[i]:
-            label += f" {emode[i]}"
-        out.append(label)
+        key = keys[i].tobytes()
+        label = by_key.get(key)
+        if label is None:
+            c_order = [j for j in np.argsort(-comp.coll_units[i], kind="stable") if comp.coll_units[i, j] > 0]
+            d_order = [j for j in np.argsort(-comp.debt_units[i], kind="stable") if comp.debt_units[i, j] > 0]
+            label = f"{'+'.join(syms[j] for j in c_order) or '-'}/{'+'.join(syms[j] for j in d_order) or '-'}"
+            by_key[key] = label
+        out.append(f"{label} {emode[i]}" if emode is not None and emode[i] else label)
     return tuple(out)
 
 
@@ -987,7 +990,8 @@ class LevelCache:
             self.markets[book.market] = entry
         comp = _composition(book, market, cfg)
         debt = book.debt.sum(axis=1)
-        keys = [comp.keys()[i].tobytes() + comp.util_mult[i].tobytes() for i in range(book.size)]
+        all_keys = comp.keys()
+        keys = [all_keys[i].tobytes() + comp.util_mult[i].tobytes() for i in range(book.size)]
         todo = []
         for i, acc in enumerate(book.accounts):
             row = entry.rows.get(acc)
