@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +73,40 @@ def calibration_curve(
     current: float,
     title: str,
     path: Path,
+    *,
+    crashes: Mapping[str, Sequence[float]] | None = None,
+    crash_tolerance_usd: Sequence[float] | None = None,
+    warning: str | None = None,
 ) -> Path:
+    """LT -> bad debt: the Monte Carlo series (left) and each named crash apart (right, dashed), each
+    against its own tolerance; the current and recommended LT marked; ``warning`` (e.g. the
+    recommendation at the sweep's edge) printed in red on the figure."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    x = np.asarray(lts) * 100
+    panels = 2 if crashes else 1
+    fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 4.5), squeeze=False)
+    ax = axes[0][0]
     for label, values in series.items():
-        ax.plot(np.asarray(lts) * 100, values, marker=".", label=label)
-    ax.plot(np.asarray(lts) * 100, tolerance_usd, color="grey", linestyle=":", label="tolerance x debt")
-    ax.axvline(current * 100, color="#c44e52", linestyle="--", label=f"current LT {current:.0%}")
-    if recommended is not None:
-        ax.axvline(recommended * 100, color="#55a868", linestyle="-", label=f"recommended LT {recommended:.0%}")
-    ax.set_xlabel("liquidation threshold (%)")
-    ax.set_ylabel("bad debt (USD)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+        ax.plot(x, values, marker=".", label=label)
+    ax.plot(x, tolerance_usd, color="grey", linestyle=":", label="Monte Carlo tolerance x debt")
+    ax.set_title("Monte Carlo", fontsize=10)
+    if crashes:
+        cx = axes[0][1]
+        for name, values in crashes.items():
+            cx.plot(x, values, linestyle="--", marker=".", label=f"crash {name}")
+        if crash_tolerance_usd is not None:
+            cx.plot(x, crash_tolerance_usd, color="grey", linestyle=":", label="crash tolerance x debt")
+        cx.set_title("named crashes (each tested apart)", fontsize=10)
+    for a in axes[0]:
+        a.axvline(current * 100, color="#c44e52", linestyle="--", label=f"current LT {current:.0%}")
+        if recommended is not None:
+            a.axvline(recommended * 100, color="#55a868", linestyle="-", label=f"recommended LT {recommended:.0%}")
+        a.set_xlabel("liquidation threshold (%)")
+        a.set_ylabel("bad debt (USD)")
+        a.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    if warning:
+        fig.text(0.5, 0.01, f"WARNING: {warning}", color="#c44e52", ha="center", fontsize=9)
     path = _save(fig, path)
     plt.close(fig)
     return path
@@ -170,7 +191,7 @@ def backtest_frontier(report: Any, path: Path) -> Path:
     ax.set_ylabel("recall (liquidations warned within the lead window)")
     ax.set_title(f"out of sample {report.settings['test_start']} .. {report.settings['test_end'][:10]}: "
                  f"policy: {verdict}", fontsize=10)  # fmt: skip
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
     path = _save(fig, path)
     plt.close(fig)

@@ -585,7 +585,8 @@ def _policy_fn(
     def fn(t: int, moved: Book) -> Array:
         end = b + t  # rets[j] is the return into close j + 1: rows < end are closes <= b + t
         market = _policy.MarketState(px.symbols, rets[max(0, end - hist) : end], step_h, None, px.source)
-        pl = cache.levels_for(moved, market, cfg, float(px.times[end]), observe_hours=step_h)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a constant column (a peg) in its correlation
+            pl = cache.levels_for(moved, market, cfg, float(px.times[end]), observe_hours=step_h)
         hard = cfg.hard_for(moved.market, moved.accounts)
         return np.stack([pl.levels if k == 1.0 else levels_at_cost_multiple(pl, cfg, k, hard) for k in mults])
 
