@@ -17,7 +17,7 @@ from monitor.alerts.pipeline import levels_by_account
 from monitor.cli_alerts import add_alert_parsers
 from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
-from monitor.config import Config, load_config
+from monitor.config import Config, OfflineEnv, load_config
 from monitor.errors import InputError, MonitorError
 from monitor.models import MarketSnapshot, Position
 from monitor.protocols.aave_revisions import version_label
@@ -181,7 +181,7 @@ def parse_account(text: str) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, env=OfflineEnv())  # reads the database only: no token or RPC key needed
     if args.runs:
         return _history_runs(args, config.store.path)
     if args.alerts:
@@ -243,9 +243,14 @@ def _history_alerts(args: argparse.Namespace, db: Path) -> int:
     subject = parse_account(args.account) if args.account else None
     with Store(db) as store:
         alerts = store.alerts(market=args.market, subject=subject, since_block=since_block)
-        sent = {r["alert_id"]: r for r in store.outbox()}
+        outbox: dict[int, list[dict[str, Any]]] = {}
+        for r in store.outbox():
+            outbox.setdefault(r["alert_id"], []).append(r)
     for a in alerts:
-        a["delivery"] = sent[a["id"]]["status"] if a["id"] in sent else "no route"
+        rows = outbox.get(a["id"], [])
+        a["deliveries"] = [{"channel": r["channel"], "destination": r["destination"], "status": r["status"],
+                            "attempts": r["attempts"], "error": r["last_error"]} for r in rows]  # fmt: skip
+        a["delivery"] = _delivery_summary(rows)
     return _emit(args.format, alerts, f"no stored alerts in {db}", lambda: table(
         [(a["id"], a["market"], a["block"], _iso(int(a["created_at"])), a["subject"], a["severity"], a["reason"],
           "-" if a["hf"] is None else f"{a['hf']:.4f}", "-" if a["threshold"] is None else f"{a['threshold']:.4f}",
@@ -253,6 +258,21 @@ def _history_alerts(args: argparse.Namespace, db: Path) -> int:
         ["id", "market", "block", "time (UTC)", "subject", "severity", "reason", "HF", "threshold", "delivery"],
         "><><<<<>><",
     ))  # fmt: skip
+
+
+def _delivery_summary(rows: list[dict[str, Any]]) -> str:
+    """``sent`` / ``pending`` / ``failed: <reason>`` per outbox row of an alert (channel named
+    when there are several), ``no route`` without any."""
+    if not rows:
+        return "no route"
+
+    def one(r: dict[str, Any]) -> str:
+        failed = r["status"] == "failed" and r["last_error"]
+        return f"failed: {r['last_error']}" if failed else str(r["status"])
+
+    if len(rows) == 1:
+        return one(rows[0])
+    return "; ".join(f"{r['channel']} {one(r)}" for r in rows)
 
 
 def _history_prices(args: argparse.Namespace, config: Any) -> int:

@@ -12,7 +12,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -253,6 +253,31 @@ def _yaml_error_message(label: str, exc: yaml.YAMLError) -> str:
             problem = f"invalid YAML: {exc.reason}"
         return _one_line(f"{label}: byte {exc.position}: {problem}")
     return _one_line(f"{label}: invalid YAML: {exc}")
+
+
+OFFLINE_PLACEHOLDER: Final = "liqmon-offline-placeholder"
+
+
+class OfflineEnv(Mapping[str, str]):
+    """The environment for commands that only read the database (``history``): a variable
+    that is not set reads as a placeholder, so a missing bot token or RPC key does not stop
+    them. Never use it for a command that talks to a node or a channel."""
+
+    def __init__(self, base: Mapping[str, str] | None = None) -> None:
+        self._base = os.environ if base is None else base
+
+    def __getitem__(self, key: str) -> str:
+        value = self._base.get(key)
+        return value if value else OFFLINE_PLACEHOLDER
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+    def get(self, key: str, default: object = None) -> Any:
+        return self[key]
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -15,7 +15,9 @@ work). The checks, in order:
 - ``database``, ``db_integrity``, ``db_journal``, ``db_contents``: the history opens (and
   migrates), ``PRAGMA integrity_check``, WAL mode, row counts;
 - ``channel`` per alert channel (it builds) and ``route`` per route (its destination is
-  valid; with ``send_test`` a test message is sent through it, otherwise nothing is sent).
+  valid; with ``send_test`` a test message is sent through it, otherwise nothing is sent);
+- ``delivery``, only for a channel that gave up on messages in the last
+  :data:`DELIVERY_FAILURE_WINDOW_S` (chat not found, bad TLS, auth...): WARN with the newest reason.
 
 No detail ever holds a secret: endpoints print in display form, tokens and passwords never,
 and every row is passed through :func:`monitor.config.redact` as a last line of defence.
@@ -242,6 +244,43 @@ class _Doctor:
                 )
                 continue
             self.check("route", target, partial(self.probe_route, channel, i))
+        self.delivery_failure_checks()
+
+    def delivery_failure_checks(self) -> None:
+        """A WARN row per channel that gave up on messages in the last
+        :data:`DELIVERY_FAILURE_WINDOW_S` (permanent failures: chat not found, bad TLS, auth)."""
+        path = self.config.store.path
+        if not path.exists():
+            return
+        since = self.clock() - DELIVERY_FAILURE_WINDOW_S
+        try:
+            with closing(_connect(path)) as db:
+                failures = db.execute(
+                    "SELECT channel, destination, last_error, next_attempt_at FROM outbox"
+                    " WHERE status = 'failed' AND next_attempt_at >= ? ORDER BY next_attempt_at DESC",
+                    [since],
+                ).fetchall()
+        except sqlite3.Error:
+            return  # no outbox yet (or an unreadable file, reported by the database checks)
+        by_channel: dict[str, list[tuple[str, str, str, float]]] = {}
+        for row in failures:
+            by_channel.setdefault(str(row[0]), []).append(row)
+        for name in self.config.alerts.channels:
+            rows = by_channel.pop(name, [])
+            window = _duration(DELIVERY_FAILURE_WINDOW_S)
+            if not rows:  # nothing to tell: no row (a healthy report stays short)
+                continue
+            _, destination, error, at = rows[0]
+            ago = _duration(max(0.0, self.clock() - float(at)))
+            self.rows.append(CheckRow(
+                "delivery", name, "WARN",
+                f"{len(rows)} message(s) given up on in the last {window}; newest {ago} ago to {destination}: "
+                f"{_error_text(Exception(error or 'no reason recorded'))} (see liqmon history --alerts)",
+                0.0,
+            ))  # fmt: skip
+        for name, rows in by_channel.items():  # channels no longer configured
+            self.rows.append(CheckRow("delivery", name, "WARN",
+                                      f"{len(rows)} message(s) for a channel no longer configured", 0.0))  # fmt: skip
 
     def build(self, name: str, channels: dict[str, Channel]) -> Outcome:
         """Build channel ``name`` into ``channels`` (the console one writes to the doctor's console stream)."""
@@ -271,6 +310,10 @@ class _Doctor:
         )
         channel.send(message, route.to)  # DeliveryError -> FAIL with its (secret-free) message
         return "OK", f"{where}: test message delivered"
+
+
+DELIVERY_FAILURE_WINDOW_S = 86_400.0
+"""How far back ``doctor`` looks for messages given up on."""
 
 
 # ---------------------------------------------------------------------------- probes

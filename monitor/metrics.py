@@ -19,6 +19,7 @@ name                                              type       labels
 ``liqmon_positions``                              gauge      market, severity
 ``liqmon_alerts_sent_total``                      counter    channel
 ``liqmon_alerts_failed_total``                    counter    channel
+``liqmon_alerts_undeliverable_total``             counter    channel, kind
 ``liqmon_alerts_queued``                          gauge      -
 ================================================  =========  =====================
 
@@ -95,6 +96,12 @@ class Metrics:
         self._alerts_failed = Counter(
             "liqmon_alerts_failed_total", "Alert delivery attempts that failed, per channel.", ["channel"], registry=r
         )
+        self._alerts_undeliverable = Counter(
+            "liqmon_alerts_undeliverable",
+            "Alert messages given up on (permanent failure or out of attempts), per channel and cause.",
+            ["channel", "kind"],
+            registry=r,
+        )
         self._alerts_queued = Gauge("liqmon_alerts_queued", "Alert messages waiting in the outbox.", registry=r)
         self._lock = threading.Lock()
         self._endpoints: dict[str, set[str]] = {}  # chain -> endpoints seen in liqmon_rpc_active_endpoint
@@ -149,6 +156,11 @@ class Metrics:
             raise ValueError(f"alert counts cannot be negative (sent={sent}, failed={failed})")
         self._alerts_sent.labels(channel=channel).inc(sent)
         self._alerts_failed.labels(channel=channel).inc(failed)
+
+    def delivery_failed(self, channel: str, kind: str) -> None:
+        """A message ``channel`` will never deliver (permanent failure, or out of attempts);
+        ``kind`` is the cause's short label (``chat_not_found``, ``tls``, ``auth``...)."""
+        self._alerts_undeliverable.labels(channel=channel, kind=kind).inc()
 
     def alerts_queued(self, n: int) -> None:
         """Messages pending in the outbox now."""
@@ -218,6 +230,9 @@ class NullMetrics(Metrics):
         return None
 
     def alerts_queued(self, n: int) -> None:
+        return None
+
+    def delivery_failed(self, channel: str, kind: str) -> None:
         return None
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

@@ -87,6 +87,7 @@ class Monitor:
         stats = deliver_due(
             self.store, self.channels, self.clock(), max_attempts=self.config.daemon.max_attempts,
             on_result=lambda channel, ok: self.metrics.alerts_delivered(channel, int(ok), int(not ok)),
+            on_failure=lambda channel, kind, _reason: self.metrics.delivery_failed(channel, kind),
         )  # fmt: skip
         self.metrics.alerts_queued(len(self.store.outbox("pending")))
         if stats.sent or stats.retried or stats.failed:

@@ -1134,6 +1134,27 @@ class Store:
                 [status, attempts, next_attempt_at, error, status, now, outbox_id],
             )
 
+    def add_delivery(self, alert_id: int, channel: str, destination: str, message: str) -> int:
+        """One more outbox row for an alert (a fallback route); returns its id."""
+        now = self._clock()
+        with self.transaction():
+            row_id = self._db.table("outbox").insert(
+                {"alert_id": alert_id, "channel": channel, "destination": destination, "message": message,
+                 "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+            ).last_pk  # fmt: skip
+        if not isinstance(row_id, int):
+            raise StoreError(f"history database {self.path} returned no id for the new outbox row")
+        return row_id
+
+    def delivery_failures(self, since: float) -> list[dict[str, Any]]:
+        """Outbox rows given up on at or after ``since`` (a failed row's next_attempt_at is
+        the time it failed), newest first."""
+        return self._rows(
+            "SELECT id, alert_id, channel, destination, attempts, last_error, next_attempt_at AS failed_at"
+            " FROM outbox WHERE status = 'failed' AND next_attempt_at >= ? ORDER BY next_attempt_at DESC, id DESC",
+            [since],
+        )
+
     def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
         where, params = _where([] if status is None else [("status = ?", (status,))])
         return self._rows(f"SELECT * FROM outbox {where} ORDER BY id", params)

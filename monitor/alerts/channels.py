@@ -21,14 +21,16 @@ class DeliveryError(MonitorError):
 
     ``retryable``: the failure is transient (timeout, refused connection, rate limit, 5xx,
     SMTP 4xx); the same message may succeed later. ``retry_after``: seconds the service
-    asked us to wait (Telegram's ``parameters.retry_after``), else None. The message never
-    holds a secret (bot token, SMTP password).
+    asked us to wait (Telegram's ``parameters.retry_after``), else None. ``kind``: a short
+    label of the cause (``chat_not_found``, ``tls``, ``auth``...), the metric label of a
+    permanent failure. The message never holds a secret (bot token, SMTP password).
     """
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None, kind: str = "") -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.kind = kind or ("transient" if retryable else "refused")  # a short label for metrics and doctor
 
     def __repr__(self) -> str:
         return f"DeliveryError({str(self)!r}, retryable={self.retryable}, retry_after={self.retry_after})"

@@ -126,7 +126,7 @@ class EmailChannel:
         try:
             recipients = parse_addresses(destination)
         except ConfigError as exc:
-            raise DeliveryError(f"channel {self.name!r}: {exc}", retryable=False) from None
+            raise DeliveryError(f"channel {self.name!r}: {exc}", retryable=False, kind="config") from None
         mail = self.build(message, recipients)
         server = f"SMTP {self.host}:{self.port} ({self.security})"
         try:
@@ -137,16 +137,17 @@ class EmailChannel:
                 f"{server} rejected the login of {self.username!r}: {_reply(exc)}"
                 + ("" if temporary else "; check the username and password"),
                 temporary,
+                "auth",
             ) from None  # nothing of the login exchange is kept with the error
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             detail = "; ".join(f"{addr}: {code} {_text(msg)}" for addr, (code, msg) in exc.recipients.items())
             raise self._error(
-                f"{server} refused every recipient ({detail})", all(400 <= c < 500 for c in codes)
+                f"{server} refused every recipient ({detail})", all(400 <= c < 500 for c in codes), "recipients"
             ) from exc
         except smtplib.SMTPResponseException as exc:  # sender refused, data refused, HELO, connect reply
             temporary = 400 <= exc.smtp_code < 500
-            raise self._error(f"{server} answered {_reply(exc)}", temporary) from exc
+            raise self._error(f"{server} answered {_reply(exc)}", temporary, f"smtp_{exc.smtp_code}") from exc
         except smtplib.SMTPServerDisconnected as exc:
             raise self._error(f"{server} closed the connection ({exc})", True) from exc
         except smtplib.SMTPNotSupportedError as exc:
@@ -158,12 +159,13 @@ class EmailChannel:
                 f"{server}: the server's TLS certificate failed verification ({exc.verify_message}); "
                 "fix the certificate, or trust its CA",
                 False,
+                "tls",
             ) from exc
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as exc:
             raise self._error(f"{server}: the connection dropped during TLS ({exc.reason or exc})", True) from exc
         except ssl.SSLError as exc:
             raise self._error(
-                f"{server}: TLS failed ({exc.reason or exc}); check the port and the security setting", False
+                f"{server}: TLS failed ({exc.reason or exc}); check the port and the security setting", False, "tls"
             ) from exc
         except TimeoutError as exc:
             raise self._error(f"{server} timed out after {self.timeout:g} s", True) from exc
@@ -172,7 +174,9 @@ class EmailChannel:
         if refused:
             # Delivered to the others: a retry would send them duplicates, so this is final.
             detail = "; ".join(f"{addr}: {code} {_text(msg)}" for addr, (code, msg) in refused.items())
-            raise self._error(f"{server} delivered the message but refused some recipients ({detail})", False)
+            raise self._error(
+                f"{server} delivered the message but refused some recipients ({detail})", False, "recipients"
+            )
 
     def _deliver(self, mail: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
         smtp: smtplib.SMTP
@@ -199,9 +203,9 @@ class EmailChannel:
             smtp.close()
         return refused
 
-    def _error(self, text: str, retryable: bool) -> DeliveryError:
+    def _error(self, text: str, retryable: bool, kind: str = "") -> DeliveryError:
         secrets = (self._password,) if self._password else ()
-        return DeliveryError(redact(f"channel {self.name!r}: {text}", secrets), retryable=retryable)
+        return DeliveryError(redact(f"channel {self.name!r}: {text}", secrets), retryable=retryable, kind=kind)
 
 
 def _text(raw: bytes | str) -> str:

@@ -154,7 +154,7 @@ class TelegramChannel:
         try:
             chat_id = parse_chat_id(destination)
         except ConfigError as exc:
-            raise DeliveryError(f"channel {self.name!r}: {exc}", retryable=False) from None
+            raise DeliveryError(f"channel {self.name!r}: {exc}", retryable=False, kind="config") from None
         where = f"Telegram sendMessage to chat {chat_id}"
         payload = {
             "chat_id": chat_id,
@@ -178,10 +178,16 @@ class TelegramChannel:
             return self._session.post(self._url, json=payload, timeout=self.timeout)
         except requests.Timeout:
             return DeliveryError(f"{where} timed out after {self.timeout:g} s", retryable=True)
+        except requests.exceptions.SSLError:  # a bad certificate stays bad: permanent, told
+            return DeliveryError(
+                f"{where} failed: TLS verification of {self.base_url} failed (bad or self-signed certificate,"
+                " or not a TLS port); fix the certificate or base_url",
+                retryable=False, kind="tls",
+            )  # fmt: skip
         except requests.ConnectionError:
             return DeliveryError(f"{where} failed: cannot connect to {self.base_url}", retryable=True)
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema):
-            return DeliveryError(f"{where} failed: check base_url {self.base_url!r}", retryable=False)
+            return DeliveryError(f"{where} failed: check base_url {self.base_url!r}", retryable=False, kind="config")
         except requests.RequestException as exc:
             return DeliveryError(f"{where} failed ({type(exc).__name__})", retryable=True)
 
@@ -222,16 +228,19 @@ class TelegramChannel:
                 f"{where} failed: Telegram rejected the bot token of channel {self.name!r} ({description}); "
                 "check the token variable",
                 retryable=False,
+                kind="auth",
             )
         migrated = params.get("migrate_to_chat_id")
         if migrated is not None:
             raise DeliveryError(
                 f"{where} failed: the group became supergroup {migrated}; set the destination to {migrated}",
                 retryable=False,
+                kind="chat_migrated",
             )
         if 400 <= code < 500:
             hint = _HINTS.get(code, "")
-            raise DeliveryError(f"{where} was refused by Telegram: {description}{hint}", retryable=False)
+            kind = "chat_not_found" if "not found" in description.lower() else f"telegram_{code}"
+            raise DeliveryError(f"{where} was refused by Telegram: {description}{hint}", retryable=False, kind=kind)
         raise DeliveryError(f"{where} got an unexpected answer (HTTP {status}: {description})", retryable=True)
 
 

@@ -129,22 +129,44 @@ def iter_log_chunks(
     while start <= to_block:
         end = min(to_block, start + adaptive.current - 1)
         query = {"address": address, "topics": list(topics), "fromBlock": hex(start), "toBlock": hex(end)}
-        parsed: list[Log] = []
-
-        def check(raw: Any, first: int = start, last: int = end, out: list[Log] = parsed) -> None:
-            out[:] = checked_logs(raw, address, topics, first, last)
-
         try:
-            client.request("eth_getLogs", [query], min_block=end, check=check)
+            raw = client.request("eth_getLogs", [query])  # routed to endpoints that have block ``end``
         except RpcResponseError as exc:
             smaller = range_limit(exc, end - start + 1)
             if smaller is None or end == start:
                 raise
             adaptive.shrink(smaller)
             continue
+        try:
+            logs = checked_logs(raw, address, topics, start, end)
+        except DecodeError as exc:
+            logs = _ask_another_endpoint(client, query, exc, (address, topics, start, end))
         adaptive.succeeded()
-        yield start, end, list(parsed)
+        yield start, end, logs
         start = end + 1
+
+
+def _ask_another_endpoint(
+    client: RpcClient,
+    query: dict[str, Any],
+    exc: DecodeError,
+    question: tuple[str | Sequence[str], Sequence[str | list[str] | None], int, int],
+) -> list[Log]:
+    """An answer that does not fit the question: that endpoint is distrusted (it cools down)
+    and the others are asked, each answer checked; with no other endpoint, the error."""
+    if not isinstance(client, RpcClient):
+        raise exc
+    liar = client.active_endpoint
+    if len(client.usable_endpoints()) < 2:
+        raise DecodeError(f"{exc} (answer of {liar.display})") from None
+    client.distrust(liar, str(exc))
+    found: list[Log] = []
+
+    def check(raw: Any) -> None:
+        found[:] = checked_logs(raw, *question)
+
+    client.request_from("eth_getLogs", [query], check=check)
+    return found
 
 
 def checked_logs(

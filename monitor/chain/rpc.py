@@ -113,6 +113,10 @@ class Lagging(RpcError):
 
 Finish = Callable[[Any], Any]
 
+START_BUDGET_S = 6.0
+"""At most this long (seconds) is spent retrying the start-up chain-id check when no
+endpoint answered at once: a passing fault is ridden out, a dead node fails fast."""
+
 
 class RpcClient:
     """A synchronous JSON-RPC client over one or more HTTP endpoints."""
@@ -185,8 +189,14 @@ class RpcClient:
         min_block: int | None = None,
         check: Callable[[Any], None] | None = None,
         only: Endpoint | None = None,
+        budget_s: float | None = None,
     ) -> tuple[Any, Endpoint]:
-        """:meth:`request`, also naming the endpoint that answered; ``only`` asks that one."""
+        """:meth:`request`, also naming the endpoint that answered; ``only`` asks that one;
+        ``budget_s`` replaces the retry budget for this call.
+        Without ``min_block``, a call pinned to a block number (eth_call, eth_getLogs'
+        toBlock, eth_getBlockByNumber...) is routed as if ``min_block`` were that number."""
+        if min_block is None:
+            min_block = _pinned_block(method, params)
         self.method_counts[method] += 1
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
 
@@ -196,7 +206,9 @@ class RpcClient:
                 check(result)
             return result
 
-        result, endpoint = self._send_with_retries(payload, method, finish, min_block=min_block, only=only)
+        result, endpoint = self._send_with_retries(
+            payload, method, finish, min_block=min_block, only=only, budget_s=budget_s
+        )
         self._note_answer(endpoint, method, result)
         return result, endpoint
 
@@ -311,7 +323,8 @@ class RpcClient:
             # none answered at once: the ordinary retries (budget, failover) decide, so a
             # passing fault at start-up is ridden out like any other
             try:
-                answer, endpoint = self.request_from("eth_chainId")
+                budget = None if self.retry_budget_s is None else min(self.retry_budget_s, START_BUDGET_S)
+                answer, endpoint = self.request_from("eth_chainId", budget_s=budget)
             except RpcError as exc:
                 raise RpcError(
                     f"no RPC endpoint answered eth_chainId ({'; '.join(warnings)}; then: {exc}); check rpc_urls"
@@ -353,9 +366,9 @@ class RpcClient:
                 raise RpcError(f"eth_getBlockByNumber({block}): the node answered block {result.get('number')!r}")
 
         try:
-            result: dict[str, Any] = self.request(
+            result: dict[str, Any] = self.request_from(
                 "eth_getBlockByNumber", [tag, False], min_block=block if isinstance(block, int) else None, check=check
-            )
+            )[0]
         except Lagging as exc:
             raise RpcError(f"{exc}; no endpoint has block {block} yet: retry later") from None
         if block == "latest":
@@ -367,10 +380,9 @@ class RpcClient:
         call: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
         if gas is not None:
             call["gas"] = hex(gas)
-        result = self.request(
-            "eth_call", [call, tag], min_block=block if isinstance(block, int) else None,
-            check=_check_hex_data,
-        )  # fmt: skip
+        result = self.request_from(
+            "eth_call", [call, tag], min_block=block if isinstance(block, int) else None, check=_check_hex_data
+        )[0]
         return _hex_bytes(result, "eth_call")
 
     # -- internals ------------------------------------------------------------------------
@@ -383,8 +395,10 @@ class RpcClient:
         *,
         min_block: int | None = None,
         only: Endpoint | None = None,
+        budget_s: float | None = None,
     ) -> tuple[Any, Endpoint]:
         started = self._clock()
+        budget = self.retry_budget_s if budget_s is None else budget_s
         failures: list[str] = []
         done: set[int] = set()  # endpoints not to ask again for this call
         invalid: MonitorError | None = None
@@ -415,7 +429,7 @@ class RpcClient:
                     done.add(index)
                 attempt += 1
                 delay = self._backoff(attempt - 1, exc.retry_after)
-                if not self._may_retry(attempt, started, delay):
+                if not self._may_retry(attempt, started, delay, budget):
                     break
                 if not (exc.final and self._pick(done, min_block, only) is not None):
                     self._sleep(delay)  # a final failure moves on to the next endpoint at once
@@ -451,13 +465,13 @@ class RpcClient:
             "check the node URL and that it is reachable"
         )
 
-    def _may_retry(self, attempts: int, started: float, delay: float) -> bool:
+    def _may_retry(self, attempts: int, started: float, delay: float, budget: float | None) -> bool:
         """``max_retries`` retries always; more while the retry budget (seconds) lasts."""
         if attempts <= self.max_retries:
             return True
-        if self.retry_budget_s is None:
+        if budget is None:
             return False
-        return self._clock() - started + delay < self.retry_budget_s
+        return self._clock() - started + delay < budget
 
     def _succeeded(self, stats: EndpointStats) -> None:
         stats.consecutive_failures = 0
@@ -622,6 +636,25 @@ def _hex_bytes(value: Any, what: str) -> bytes:
     if isinstance(value, str) and _DATA.fullmatch(value):
         return bytes.fromhex(value[2:])
     raise RpcError(f"{what}: expected hex data, got {str(value)[:60]!r}")
+
+
+_BLOCK_LAST_PARAM = frozenset({"eth_call", "eth_getBalance", "eth_getCode", "eth_getTransactionCount"})
+
+
+def _pinned_block(method: str, params: Sequence[Any]) -> int | None:
+    """The block number a read is pinned to, when its params name one (else None)."""
+    tag: Any = None
+    if method == "eth_getBlockByNumber" and params:
+        tag = params[0]
+    elif method in _BLOCK_LAST_PARAM and params:
+        tag = params[-1]
+    elif method == "eth_getStorageAt" and len(params) >= 3:
+        tag = params[2]
+    elif method == "eth_getLogs" and params and isinstance(params[0], dict) and "blockHash" not in params[0]:
+        tag = params[0].get("toBlock")
+    if isinstance(tag, str) and _QUANTITY.fullmatch(tag):
+        return int(tag, 16)
+    return None
 
 
 def _check_hex_data(value: Any) -> None:
