@@ -24,7 +24,15 @@ import pytest
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.devnet import spec
-from monitor.devnet.aave_origin import FEED_SET_ANSWER, ORIGIN_EMODES, OriginDevnet
+from monitor.devnet.aave_origin import (
+    BORROW,
+    CONFIGURE_COLLATERAL,
+    FEED_SET_ANSWER,
+    ORIGIN_EMODES,
+    SET_ASSET_COLLATERAL_IN_EMODE,
+    OriginDevnet,
+    user_account_data,
+)
 from monitor.devnet.deploy import Deployment
 from monitor.devnet.node import DevnetNode, Tx
 from monitor.devnet.seed import set_answer
@@ -177,3 +185,39 @@ def test_reconcile_finds_and_repairs_a_corrupted_account(origin_devnet: OriginDe
     assert follower.difference_counts["reconcile"] == len(differences)
     assert follower.reconcile([account]) == []  # repaired from the chain
     assert state.accounts[account].debt[asset] == chain_debt
+
+
+def test_config_changes_refresh_the_market_and_new_borrowers_are_discovered(origin_devnet: OriginDevnet) -> None:
+    """A PoolConfigurator event (WETH's LT lowered, WBTC taken out of an eMode's collateral
+    bitmap) makes the follower read the reserves and categories again in that block; a Borrow by
+    an account it did not follow adds it (``discover``), read in full. Local HF == chain after."""
+    dep = origin_devnet.deployment
+    node = origin_devnet.node
+    followed = origin_devnet.accounts[:40]
+    follower = _follower(origin_devnet.url, dep.pool_addresses_provider, followed, discover=True)
+    state = follower.start()
+    weth = dep.token("WETH").address
+    holders = [a for a in followed if state.accounts[a].collateral.get(weth) and state.accounts[a].debt]
+    assert holders
+    before = {a: state.account_data(a).health_factor for a in holders}
+    node.send(Tx(dep.admin, dep.pool_configurator, CONFIGURE_COLLATERAL.encode(weth, 7500, 7800, 10500),
+                 1_000_000, "lower WETH LT"))  # fmt: skip
+    node.send(Tx(dep.admin, dep.pool_configurator, SET_ASSET_COLLATERAL_IN_EMODE.encode(
+        dep.token("WETH").address, 1, False), 1_000_000, "WETH out of eMode 1"))  # fmt: skip
+    report = follower.step(origin_devnet.client.block_number())
+    assert report.refreshed and report.differences == ()
+    assert state.reserves[weth].liquidation_threshold == 7800
+    assert (
+        not state.categories[1].collateral_bitmap
+        or not (state.categories[1].collateral_bitmap >> state.reserves[weth].reserve_id) & 1
+    )
+    assert all(state.account_data(a).health_factor < before[a] for a in holders)
+    assert follower.reconcile() == []
+    candidates = [p.account for p in origin_devnet.positions[40:80] if p.emode != 1]
+    room = dict(zip(candidates, (d[2] for d in user_account_data(node, dep, candidates)), strict=True))
+    newcomer = max(candidates, key=lambda a: room[a])
+    usdc = dep.token("USDC").address
+    node.send(Tx(newcomer, dep.pool, BORROW.encode(usdc, 10**6, 2, 0, newcomer), 1_500_000, "borrow"))
+    report = follower.step(origin_devnet.client.block_number())
+    assert newcomer in state.accounts and newcomer in report.read and state.accounts[newcomer].debt.get(usdc)
+    assert follower.reconcile([newcomer]) == []
