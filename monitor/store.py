@@ -900,6 +900,21 @@ class Store:
             self._db.execute(f"DELETE FROM {table} WHERE market = ? AND block = ?", [market, block])
         self._db.execute("DELETE FROM orphaned_blocks WHERE market = ? AND block = ?", [market, block])
 
+    def _check_same_block(self, snapshot: MarketSnapshot) -> None:
+        """A block stored with another hash (and not marked orphaned) is not overwritten: the
+        reorg that would justify it is not proven yet."""
+        other = self._db.execute(
+            f"SELECT block_hash FROM scans AS s WHERE market = ? AND block = ? AND block_hash != ? AND {_live('s')}"
+            " LIMIT 1",
+            [snapshot.market, snapshot.block, snapshot.block_hash],
+        ).fetchone()
+        if other is not None:
+            raise StoreError(
+                f"{snapshot.market}: block {snapshot.block} is stored with hash {str(other[0])[:12]}... and the node"
+                f" now gives {snapshot.block_hash[:12]}...: a reorg not proven yet, so the stored rows stay and"
+                " nothing is written; the next scan (a newer block) proceeds"
+            )
+
     def drop_blocks(self, market: str, blocks: Sequence[int]) -> None:
         """ONE transaction: positions, prices and scans of blocks no longer canonical."""
         if not blocks:
@@ -920,6 +935,7 @@ class Store:
         _check_pinned(snapshot)
         with self.transaction():
             self._replace_orphaned(snapshot.market, snapshot.block)
+            self._check_same_block(snapshot)
             self._upsert_market(snapshot)
             self._upsert_reserves(snapshot)
             self._upsert_emode_categories(snapshot)
