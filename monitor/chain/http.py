@@ -25,6 +25,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
@@ -117,7 +118,12 @@ class HttpTransport:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         end = self._clock() + deadline_s
-        conn = self._checkout(url) or self._connect(parts.scheme, parts.hostname or "", parts.port, end, deadline_s)
+        proxy = _proxy_for(parts.scheme, parts.hostname or "")
+        if proxy is not None and parts.scheme == "http":
+            path = url  # a plain-HTTP proxy takes the absolute URL
+        conn = self._checkout(url) or self._connect(
+            parts.scheme, parts.hostname or "", parts.port, end, deadline_s, proxy
+        )
         return self._exchange(conn, url, path, body, headers, end, deadline_s, shown)
 
     # -- internals ------------------------------------------------------------------------
@@ -144,18 +150,27 @@ class HttpTransport:
         conn.close()
 
     def _connect(
-        self, scheme: str, host: str, port: int | None, end: float, deadline_s: float
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        end: float,
+        deadline_s: float,
+        proxy: tuple[str, int] | None = None,
     ) -> http.client.HTTPConnection:
         remaining = end - self._clock()
         if remaining <= 0:
             raise HttpFailure(f"no answer within the {deadline_s:g} s deadline", "timeout")
         conn: http.client.HTTPConnection
+        via_host, via_port = proxy if proxy is not None else (host, port)
         if scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            conn = http.client.HTTPSConnection(host, port, timeout=remaining, context=self._ssl)
+            conn = http.client.HTTPSConnection(via_host, via_port, timeout=remaining, context=self._ssl)
+            if proxy is not None:
+                conn.set_tunnel(host, port)  # CONNECT through the proxy, TLS to the node itself
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=remaining)
+            conn = http.client.HTTPConnection(via_host, via_port, timeout=remaining)
         try:
             conn.connect()
         except TimeoutError as exc:
@@ -250,6 +265,18 @@ class HttpTransport:
             "too_large",
             final=True,
         )
+
+
+def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
+    """The proxy from the environment (``HTTPS_PROXY`` / ``HTTP_PROXY``, minus ``NO_PROXY``),
+    as requests would use it; None for a direct connection."""
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if not parts.hostname:
+        return None
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 8080)
 
 
 def _dropped(sock: socket.socket) -> bool:

@@ -277,8 +277,11 @@ class RpcClient:
         """Ask every usable endpoint for its head once (no retries); {display: head}.
         Endpoints that do not answer are left out (and cool down)."""
         heads: dict[str, int] = {}
+        now = self._clock()
         for endpoint in self.usable_endpoints():
             stats = self.stats[endpoint.display]
+            if stats.cooldown_until > now:
+                continue  # failing lately: not waited for (the reads fail over as usual)
             try:
                 body = self._post(endpoint, {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_blockNumber",
                                              "params": []})  # fmt: skip
