@@ -74,9 +74,9 @@ def test_body_cap_and_endless_stream(serve: Callable[[Behaviour], Server]) -> No
 
 def test_redirect_refused_and_masked(serve: Callable[[Behaviour], Server]) -> None:
     upstream = serve(node())
-    with HostileProxy(upstream.url, "redirect", redirect_to="https://u:pw@evil.example/x?key=abc&n=1") as evil:
-        with pytest.raises(RpcError) as info:
-            RpcClient([evil.url], max_retries=2, sleep=lambda s: None).request("eth_chainId")
+    target = "https://u:pw@evil.example/x?key=abc&n=1"
+    with HostileProxy(upstream.url, "redirect", redirect_to=target) as evil, pytest.raises(RpcError) as info:
+        RpcClient([evil.url], max_retries=2, sleep=lambda s: None).request("eth_chainId")
     text = str(info.value)
     assert "redirected (HTTP 307) to https://<secret>@evil.example/x?key=<secret>&n=1" in text
     assert "u:pw" not in text and "abc" not in text
@@ -118,7 +118,7 @@ def test_lagging_endpoint_skipped_and_null_block_is_lag(serve: Callable[[Behavio
     block = client.get_block(0x60)  # the lagging, preferred endpoint is not even asked
     assert block["number"] == "0x60" and client.stats[lagging.url].by_method["eth_getBlockByNumber"] == 0
     only_lagging = RpcClient([lagging.url], max_retries=1, sleep=lambda s: None)
-    with pytest.raises(RpcError, match="it lags.*no endpoint has block 96 yet"):
+    with pytest.raises(RpcError, match=r"it lags.*no endpoint has block 96 yet"):
         only_lagging.get_block(0x60)
     assert only_lagging.stats[lagging.url].head == 0x5F
 
