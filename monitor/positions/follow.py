@@ -101,6 +101,7 @@ class AaveFollower:
         self.log_span = AdaptiveRange(max_log_range)
         self._state: FollowedMarket | None = None
         self._cursor = 0
+        self._reader_stable: frozenset[str] = frozenset()  # stable-debt reserves the reader last saw
         self.difference_counts: Counter[str] = Counter()  # source -> differences found
         self.differences: list[Difference] = []
 
@@ -121,6 +122,7 @@ class AaveFollower:
         configurator = str(answer[0]) if answer and int(str(answer[0]), 16) else ""
         self._state = FollowedMarket(snapshot, configurator=configurator, discover=self.discover)
         self._read_block(ref.number, [])  # the stable-debt supplies (3.0 / 3.1) and the price sources
+        self._reader_stable = self._state.stable_assets
         return self._state
 
     # -- one block ------------------------------------------------------------------------
@@ -274,11 +276,13 @@ class AaveFollower:
         self._apply_reserves(block, results[0])
         differences: list[Difference] = []
         again: list[str] = []
+        accruing = state.stable_holders()
         for (account, assets, complete), answers in zip(plan, results[1:], strict=True):
             chain = self._chain_account(account, assets, answers, complete)
             exact = account in state.accounts and account not in state.dirty
             if exact:
-                differences += self._note(state.compare(chain, block, "touched"))
+                compared = state.compare(chain, block, "touched", stable_as_read=account in accruing)
+                differences += self._note(compared)
             state.replace_account(chain)
             if state.unread_bits(chain):
                 again.append(account)
@@ -336,6 +340,9 @@ class AaveFollower:
         wanted = sorted(state.accounts) if accounts is None else list(accounts)
         if not wanted:
             return []
+        if not state.stable_assets <= self._reader_stable:  # 3.0 / 3.1: the reader reads stable debt of
+            self.reader.read_reserves(at)  # the reserves its last read_reserves found with any
+            self._reader_stable = state.stable_assets
         differences: list[Difference] = []
         for position in self.reader.read_positions(wanted, tuple(state.reserves.values()), at):
             chain = ChainAccount(

@@ -373,12 +373,21 @@ class FollowedMarket:
                 used.add(asset)
         return used
 
-    def compare(self, chain: ChainAccount, block: int, source: str) -> list[Difference]:
+    def compare(
+        self, chain: ChainAccount, block: int, source: str, *, stable_as_read: bool = False
+    ) -> list[Difference]:
         """Every field where the local account differs from ``chain`` (over the reserves read);
         the HF and totals too when ``getUserAccountData`` was read. A missing local account is
-        compared as empty."""
+        compared as empty. ``stable_as_read``: the stable debt (which accrues at the user's own
+        rate, 3.0 / 3.1) is not compared but taken from ``chain`` for the HF."""
         account = chain.state.account
         local = self.accounts.get(account) or AccountState(account)
+        if stable_as_read:
+            local = local.copy()
+            for asset in chain.assets if chain.assets is not None else self.reserves:
+                local.stable.pop(asset, None)
+                if chain.state.stable.get(asset):
+                    local.stable[asset] = chain.state.stable[asset]
         out: list[Difference] = []
 
         def differ(name: str, mine: int, theirs: int) -> None:
@@ -394,7 +403,7 @@ class FollowedMarket:
         differ("configuration", local.configuration, chain.state.configuration)
         differ("emode", local.emode, chain.state.emode)
         if chain.account_data is not None and account in self.accounts:
-            data = self.account_data(account)
+            data = self._account_data(local)
             total_collateral, total_debt, _available, _lt, _ltv, hf = chain.account_data
             differ("health_factor", data.health_factor, hf)
             differ("total_collateral_base", data.total_collateral_base, total_collateral)
@@ -466,7 +475,9 @@ class FollowedMarket:
 
     def account_data(self, account: str) -> AccountData:
         """``getUserAccountData`` of ``account`` recomputed locally at the current reserve state."""
-        acct = self.accounts[account]
+        return self._account_data(self.accounts[account])
+
+    def _account_data(self, acct: AccountState) -> AccountData:
         legs, reserves = self._legs(acct)
         return account_data(legs, reserves, acct.emode, acct.configuration, self.categories, self._prices, self.rules)
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from monitor.chain.abi import fn
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.devnet import spec
@@ -44,6 +45,8 @@ from tests.support import Devnet
 
 LIQUIDATOR = "0x000000000000000000000000000000000000bEEF"
 RECONCILE_EVERY = 15
+SET_STABLE_BORROWING = fn("setReserveStableRateBorrowing(address,bool)")
+SWAP_RATE_MODE = fn("swapBorrowRateMode(address,uint256)")
 
 
 def _follower(url: str, provider: str, accounts: Sequence[str], **options: int | bool) -> AaveFollower:
@@ -221,3 +224,34 @@ def test_config_changes_refresh_the_market_and_new_borrowers_are_discovered(orig
     report = follower.step(origin_devnet.client.block_number())
     assert newcomer in state.accounts and newcomer in report.read and state.accounts[newcomer].debt.get(usdc)
     assert follower.reconcile([newcomer]) == []
+
+
+def test_v30_stable_debt_is_re_read_every_block(devnet: Devnet) -> None:
+    """Aave 3.0 stable debt accrues at each user's own rate, which no scaled balance records: a
+    stable borrower (and a SwapBorrowRateMode) is marked dirty and re-read every block, so its
+    local HF still equals getUserAccountData as time passes."""
+    dep: Deployment = devnet.deployment
+    node = devnet.node
+    usdc = dep.token("USDC").address
+    node.send(Tx(dep.admin, dep.pool_configurator, SET_STABLE_BORROWING.encode(usdc, True), 1_000_000, "stable"))
+    accounts = [s.account for s in devnet.seeded[:40]]
+    borrower = next(s.account for s in devnet.seeded[:40] if s.debt == "WETH" and "USDC" not in s.collaterals)
+    follower = _follower(devnet.url, dep.pool_addresses_provider, accounts)
+    state = follower.start()
+    node.impersonate_all()
+    node.send(Tx(borrower, dep.pool, BORROW.encode(usdc, 50 * 10**6, 1, 0, borrower), 1_500_000, "stable borrow"))
+    report = follower.step(devnet.client.block_number())
+    assert borrower in report.read and state.accounts[borrower].stable.get(usdc)
+    first = state.accounts[borrower].stable[usdc]
+    for _ in range(3):
+        devnet.client.request("evm_increaseTime", [30 * 86_400])
+        node.mine()
+        report = follower.step(devnet.client.block_number())
+        assert report.read == (borrower,) and report.differences == ()
+    assert state.accounts[borrower].stable[usdc] > first  # accrued, as read
+    assert follower.reconcile() == []  # the reader is told of the new stable-debt reserve first
+    node.send(Tx(borrower, dep.pool, SWAP_RATE_MODE.encode(usdc, 1), 1_500_000, "swap to variable"))
+    report = follower.step(devnet.client.block_number())
+    assert borrower in report.read and not state.accounts[borrower].stable.get(usdc)
+    assert state.accounts[borrower].debt.get(usdc)
+    assert follower.reconcile() == []

@@ -247,3 +247,17 @@ def test_unfollowed_accounts_are_left_alone(revision: int) -> None:
     market = _market(revision, (_empty(ALICE),))
     assert market.apply_events([_mint(WETH, False, BOB, 100, 0, INDEX_C)]) == set()
     assert set(market.accounts) == {ALICE} and market.events_applied == 1
+
+
+def test_stable_debt_as_read_is_not_a_difference_but_counts_in_the_hf() -> None:
+    legs = (AssetLeg(WETH, "WETH", 10**18, 0, 0, 0, 0, True), AssetLeg(USDC, "USDC", 0, 0, 0, 0, 10**9, False))
+    alice = Position("m", ALICE, 100, 0, 0, 0, 0, 0, 0, 0, 0b0110, legs=legs)
+    market = _market(1, (alice,))
+    assert market.stable_holders() == {ALICE}
+    grown = AccountState(ALICE, 0, 0b0110, {WETH: 10**18}, {}, {USDC: 1_001 * 10**6})
+    expected = market._account_data(grown)
+    chain = ChainAccount(grown, None, (expected.total_collateral_base, expected.total_debt_base, 0, 0, 0,
+                                       expected.health_factor))  # fmt: skip
+    strict = market.compare(chain, 101, "touched")
+    assert {d.field for d in strict} == {"stable[USDC]", "health_factor", "total_debt_base"}
+    assert market.compare(chain, 101, "touched", stable_as_read=True) == []
