@@ -34,12 +34,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from monitor.alerts.channels import Channel
 from monitor.alerts.factory import build_channels, channel_names
 from monitor.config import Config, redact
-from monitor.errors import StoreError
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics
 from monitor.scan import open_client
 from monitor.service import Monitor, describe
-from monitor.store import Lease, Store
+from monitor.store import Lease, LeaseKeeper, Store
 
 log = logging.getLogger("liqmon")
 
@@ -92,43 +91,6 @@ class _Worker:
         return max(heads)
 
 
-class _LeaseKeeper(threading.Thread):
-    """Renews the writer lease on its own thread and connection, so a long scan never lets
-    it expire; calls ``on_lost`` when another process has taken it."""
-
-    def __init__(self, path: Any, lease: Lease, ttl_s: float, on_lost: Callable[[str], None]) -> None:
-        super().__init__(name="liqmon-lease", daemon=True)
-        self.path = path
-        self.lease = lease
-        self.ttl_s = ttl_s
-        self.on_lost = on_lost
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            with Store(self.path) as store:
-                while not self.stopped.wait(self.ttl_s / 3):
-                    try:
-                        self.lease = store.renew_lease(self.lease, self.ttl_s)
-                    except StoreError as exc:
-                        if "lost the writer lease" in str(exc):
-                            self.on_lost(str(exc))
-                            return
-                        log.warning("lease renewal failed", extra={"error": str(exc)})  # busy: next time
-        except StoreError as exc:
-            self.on_lost(str(exc))
-
-    def release(self) -> None:
-        self.stopped.set()
-        if self.is_alive():
-            self.join(timeout=5)
-        try:
-            with Store(self.path) as store:
-                store.release_lease(self.lease)
-        except StoreError as exc:
-            log.warning("lease release failed", extra={"error": str(exc)})
-
-
 def take_lease(config: Config) -> Lease:
     """The database's writer lease for this daemon, or LeaseHeld naming the holder."""
     with Store(config.store.path) as store:
@@ -141,12 +103,12 @@ def run_daemon(config: Config, *, max_ticks: int | None = None, clock: Callable[
     channels = build_channels(config.alerts)  # bad channel config fails here, at start
     lease = take_lease(config)  # another daemon on this database: LeaseHeld, before anything runs
     lost: list[str] = []
-    keeper: _LeaseKeeper | None = None
+    keeper: LeaseKeeper | None = None
     try:
-        keeper = _LeaseKeeper(config.store.path, lease, config.store.lease_ttl_s, lost.append)
+        keeper = LeaseKeeper(config.store.path, lease, config.store.lease_ttl_s, lost.append)
         code = _run(config, channels, max_ticks, clock, keeper, lost)
     finally:
-        if keeper is not None and not lost:
+        if keeper is not None:
             keeper.release()
     return code
 
@@ -156,7 +118,7 @@ def _run(
     channels: Mapping[str, Channel],
     max_ticks: int | None,
     clock: Callable[[], float],
-    keeper: _LeaseKeeper,
+    keeper: LeaseKeeper,
     lost: list[str],
 ) -> int:
     for chain in {config.chain_for(m).name: config.chain_for(m) for m in config.markets}.values():

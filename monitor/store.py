@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -765,18 +766,20 @@ class Store:
 
     @contextmanager
     def writer(self, kind: str, ttl_s: float) -> Iterator[Lease | None]:
-        """Hold the writer lease for a block of work. Re-entrant for this process (the
-        daemon's own scans run under its lease): then nothing is taken or released."""
+        """Hold the writer lease for a block of work, renewed meanwhile by a
+        :class:`LeaseKeeper`. Re-entrant for this process (the daemon's own scans run under
+        its lease): then nothing is taken or released."""
         holder = self.lease_holder()
         if holder is not None and (holder.pid, holder.host) == (os.getpid(), socket.gethostname()):
             yield None
             return
         lease = self.acquire_lease(kind, ttl_s)
+        keeper = LeaseKeeper(self.path, lease, ttl_s)
+        keeper.start()
         try:
             yield lease
         finally:
-            with suppress(StoreError):
-                self.release_lease(lease)
+            keeper.release()
 
     # ----------------------------------------------------------------- accounts
 
@@ -1199,6 +1202,50 @@ class Store:
             return [dict(row) for row in self._db.query(sql, params)]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read history database {self.path}: {exc}") from exc
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a writer lease every ``ttl_s / 3`` on its own thread and connection, so a long
+    job never lets it expire; ``on_lost(reason)`` when another process has taken it."""
+
+    def __init__(
+        self, path: Path, lease: Lease, ttl_s: float, on_lost: Callable[[str], None] = lambda _reason: None
+    ) -> None:
+        super().__init__(name="liqmon-lease", daemon=True)
+        self.path = path
+        self.lease = lease
+        self.ttl_s = ttl_s
+        self.on_lost = on_lost
+        self.lost = ""
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with Store(self.path) as store:
+                while not self._stopped.wait(self.ttl_s / 3):
+                    try:
+                        self.lease = store.renew_lease(self.lease, self.ttl_s)
+                    except StoreError as exc:
+                        if "lost the writer lease" in str(exc):
+                            self._lose(str(exc))
+                            return
+                        # busy or locked for a moment: the next round renews
+        except StoreError as exc:
+            self._lose(str(exc))
+
+    def _lose(self, reason: str) -> None:
+        self.lost = reason
+        self.on_lost(reason)
+
+    def release(self) -> None:
+        """Stop renewing and give the lease back (unless it was lost)."""
+        self._stopped.set()
+        if self.is_alive():
+            self.join(timeout=10)
+        if self.lost:
+            return
+        with suppress(StoreError), Store(self.path) as store:
+            store.release_lease(self.lease)
 
 
 def _lease_row(lease: Lease) -> dict[str, Any]:

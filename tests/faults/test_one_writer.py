@@ -183,3 +183,17 @@ def test_two_daemons_on_one_database_exactly_one_runs(small_devnet: SmallDevnet,
     duplicates = [t for t, n in Counter(texts).items() if n > 1]
     assert duplicates == [], f"{len(duplicates)} message(s) delivered twice"
     assert rows(db, "SELECT * FROM writer_lease") == []  # released at SIGTERM
+
+
+def test_a_long_job_keeps_its_lease_renewed_and_gives_it_back(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    with Store(db) as store, store.writer("scan", 0.6) as lease:
+        assert lease is not None
+        time.sleep(1.5)  # more than twice the ttl: only the keeper's renewals keep it
+        holder = store.lease_holder()
+        assert holder is not None and holder.token == lease.token and holder.renewed_at > lease.renewed_at
+        assert holder.expires_at > time.time()
+        with Store(db) as other, pytest.raises(LeaseHeld, match="liqmon scan"):
+            other.acquire_lease("run", 60, pid=os.getpid() + 1_000_000)  # another process (fake pid)
+    with Store(db) as store:
+        assert store.lease_holder() is None
