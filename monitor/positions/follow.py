@@ -168,6 +168,17 @@ class AaveFollower:
             time.process_time() - cpu, refreshed, resynced,
         )  # fmt: skip
 
+    def unwind(self, to_block: int) -> set[str]:
+        """A reorg replaced the blocks after ``to_block``: the accounts their events touched are
+        read again at the next :meth:`step` (exactly, from the chain), a market change among them
+        is read again too; deeper than the kept window (``TOUCHED_KEPT_BLOCKS``) the whole market
+        is read again at ``to_block``. Returns the accounts to be read again."""
+        accounts = self.state.unwind(to_block)
+        if accounts is None:
+            self.start(to_block)
+            return set(self.state.accounts)
+        return accounts
+
     def logs(self, first: int, last: int) -> list[Log]:
         """Every watched contract's logs in ``[first, last]``: ONE ``eth_getLogs`` (more only
         when the node limits the range), each log checked against the question."""

@@ -148,6 +148,8 @@ class FollowedMarket:
         self.needs_refresh = False  # a PoolConfigurator event: reserves / eMode categories changed
         self.needs_resync = False  # a PoolAddressesProvider event: read the whole market again
         self.stored: dict[str, ev.ReserveDataUpdated] = {}  # asset -> the last stored indexes and rates
+        self.kept_from = snapshot.block + 1  # ``touched`` is complete from this block on (unwind window)
+        self.changed_at: list[int] = []  # blocks with a PoolConfigurator event
         self.stable_assets: frozenset[str] = frozenset()
         self.events_applied = 0
         self.inexact = 0  # events that marked an account dirty
@@ -231,8 +233,33 @@ class FollowedMarket:
         return set(self.touched.get(block, ()))
 
     def forget_touched(self, before: int) -> None:
+        """Keep what each block touched only from ``before`` on (the unwind window)."""
         for block in [b for b in self.touched if b < before]:
             del self.touched[block]
+        self.kept_from = max(self.kept_from, before)
+        self.changed_at = [b for b in self.changed_at if b >= before]
+
+    def unwind(self, to_block: int) -> set[str] | None:
+        """Forget the blocks after ``to_block`` (a reorg replaced them): every account their
+        events touched is marked dirty (read again, exactly, at the next block), a market change
+        among them asks for a refresh; returns those accounts, or ``None`` when the window kept
+        does not reach back to ``to_block`` (then only a full read is right)."""
+        if to_block >= self.block:
+            return set()
+        if to_block + 1 < self.kept_from:
+            return None
+        dropped = [b for b in self.touched if b > to_block]
+        accounts: set[str] = set()
+        for block in dropped:
+            accounts |= self.touched.pop(block)
+        accounts |= self.discovered
+        self.dirty |= accounts & set(self.accounts)
+        if any(b > to_block for b in self.changed_at):
+            self.needs_refresh = True
+        self.changed_at = [b for b in self.changed_at if b <= to_block]
+        self.needs_resync = False
+        self.block = to_block
+        return accounts
 
     def _mark_dirty(self, account: str) -> None:
         self.dirty.add(account)
@@ -303,6 +330,7 @@ class FollowedMarket:
         elif isinstance(event, ev.ReserveDataUpdated):
             self.stored[event.reserve] = event
         elif isinstance(event, ev.MarketChanged):
+            self.changed_at.append(event.block)
             if event.resync:
                 self.needs_resync = True
             else:

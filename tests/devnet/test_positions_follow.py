@@ -255,3 +255,46 @@ def test_v30_stable_debt_is_re_read_every_block(devnet: Devnet) -> None:
     assert borrower in report.read and not state.accounts[borrower].stable.get(usdc)
     assert state.accounts[borrower].debt.get(usdc)
     assert follower.reconcile() == []
+
+
+def test_unwind_after_a_reorg_leaves_no_difference(origin_devnet: OriginDevnet) -> None:
+    """Blocks followed, then replaced (evm_revert + other actions at the same heights): after
+    ``unwind(fork)`` the follower re-reads exactly the accounts the dropped blocks touched and
+    ends with zero differences; a follower that does not unwind is caught by reconciliation."""
+    dep = origin_devnet.deployment
+    client = origin_devnet.client
+
+    def move(symbol: str, answer: int) -> Tx:
+        return Tx(dep.admin, dep.token(symbol).feed, FEED_SET_ANSWER.encode(answer), 200_000, f"price {symbol}")
+
+    followed = origin_devnet.accounts[:60]
+    unwinding = _follower(origin_devnet.url, dep.pool_addresses_provider, followed)
+    blind = _follower(origin_devnet.url, dep.pool_addresses_provider, followed)
+    state = unwinding.start()
+    driver = ReplayDriver(client, dep.pool, list(state.reserves.values()), followed[:20], LIQUIDATOR,
+                          price_move=move, emode_ids=[1, 2, 3], actions_per_block=(4, 6), seed=11)  # fmt: skip
+    driver.fund()
+    head = client.block_number()
+    unwinding.step(head)
+    blind.start(head)
+    fork = origin_devnet.node.snapshot()
+    client.request("evm_setAutomine", [False])
+    try:
+        for _ in range(6):
+            block = driver.block(state)
+            unwinding.step(block)
+            blind.step(block)
+        dropped = {a for b in range(head + 1, block + 1) for a in state.touched_accounts(b)}
+        assert dropped
+        origin_devnet.node.revert(fork)
+        driver.rng.seed(12)  # another branch at the same heights
+        for _ in range(7):
+            block = driver.block(state)
+        assert unwinding.unwind(head) == dropped and state.block == head
+        report = unwinding.step(block)
+        assert set(report.read) >= dropped and report.differences == ()
+        assert unwinding.reconcile() == []
+        blind.step(block)
+        assert blind.reconcile() != []  # following the dead branch's events left it wrong
+    finally:
+        client.request("evm_setAutomine", [True])
