@@ -270,25 +270,31 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from monitor.risk.calibrate import calibrate
 
     config = load_config(args.config)
+    weights = _crash_weights(args.crash_weight)
     with Store(config.store.path) as store:
         book = book_from_snapshot(_snapshot(config, store, args.market))
         book.column(args.asset)
         result = calibrate(
             book, args.asset, delay_hours=args.delay_hours, liquidity_usd=args.liquidity_usd,
-            tolerance=args.tolerance, quantile=args.quantile, n_paths=args.paths,
-            rng=np.random.default_rng(args.seed),
+            tolerance=args.tolerance, crash_tolerance=args.crash_tolerance, quantile=args.quantile,
+            n_paths=args.paths, rng=np.random.default_rng(args.seed), crash_weights=weights,
+            cascade=not args.no_cascade,
         )  # fmt: skip
         report = result.as_dict()
         summary = {
             "asset": result.asset, "current_lt": result.current_lt, "current_ltv": result.current_ltv,
             "recommended_lt": result.recommended_lt, "recommended_ltv": result.recommended_ltv,
             "smart_ltv": result.smart_ltv, "tolerance": result.tolerance, "quantile": result.quantile,
+            "crash_tolerance": result.crash_tolerance, "binding": result.binding, "explanation": result.explanation,
         }  # fmt: skip
         inputs = {
             "asset": args.asset,
             "delay_hours": args.delay_hours,
             "liquidity_usd": args.liquidity_usd,
             "tolerance": args.tolerance,
+            "crash_tolerance": args.crash_tolerance,
+            "crash_weights": weights,
+            "cascade": not args.no_cascade,
             "quantile": args.quantile,
             "paths": args.paths,
             "seed": args.seed,
@@ -301,9 +307,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         points = result.points
         calibration_curve(
             [p.lt for p in points],
-            {"mean": [p.mean for p in points], "VaR95": [p.var95 for p in points], "VaR99": [p.var99 for p in points]},
+            {"MC mean": [p.mean for p in points], "MC VaR95": [p.var95 for p in points],
+             "MC VaR99": [p.var99 for p in points]},
             [result.tolerance * p.total_debt for p in points], result.recommended_lt, result.current_lt,
-            f"{book.market} @ {book.block}: {result.asset} LT -> bad debt ({result.scenarios} scenarios)", args.plot,
+            f"{book.market} @ {book.block}: {result.asset} LT -> bad debt ({result.scenarios} Monte Carlo paths,"
+            f" {len(result.crashes)} crashes, {result.delay_hours:g} h delay)", args.plot,
+            crashes={c.name: list(c.bad_debt) for c in result.crashes},
+            crash_tolerance_usd=[result.crash_tolerance * p.total_debt for p in points],
+            warning=_edge_warning(result),
         )  # fmt: skip
     if args.json:
         print(to_json(report))
@@ -311,6 +322,33 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(_calibration_text(result, book))
     print(f"\nstored as risk run {run_id}")
     return 0
+
+
+def _crash_weights(items: list[str] | None) -> dict[str, float] | None:
+    """``--crash-weight NAME=W`` (repeatable) as a mapping; the names are checked by calibrate."""
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = math.nan
+        if not sep or not name or not math.isfinite(weight):
+            raise InputError(f"--crash-weight {item!r}: expected NAME=WEIGHT, e.g. 2020-03-12=0.5")
+        out[name.strip()] = weight
+    return out
+
+
+def _edge_warning(result: Any) -> str | None:
+    if result.at_edge:
+        return f"recommendation at the top of the sweep ({result.recommended_lt:.0%}): the stress set does not bind"
+    if result.recommended_lt is None:
+        return "no LT of the sweep passes: the recommendation is below the sweep"
+    if result.recommended_lt <= result.points[0].lt + 1e-9:
+        return f"recommendation at the bottom of the sweep ({result.recommended_lt:.0%})"
+    return None
 
 
 def _calibration_text(result: Any, book: Book) -> str:
@@ -321,21 +359,34 @@ def _calibration_text(result: Any, book: Book) -> str:
     )
     head = [
         f"{book.market} @ block {book.block}: calibration of {result.asset}",
-        f"  stress set: {result.scenarios} scenarios (historical worst windows + bootstrap) over a "
-        f"{result.delay_hours:g} h liquidation delay; liquidity {result.liquidity_usd:,.0f} USD (constant product)",
+        f"  scenarios: {len(result.crashes)} named crashes (apart) + {result.scenarios} Monte Carlo paths; liquidators"
+        f" act {result.delay_hours:g} h after a position becomes liquidatable (the price moves over the delay);"
+        f" seized collateral sold into {result.liquidity_usd:,.0f} USD of constant-product depth"
+        + (" (cascade to the fixed point)" if result.cascade else " (no price impact)"),
         f"  current: LT {result.current_lt:.0%} / LTV {result.current_ltv:.0%}",
-        f"  recommended (VaR{result.quantile * 100:g} of bad debt <= {result.tolerance:.1%} of debt): {rec}",
-        f"  RiskDAO smart LTV reference: {result.smart_ltv:.1%} (sigma over the delay {result.sigma_delay:.2%})",
-        "",
+        f"  tests: every named crash's bad debt <= {result.crash_tolerance:.1%} of debt (weight 1 each unless"
+        f" --crash-weight), Monte Carlo VaR{result.quantile * 100:g} <= {result.tolerance:.1%} of debt",
+        f"  recommended: {rec}",
+        f"  why: {result.explanation}",
+        f"  RiskDAO smart LTV reference: {result.smart_ltv:.1%} (sigma over the delay {result.sigma_delay:.2%};"
+        f" l = {result.sellable_usd:,.0f} USD sellable within the {result.bonus:.0%} bonus slippage)",
     ]
-    rows = [
-        (f"{p.lt:.0%}", f"{p.ltv:.0%}", f"{p.mean:,.0f}", f"{p.var95:,.0f}", f"{p.var99:,.0f}", f"{p.es99:,.0f}",
-         f"{(p.var99 / p.total_debt if p.total_debt else 0):.2%}", f"{p.liquidatable_mean:.1f}")
-        for p in result.points
-    ]  # fmt: skip
-    return "\n".join(head) + table(
-        rows, ["LT", "LTV", "mean", "VaR95", "VaR99", "ES99", "VaR99/debt", "liq/path"], ">>>>>>>>"
-    )
+    warning = _edge_warning(result)
+    if warning:
+        head.append(f"  WARNING: {warning}")
+    head.append("")
+    names = [c.name for c in result.crashes]
+    rows = []
+    for g, p in enumerate(result.points):
+        mark = " <" if result.recommended_lt is not None and abs(p.lt - result.recommended_lt) < 1e-9 else ""
+        rows.append(
+            (f"{p.lt:.0%}{mark}", f"{p.ltv:.0%}", f"{p.mean:,.0f}", f"{p.var99:,.0f}",
+             f"{(p.var99 / p.total_debt if p.total_debt else 0):.2%}", f"{p.liquidatable_mean:.1f}",
+             *(f"{c.fraction[g]:.1%}" for c in result.crashes))
+        )  # fmt: skip
+    headers = ["LT", "LTV", "MC mean", "MC VaR99", "VaR99/debt", "MC liq/path", *names]
+    note = "\n  (crash columns: bad debt as a fraction of debt in that crash; < marks the recommendation)"
+    return "\n".join(head) + table(rows, headers, ">" * len(headers)) + note
 
 
 # -- parsers ----------------------------------------------------------------------------
@@ -366,25 +417,35 @@ def add_stress_parser(sub: Any) -> None:
 
     cal = sub.add_parser(
         "calibrate",
-        help="sweep one collateral's liquidation threshold: LT -> bad debt curve and a recommendation",
+        help="sweep one collateral's liquidation threshold: LT -> bad debt per crash and Monte Carlo, a recommendation",
         description="For one collateral asset of the newest stored scan, sweep the liquidation threshold (LTV "
-        "kept the same distance below), re-borrow each position at its current usage, and measure bad debt "
-        "(mean, VaR95, VaR99, ES99) under historical worst windows and bootstrapped paths over the liquidation "
-        "delay, selling seized collateral into a constant-product market of the given liquidity. Recommends "
-        "the highest LT whose VaR stays within the tolerance; compares with the current value and RiskDAO's "
-        "smart LTV = exp(-c sigma / sqrt(l / d)) - bonus.",
+        "kept the same distance below), re-borrow each position at its current usage, and measure bad debt under "
+        f"each named crash apart ({', '.join(scenario_names())}) and under bootstrapped Monte Carlo paths. "
+        "Liquidators act --delay-hours after a position becomes liquidatable, at the price then (the move over the "
+        "delay; within a day sqrt-time of the worst daily move), and sell the seized collateral into a "
+        "constant-product market of --liquidity-usd depth, whose price impact liquidates more (a cascade solved "
+        "to its fixed point). Recommends the highest LT whose bad debt in every crash stays within "
+        "--crash-tolerance and whose Monte Carlo VaR stays within --tolerance, and says which constraint binds; "
+        "compares with RiskDAO's smart LTV = exp(-c sigma / sqrt(l / d)) - bonus, l the volume sellable within "
+        "the bonus slippage.",
     )
     cal.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     cal.add_argument("--market", help="market name (default: the config's only market)")
     cal.add_argument("--asset", required=True, help="collateral asset symbol, e.g. WETH")
     cal.add_argument("--delay-hours", type=float, default=1.0, help="time before liquidators act (default 1)")
     cal.add_argument("--liquidity-usd", type=float, default=5e6, help="DEX depth for seized collateral (default 5e6)")
-    cal.add_argument("--tolerance", type=float, default=0.01, help="VaR limit as a fraction of debt (default 0.01)")
+    cal.add_argument("--tolerance", type=float, default=0.01,
+                     help="Monte Carlo VaR limit as a fraction of debt (default 0.01)")  # fmt: skip
+    cal.add_argument("--crash-tolerance", type=float, default=0.02,
+                     help="bad-debt limit in each named crash as a fraction of debt (default 0.02)")  # fmt: skip
+    cal.add_argument("--crash-weight", action="append", metavar="NAME=W",
+                     help="weight of a named crash in its test (default 1; 0 drops it), repeatable")  # fmt: skip
+    cal.add_argument("--no-cascade", action="store_true", help="no price impact of the liquidation sales")
     cal.add_argument("--quantile", type=float, default=0.99, help="VaR quantile (default 0.99)")
-    cal.add_argument("--paths", type=int, default=2000, help="bootstrap paths (default 2000)")
+    cal.add_argument("--paths", type=int, default=2000, help="Monte Carlo paths (default 2000)")
     cal.add_argument("--seed", type=int, default=1, help="random seed")
     cal.add_argument("--json", action="store_true", help="machine-readable output")
-    cal.add_argument("--plot", type=Path, metavar="FILE.png", help="calibration curve with the recommendation")
+    cal.add_argument("--plot", type=Path, metavar="FILE.png", help="the curves (crashes apart) with the recommendation")
     cal.set_defaults(func=cmd_calibrate)
 
 

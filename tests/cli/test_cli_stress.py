@@ -11,6 +11,7 @@ import yaml
 
 from monitor.cli import main
 from monitor.devnet.session import devnet_config
+from monitor.risk.scenarios import scenario_names
 from tests.support import Devnet
 
 pytestmark = pytest.mark.devnet
@@ -107,13 +108,40 @@ def test_calibrate_reports_curve_and_recommendation(scanned: Path, tmp_path: Pat
     points = report["points"]
     assert report["current_lt"] == pytest.approx(0.83)
     assert len(points) >= 50 and points[0]["lt"] < points[-1]["lt"]
+    # the crashes are reported apart from the Monte Carlo paths, one curve each over the same grid
+    assert report["scenarios"] == 300
+    assert [c["name"] for c in report["crashes"]] == scenario_names()
+    assert all(len(c["bad_debt"]) == len(points) for c in report["crashes"])
     rec = report["recommended_lt"]
-    if rec is not None:  # the highest LT whose VaR99 stays within 1 % of debt
-        ok = [p["lt"] for p in points if p["var99"] <= 0.01 * p["total_debt"]]
-        assert rec == pytest.approx(max(ok))
+    passing = [
+        p["lt"] for g, p in enumerate(points)
+        if p["var_q"] <= 0.01 * p["total_debt"] + 1e-6
+        and all(c["weight"] * c["bad_debt"][g] <= 0.02 * p["total_debt"] + 1e-6 for c in report["crashes"])
+    ]  # fmt: skip
+    assert rec == (pytest.approx(max(passing)) if passing else None)
+    assert report["explanation"] and report["binding"]
     assert 0 <= report["smart_ltv"] <= 1
+    assert report["smart_ltv_sellable_usd"] == pytest.approx(2e6 * 0.05 / 0.95, rel=1e-6)  # WETH bonus 5 %
     assert plot.stat().st_size > 10_000
     assert main(["history", "--config", str(scanned), "--runs"]) == 0
     assert "calibrate WETH" in capsys.readouterr().out
     assert main(["calibrate", "--config", str(scanned), "--asset", "NOPE"]) == 1
     assert "unknown asset 'NOPE'" in capsys.readouterr().err
+
+
+def test_calibrate_table_shows_the_crashes_the_reason_and_the_delay(scanned: Path, capsys: Any) -> None:
+    base = ["calibrate", "--config", str(scanned), "--asset", "WETH", "--paths", "200", "--liquidity-usd", "1e15"]
+    assert main([*base, "--delay-hours", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2020-03-12" in out and "MC VaR99" in out and "why:" in out and "sellable within the 5% bonus" in out
+    assert main([*base, "--json", "--delay-hours", "1"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main([*base, "--json", "--delay-hours", "24"]) == 0
+    day = json.loads(capsys.readouterr().out)
+    black = next(c for c in one["crashes"] if c["name"] == "2020-03-12")
+    black_day = next(c for c in day["crashes"] if c["name"] == "2020-03-12")
+    assert black_day["delay_move"] > black["delay_move"] and sum(black_day["bad_debt"]) > sum(black["bad_debt"])
+    assert main([*base, "--crash-weight", "2020-03-12"]) == 1
+    assert "--crash-weight '2020-03-12': expected NAME=WEIGHT" in capsys.readouterr().err
+    assert main([*base, "--crash-weight", "1999-01-01=1"]) == 1
+    assert "unknown crash '1999-01-01'" in capsys.readouterr().err
