@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +17,10 @@ from monitor.errors import DevnetError, RpcError
 from monitor.paths import cache_dir, node_modules
 
 DEVNET_CHAIN_ID = 31337
+# anvil writes the states it drops from memory under a cache directory (default
+# ~/.foundry/anvil/tmp, never cleaned after a kill); each node gets its own directory, removed
+# when it stops, and at most this many states on disk (a long devnet run filled 80 GB without it)
+MAX_PERSISTED_STATES = 64
 
 
 def anvil_binary() -> Path:
@@ -71,6 +77,7 @@ class Anvil:
         self.block_time = block_time
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
+        self.state_cache: Path | None = None
 
     @property
     def url(self) -> str:
@@ -87,7 +94,10 @@ class Anvil:
             "--code-size-limit", "100000",
             "--accounts", "2",
             "--balance", "100000000",
+            "--max-persisted-states", str(MAX_PERSISTED_STATES),
         ]  # fmt: skip
+        if self.state_cache is not None:
+            cmd += ["--cache-path", str(self.state_cache)]
         if self.load_state is not None:
             cmd += ["--load-state", str(self.load_state)]
         if self.block_time is not None:
@@ -95,6 +105,7 @@ class Anvil:
         return cmd + list(self.extra_args)
 
     def start(self, timeout: float = 30.0) -> Anvil:
+        self.state_cache = Path(tempfile.mkdtemp(prefix="liqmon-anvil-states-"))
         try:
             self.process = subprocess.Popen(
                 self.command(),
@@ -103,6 +114,7 @@ class Anvil:
                 start_new_session=True,
             )
         except OSError as exc:
+            self._drop_state_cache()
             raise DevnetError(f"cannot start anvil: {exc}") from exc
         try:
             wait_ready(self.url, self.process, timeout)
@@ -113,14 +125,22 @@ class Anvil:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            if proc is None or proc.poll() is not None:
+                return
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        finally:
+            self._drop_state_cache()
+
+    def _drop_state_cache(self) -> None:
+        cache, self.state_cache = self.state_cache, None
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
 
     def __enter__(self) -> Anvil:
         return self.start()
