@@ -508,10 +508,15 @@ def delayed_bad_debt(
     if paths.low.shape[1] != len(book.symbols):
         raise InputError(f"paths have {paths.low.shape[1]} asset columns, the book {len(book.symbols)}")
     rows = book.debt.sum(axis=1) > 0
-    w, d = (book.collateral * book.lt)[rows], book.debt[rows]
-    c, cb = book.collateral[rows], (book.collateral * book.bonus)[rows]
+    # only the assets the positions hold or owe take part (a market's other reserves cost time only)
+    used = (book.collateral[rows] > 0).any(axis=0) | (book.debt[rows] > 0).any(axis=0)
+    used[j] = True
+    cols = np.flatnonzero(used)
+    j = int(np.searchsorted(cols, j))
+    w, d = (book.collateral * book.lt)[np.ix_(rows, cols)], book.debt[np.ix_(rows, cols)]
+    c, cb = book.collateral[np.ix_(rows, cols)], (book.collateral * book.bonus)[np.ix_(rows, cols)]
     s = paths.size
-    ell0, delta = np.log(paths.low), paths.delay_move
+    ell0, delta = np.log(paths.low[:, cols]), paths.delay_move[:, cols]
     phi = (
         np.ones(s)
         if phi_start is None or not cascade

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -488,3 +489,28 @@ def test_input_errors_of_the_building_blocks() -> None:
         StressPaths(np.ones((2, 2)), np.zeros((2, 2)), ("x",))
     with pytest.raises(InputError, match="columns"):
         delayed_bad_debt(book, 0, StressPaths(np.ones((1, 3)), np.zeros((1, 3)), ("x",)), 1e6)
+
+
+def test_calibration_plot_shows_the_crashes_apart_and_warns_at_the_edge(tmp_path: Path) -> None:
+    from monitor.plots import calibration_curve
+
+    book = _asset_book("WETH", 0.83, 0.80, 100, np.random.default_rng(5))
+    result = calibrate(book, "WETH", grid=[0.5, 0.6], liquidity_usd=DEEP, n_paths=50, rng=np.random.default_rng(5))
+    assert result.at_edge
+    points = result.points
+    kwargs = {
+        "crashes": {c.name: list(c.bad_debt) for c in result.crashes},
+        "crash_tolerance_usd": [0.02 * p.total_debt for p in points],
+    }
+    plain = calibration_curve(
+        [p.lt for p in points], {"MC VaR99": [p.var99 for p in points]}, [0.01 * p.total_debt for p in points],
+        result.recommended_lt, result.current_lt, "t", tmp_path / "plain.png", **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
+    warned = calibration_curve(
+        [p.lt for p in points], {"MC VaR99": [p.var99 for p in points]}, [0.01 * p.total_debt for p in points],
+        result.recommended_lt, result.current_lt, "t", tmp_path / "warned.png",
+        warning="recommendation at the top of the sweep", **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert plain.stat().st_size > 10_000 and warned.stat().st_size > plain.stat().st_size  # the red line is drawn
+    with pytest.raises(InputError, match=r"\.png"):
+        calibration_curve([0.5], {}, [0.0], None, 0.5, "t", tmp_path / "x.jpg")
