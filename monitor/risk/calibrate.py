@@ -30,7 +30,7 @@ Model
      the worst ``h``-day move of the window (close before -> lowest low), ``h = 1, 2, ...``,
      interpolated in sqrt(time) between whole days and ``delta(d < 24 h) = delta(1 day) *
      sqrt(d / 24 h)`` (the data are daily: a Brownian within-day path is the stated assumption;
-     a 1 h delay on 2020-03-12 is ETH -10.9 % of its -42 % day). So 1 h and 24 h differ.
+     a 1 h delay on 2020-03-12 is ETH -10.8 % of its -43 % day). So 1 h and 24 h differ.
    - *Monte Carlo*: ``n_paths`` stationary-block-bootstrap paths of ``W = max(1, ceil(d / 24 h))``
      joint days (:func:`~monitor.risk.scenarios.monte_carlo_bootstrap_paths`; ``M`` = the path
      minimum with intraday lows), ``delta = |log M| * min(1, sqrt(d / W days))``.
@@ -248,6 +248,7 @@ class CalibrationResult:
             "lts": list(self.lts()),
             "points": [p.as_dict() for p in self.points],
             "crashes": [c.as_dict() for c in self.crashes],
+            "mc_sold_usd_mean": list(self.mc_sold_usd_mean),
         }
 
 
@@ -416,7 +417,9 @@ def reparameterise(book: Book, column: int, lt: float, ltv: float) -> Book:
 
 
 def bad_debt_with_slippage(book: Book, column: int, multipliers: Array, liquidity_usd: float) -> Array:
-    """Bad debt ``[S]`` per scenario row, with asset ``column`` sold into depth ``liquidity_usd``.
+    """Bad debt ``[S]`` per scenario row, with asset ``column`` sold into depth ``liquidity_usd``:
+    the INSTANTANEOUS model (liquidated at the scenario's prices, no delay, no cascade), kept for
+    comparison with :func:`delayed_bad_debt`, which :func:`calibrate` uses.
 
     Liquidatable: ``sum(c m LT) < sum(d m)``. The scenario's slippage factor is
     ``L / (L + V)`` with ``V`` the shocked ``column`` collateral of its liquidatable
