@@ -213,6 +213,32 @@ def test_probes_score_without_learning() -> None:
     assert det.observe({"WETH": 2010.0}, DAY) == []  # the reference is still 2000 at t = 0
 
 
+@given(scale=st.floats(1e-3, 1e6), seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_scores_do_not_depend_on_the_price_unit(scale: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    path = gbm(rng, 200, 0.05, 3600.0, 100.0) * np.exp(np.where(rng.random(200) < 0.02, -0.2, 0.0))
+    a, b = AnomalyDetector({"X": 0.05}), AnomalyDetector({"X": 0.05})
+    for i, p in enumerate(path):
+        za = [x.value for x in a.observe({"X": float(p)}, i * 3600.0)]
+        zb = [x.value for x in b.observe({"X": float(p) * scale}, i * 3600.0)]
+        assert za == pytest.approx(zb, rel=1e-9)
+    assert a.sigma_daily()["X"] == pytest.approx(b.sigma_daily()["X"], rel=1e-9)
+
+
+def test_replay_daily_rejects_bad_input() -> None:
+    days = [f"2023-01-{d:02d}" for d in range(1, 11)]
+    prices = np.linspace(100.0, 110.0, 10)
+    with pytest.raises(InputError, match="same length"):
+        replay_daily("ETH", days, prices[:-1], prices, prices)
+    with pytest.raises(InputError, match="warmup_days"):
+        replay_daily("ETH", days, prices, prices, prices, warmup_days=10)
+    with pytest.raises(InputError, match="ISO date"):
+        replay_daily("ETH", ["x", *days[1:]], prices, prices, prices, warmup_days=5)
+    out = replay_daily("ETH", days, prices * 0.99, prices * 1.01, prices, warmup_days=5)
+    assert out.days == tuple(days) and out.score[:5] == (0.0,) * 5 and set(out.severity) == {"ok"}
+
+
 # -- pegged feeds: the distance from the peg -----------------------------------------------------------
 
 
