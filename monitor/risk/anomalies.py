@@ -29,6 +29,8 @@ stablecoins pegged 0.25 % / 24 h, anything else floating 1 % / 24 h.
   (the coin's usual wobble). It is reported on every observation while it lasts (kind
   ``"depeg"``), so the alert pipeline holds one episode from the break to the return to peg.
 - :func:`divergence`: the protocol's price against a reference (e.g. Chainlink or a CEX), in bps.
+- :func:`replay_daily`: one feed's detector over a daily OHLC history (closes learn, intraday
+  extremes probe), the validation behind ``scripts/bench_anomalies.py`` and BENCHMARKS.md.
 
 All times are unix seconds passed in by the caller (no clock is read here). For jumps, pass the
 feed's own update time as ``now`` where possible; the detector measures ``dt`` from the last
