@@ -735,8 +735,9 @@ class Store:
                 since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(holder.acquired_at))
                 raise LeaseHeld(
                     f"{self.path} is being written by {holder.describe()}, since {since}: only one liqmon run"
-                    f" (or scan) may write a database; stop that process first (a stale lease expires"
-                    f" {max(0.0, holder.expires_at - self._clock()):.0f} s after its last renewal)",
+                    f" (or scan) may write a database; stop that process first, or read meanwhile with liqmon"
+                    f" history (its lease expires {max(0.0, holder.expires_at - self._clock()):.0f} s after its"
+                    " last renewal if it stops renewing)",
                     holder,
                 )
             now = self._clock()
