@@ -46,7 +46,8 @@ _REMOVED_ALERT_KEYS: Final = {
     "vol_floor": "removed: the long-run volatility is blended into today's by alerts.policy.long_run_weight",
 }
 _POLICY_KEYS: Final = (
-    "reaction_hours", "alarm_cost_usd", "hard_levels", "market_levels", "account_levels", "close_factor",
+    "reaction_hours", "alarm_cost_usd", "min_probability", "max_probability", "hard_levels", "market_levels",
+    "account_levels", "close_factor",
     "exit_margin", "min_dwell_s", "ewma_lambda", "long_run_weight", "long_run_days", "pool_days", "block_hours",
     "paths", "seed", "composition_grid", "tail_share", "cascade_move", "utilisation_knee", "recompute_vol_change",
     "recompute_after_s", "recompute_debt_change",
@@ -257,7 +258,7 @@ def _policy(
         if key not in raw:
             continue
         sub = f"{path}.{key}"
-        if key in ("reaction_hours", "alarm_cost_usd"):
+        if key in ("reaction_hours", "alarm_cost_usd", "min_probability", "max_probability"):
             kw[key] = _per_severity(v, raw[key], sub, getattr(d, key))
         elif key == "hard_levels":
             kw[key] = _hard_levels(v, raw[key], sub)

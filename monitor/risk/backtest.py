@@ -108,7 +108,9 @@ class Settings:
     min_history_days: float = 60.0
     fixed_levels: tuple[float, ...] = DEFAULT_FIXED_LEVELS
     cost_multiples: tuple[float, ...] = DEFAULT_COST_MULTIPLES
-    severity: str = "warning"
+    severity: str = "warning"  # the lowest severity the daemon SENDS (the shipped route: min_severity warning)
+    count: str = "notifications"  # every rise to a sent severity counts; "episodes": only an episode's start
+    fixed_critical_step: float = 0.5  # a fixed rule L re-arms (its critical) at 1 + step (L - 1); 1: never
     close_factor: float = 0.5
     bootstrap: int = 1000
     block_windows: int = 3
@@ -131,6 +133,11 @@ class Settings:
             raise InputError(f"bootstrap must be an integer >= 0, got {self.bootstrap!r}")
         if self.severity not in ("watch", "warning", "critical"):
             raise InputError(f"severity must be watch, warning or critical, got {self.severity!r}")
+        if self.count not in ("notifications", "episodes"):
+            raise InputError(f"count must be notifications or episodes, got {self.count!r}")
+        step = self.fixed_critical_step
+        if isinstance(step, bool) or not isinstance(step, int | float) or not 0.0 <= step <= 1.0:
+            raise InputError(f"fixed-critical-step must be in [0, 1], got {step!r}")
         if not self.fixed_levels or any(not math.isfinite(x) or x <= 0 for x in self.fixed_levels):
             raise InputError(f"fixed levels must be positive HF values, got {self.fixed_levels}")
         if any(not math.isfinite(k) or k <= 0 for k in self.cost_multiples):
@@ -171,12 +178,21 @@ def replay_window(
     min_dwell_s: float,
     reacts: NDArray[np.bool_] | None = None,
     react_bars: int = 1,
+    rearm: bool = True,
+    fixed_critical_step: float = 1.0,
 ) -> WindowReplay:
     """Replay one window. ``m_close [X+1, A]`` are the closes 0..X relative to close 0 and
     ``m_low / m_high [X+1, A]`` the bar extremes (row 0 unused), ``X = window_bars + tail``.
     A decision at close ``t`` reads only rows ``<= t`` (``policy(t, book_t)`` is called with
     the book moved to close ``t`` and returns the levels of ``n_policy`` settings; it must
-    itself use returns up to ``t`` only)."""
+    itself use returns up to ``t`` only).
+
+    ``began[t]`` marks the NOTIFICATIONS at close ``t``: with ``rearm`` every rise of the
+    severity to ``severity_rank`` or above (from ok / watch: the episode's first message; from
+    warning to critical, or back to critical after the hysteresis let it fall: the daemon's
+    ``severity_up``); without, only the rise from below ``severity_rank`` (the episode's start).
+    A fixed level ``L`` is watch = warning = ``L`` and critical ``1 + fixed_critical_step (L - 1)``
+    (1.0: a single level, no re-arm)."""
     n_bars = m_close.shape[0] - 1
     t_w = int(window_bars)
     if not 1 <= t_w <= n_bars:
@@ -200,9 +216,11 @@ def replay_window(
     sev_out = np.zeros((t_w + 1, r_n, p_n), dtype=np.int64)
     tp = ThresholdPolicy(exit_margin=exit_margin, min_dwell_s=min_dwell_s)
 
+    fixed_lv = np.column_stack([fixed, fixed, 1.0 + float(fixed_critical_step) * (fixed - 1.0)])  # [F, 3]
+
     def levels_at(t: int) -> Levels:
         lv = np.empty((r_n, p_n, 3))
-        lv[:n_f] = fixed[:, None, None]
+        lv[:n_f] = fixed_lv[:, None, :]
         if policy is not None and n_k:
             lv[n_f:] = policy(t, _moved(book, m_close[t]))
         flat = lv.reshape(r_n * p_n, 3)
@@ -233,7 +251,7 @@ def replay_window(
         )
         new_sev = new_sev.reshape(r_n, p_n)
         start = alive & (new_sev >= severity_rank) & (sev < severity_rank)
-        began[t] = start
+        began[t] = (alive & (new_sev >= severity_rank) & (new_sev > sev)) if rearm else start
         react_at = np.where(start & reacting[None, :] & (react_at == NO_LIQUIDATION), t + react_bars, react_at)
         sev, since = new_sev, new_since.reshape(r_n, p_n)
         sev_out[t] = np.where(alive, sev, SEVERITY_RANK["liquidatable"])
@@ -430,7 +448,8 @@ def _run_window(b: int) -> tuple[int, int, _Stats | None]:
         sub, m_c, m_l, m_h, fixed_levels=job.fixed, policy=fn, n_policy=len(job.mults),
         window_bars=plan.window_bars, step_hours=px.step_hours, severity_rank=SEVERITY_RANK[job.s.severity],
         exit_margin=float(job.cfg.exit_margin), min_dwell_s=float(job.cfg.min_dwell_s),
-        reacts=job.cbook.reacts[rows], react_bars=job.react_bars,
+        reacts=job.cbook.reacts[rows], react_bars=job.react_bars, rearm=job.s.count == "notifications",
+        fixed_critical_step=job.s.fixed_critical_step,
     )  # fmt: skip
     st = _window_stats(rep, plan.window_bars, plan.lead_bars, px.step_hours, job.onehot[rows], job.bonus[rows],
                        job.s.close_factor)  # fmt: skip
@@ -545,6 +564,8 @@ def run_backtest(
             "test_end": s.test_end or px.day(px.size - 1),
             "fit_start": s.fit_start,
             "severity": s.severity,
+            "count": s.count,
+            "fixed_critical_step": s.fixed_critical_step,
             "fixed_levels": [fixed[0], fixed[-1], len(fixed)],
             "cost_multiples": list(mults),
             "alarm_cost_usd": alarm_cost,
@@ -596,8 +617,7 @@ def _policy_fn(
     def fn(t: int, moved: Book) -> Array:
         end = b + t  # rets[j] is the return into close j + 1: rows < end are closes <= b + t
         market = _policy.MarketState(px.symbols, rets[max(0, end - hist) : end], step_h, None, px.source)
-        with np.errstate(invalid="ignore", divide="ignore"):  # a constant column (a peg) in its correlation
-            pl = cache.levels_for(moved, market, cfg, float(px.times[end]), observe_hours=step_h)
+        pl = cache.levels_for(moved, market, cfg, float(px.times[end]), observe_hours=step_h)
         hard = cfg.hard_for(moved.market, moved.accounts)
         return np.stack([pl.levels if k == 1.0 else levels_at_cost_multiple(pl, cfg, k, hard) for k in mults])
 
@@ -606,20 +626,13 @@ def _policy_fn(
 
 def levels_at_cost_multiple(pl: _policy.PolicyLevels, cfg: _policy.PolicyConfig, k: float, hard: Array) -> Array:
     """``[P, 3]``: the levels :func:`monitor.risk.policy.position_levels` gives with every alarm
-    cost times ``k``, from the curves it simulated (they do not depend on the costs): a
-    severity starts where ``P(HF < 1 within h) * miss_cost >= k * alarm_cost`` (tested equal
-    to a direct call with the scaled config)."""
+    cost times ``k``, from the curves it simulated (they do not depend on the costs) through
+    :func:`monitor.risk.policy.levels_for_costs` with the config's probability bounds (tested
+    equal to a direct call with the scaled config)."""
     alarm = k * np.asarray(cfg.alarm_cost_usd, dtype=np.float64)
-    miss = np.asarray(pl.miss_cost_usd, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        target = np.where(miss[:, None] > 0, alarm[None, :] / np.where(miss > 0, miss, 1.0)[:, None], np.inf)
-    out = np.ones((pl.size, 3))
-    for s in range(3):
-        lv = np.exp(_policy._interp_level(pl.curves[:, s, :], np.minimum(target[:, s], 1.0)))
-        out[:, s] = np.where(target[:, s] >= 1.0, 1.0, lv)
-    out = np.minimum.accumulate(np.maximum(out, 1.0), axis=1)
-    result: Array = np.minimum.accumulate(np.maximum(out, hard), axis=1)
-    return result
+    bounds = (cfg.min_probability, cfg.max_probability)
+    levels, _binding = _policy.levels_for_costs(pl.curves, pl.miss_cost_usd, alarm, hard, bounds=bounds)
+    return levels
 
 
 def scaled_config(cfg: _policy.PolicyConfig, k: float) -> _policy.PolicyConfig:

@@ -48,10 +48,23 @@ Method
    collateral (plus the same penalty again on the part of the seized collateral beyond the
    DEX depth at bonus slippage, when known). An alarm costs ``alarm_cost_usd[s]``.
    Severity ``s`` starts where ``P(HF < 1 within h_s) * miss_cost >= alarm_cost_s``, i.e. at
-   ``p_s = alarm_cost_s / miss_cost``. Horizons per severity: watch = days of lead, warning
-   = a day, critical = hours (``reaction_hours``), each plus ``observe_hours`` (the time
-   until the monitor looks again). Levels are made non-increasing from watch to critical,
-   never below 1, and never below an explicit ``hard_levels`` entry (none by default).
+   ``p_s = alarm_cost_s / miss_cost``, BOUNDED: ``p_s = clip(alarm_cost_s / miss_cost,
+   min_probability_s, max_probability_s)``. Never alert on less than the minimum: with
+   heavy-tailed sizes the raw target spans orders of magnitude (a $1M position would warn at
+   p = 0.04 %, i.e. weeks before any crash, HF 1.8), and below about one horizon-window of the
+   pooled history (``pool_days`` / horizon: 4 years hold ~700 windows of 48 h, ~200 of 7 days)
+   the probability is the Pareto tail's extrapolation, not evidence - defaults 0.5 % / 0.2 % /
+   0.1 % (watch / warning / critical). Always alert at the maximum whatever the size: nobody
+   wants to be liquidated unwarned because the position is small (a $300 debt's penalty is
+   below one alarm's cost, so the raw target exceeds 1) - defaults 50 % / 20 % / 20 %: a one in
+   five chance of liquidation before one can act is a warning for any position.
+   Horizons per severity (``reaction_hours``, each plus ``observe_hours``, the time until the
+   monitor looks again): watch = a week of lead (168 h: time to plan a repayment), warning =
+   two days (48 h: the lead a user needs to move funds and act, so a warning arrives the
+   day before the day of risk, not on it), critical = hours (4 h: act now). Levels are made
+   non-increasing from watch to critical, never below 1, and never below an explicit
+   ``hard_levels`` entry (none by default). A further fall inside an open warning episode
+   escalates to critical, which the daemon sends as a new notification (``severity_up``).
 6. **Liquidity, where observable** (:class:`Liquidity`): liquidatable debt within
    ``cascade_move`` of the price adds a jump (its price impact through the depth at bonus
    slippage) once an asset falls that far; utilisation above ``utilisation_knee`` makes the
@@ -121,8 +134,13 @@ _LN_PROB_GRID: Array = np.log(PROB_GRID)
 class PolicyConfig:
     """How levels are chosen (defaults are the shipped ``alerts.policy``; README "Alerts")."""
 
-    reaction_hours: Triple = (72.0, 24.0, 4.0)  # time to act, per severity: watch, warning, critical
+    reaction_hours: Triple = (168.0, 48.0, 4.0)  # time to act, per severity: watch, warning, critical
     alarm_cost_usd: Triple = (2.0, 10.0, 25.0)  # cost of one alarm (a user action), per severity
+    # the probability target alarm_cost / miss_cost of each severity is clipped to [min, max]:
+    # never alert on less than min (below it the tail model extrapolates beyond the history's
+    # evidence over that horizon), always alert at max whatever the size (see the module doc, 5)
+    min_probability: Triple = (0.005, 0.002, 0.001)
+    max_probability: Triple = (0.5, 0.2, 0.2)
     hard_levels: Triple | None = None  # explicit user levels (at/below: at least that severity)
     market_levels: tuple[tuple[str, Triple], ...] = ()  # per market name
     account_levels: tuple[tuple[str, Triple], ...] = ()  # per account (matched case-insensitively)
@@ -155,6 +173,13 @@ class PolicyConfig:
         r = self.reaction_hours
         if not r[0] >= r[1] >= r[2]:
             raise InputError(f"reaction_hours must not increase from watch to critical, got {r}")
+        p_lo = _triple(self.min_probability, "min_probability")
+        p_hi = _triple(self.max_probability, "max_probability")
+        for name, p_vals in (("min_probability", p_lo), ("max_probability", p_hi)):
+            if not all(0.0 < v <= 1.0 for v in p_vals):
+                raise InputError(f"{name} must be in (0, 1] for watch, warning, critical, got {p_vals}")
+        if not all(a <= b for a, b in zip(p_lo, p_hi, strict=True)):
+            raise InputError(f"min_probability must not exceed max_probability, got {p_lo} and {p_hi}")
         for name, levels in (
             ("hard_levels", [self.hard_levels] if self.hard_levels is not None else []),
             ("market_levels", [lv for _, lv in self.market_levels]),
@@ -864,7 +889,8 @@ def position_levels(
         for s in range(3):
             curves[live, s] = sim.curves[inverse, h_index[:, s], :]  # [L, G]
         vol[live] = sim.vol_daily[inverse]
-    levels, binding = levels_for_costs(curves, miss, cfg.alarm_cost_usd, hard)
+    levels, binding = levels_for_costs(curves, miss, cfg.alarm_cost_usd, hard,
+                                       bounds=(cfg.min_probability, cfg.max_probability))  # fmt: skip
     labels = _labels(book, comp, emode)
     pl = PolicyLevels(
         levels=levels, probability=np.zeros((p_count, 3)), reasons=(), classes=labels, horizons_hours=horizons,
@@ -877,18 +903,29 @@ def position_levels(
 
 
 def levels_for_costs(
-    curves: Array, miss_cost_usd: Array, alarm_cost_usd: Triple | Array, hard: Array | None = None
+    curves: Array,
+    miss_cost_usd: Array,
+    alarm_cost_usd: Triple | Array,
+    hard: Array | None = None,
+    *,
+    bounds: tuple[Triple, Triple] | None = None,
 ) -> tuple[Array, NDArray[np.bool_]]:
     """The levels (``[P, 3]``) and where a hard level binds (``[P, 3]``) from simulated curves
     (``PolicyLevels.curves``) and costs: severity ``s`` starts where
-    ``P(HF < 1 within h_s) * miss_cost >= alarm_cost_s``; then non-increasing from watch to
-    critical, never below 1, never below ``hard``. The curves do not depend on the costs, so a
-    backtest can evaluate other alarm costs (``alarm_cost_usd`` may be ``[3]`` or ``[P, 3]``)
-    without simulating again; :func:`position_levels` uses exactly this."""
+    ``P(HF < 1 within h_s) >= p_s``, ``p_s = clip(alarm_cost_s / miss_cost, min_s, max_s)`` with
+    ``bounds = (min, max)`` per severity (``PolicyConfig.min_probability / max_probability``;
+    None: unbounded, a position whose miss costs less than the alarm is then never alerted);
+    then non-increasing from watch to critical, never below 1, never below ``hard``. The curves
+    do not depend on the costs, so a backtest can evaluate other alarm costs (``alarm_cost_usd``
+    may be ``[3]`` or ``[P, 3]``) without simulating again; :func:`position_levels` uses exactly
+    this."""
     miss = np.asarray(miss_cost_usd, dtype=np.float64)
     alarm = np.broadcast_to(np.asarray(alarm_cost_usd, dtype=np.float64), (miss.size, 3))
     with np.errstate(divide="ignore", invalid="ignore"):
         target = np.where(miss[:, None] > 0, alarm / np.where(miss > 0, miss, 1.0)[:, None], np.inf)
+    if bounds is not None:
+        lo, hi = (np.asarray(b, dtype=np.float64) for b in bounds)
+        target = np.clip(target, lo[None, :], hi[None, :])
     levels = np.ones((miss.size, 3))
     for s in range(3):
         lv = np.exp(_interp_level(curves[:, s, :], np.minimum(target[:, s], 1.0)))

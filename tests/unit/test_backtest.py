@@ -127,6 +127,26 @@ def test_dwell_keeps_the_episode_until_it_has_lasted() -> None:
     assert np.flatnonzero(slow.began[:, 0, 0]).tolist() == [1, 6]
 
 
+def test_a_fixed_rule_re_arms_at_its_critical_step_and_the_escalation_is_a_notification() -> None:
+    # fixed 1.20 with step 0.5: critical at 1.10. HF = 1.25 x ETH: 1.1875 (warning) on day 1 ->
+    # 1.09 (critical, day 4: a new notification, the daemon's severity_up) -> liquidated on day 6
+    path = _mult([0.95, 0.95, 0.95, 0.872, 0.872, 0.78, 0.78])
+    rep = _replay(ETH_USDC, path, fixed_critical_step=0.5)
+    assert np.flatnonzero(rep.began[:, 0, 0]).tolist() == [1, 4] and rep.liq_bar[0, 0] == 6
+    assert rep.severity[1, 0, 0] == WARNING and rep.severity[4, 0, 0] == SEVERITIES.index("critical")
+    once = _replay(ETH_USDC, path, fixed_critical_step=0.5, rearm=False)  # episode starts only
+    assert np.flatnonzero(once.began[:, 0, 0]).tolist() == [1]
+    single = _replay(ETH_USDC, path, fixed_critical_step=1.0)  # one level: straight to critical, no re-arm
+    assert np.flatnonzero(single.began[:, 0, 0]).tolist() == [1]
+    # per-notification counting: the re-arm on day 4 is within the 3-day lead window and credited
+    # (lead 2 days); the first message (5 days before) is then a false alarm; episode counting
+    # misses the liquidation and counts the same one false alarm
+    sc = score_episodes(rep.began, rep.liq_bar, 7, 3)
+    assert sc.warned[0, 0] and sc.lead_bars[0, 0] == 2 and sc.false_alarms[0, 0] == 1
+    sc_once = score_episodes(once.began, once.liq_bar, 7, 3)
+    assert not sc_once.warned[0, 0] and sc_once.false_alarms[0, 0] == 1
+
+
 def test_liquidation_at_the_low_and_debt_in_a_volatile_asset_at_the_high() -> None:
     close = _mult([0.95, 0.90, 0.86, 0.88])
     low = close.copy()

@@ -52,7 +52,8 @@ def test_full_alerts_section(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ALERTS, {"mode": "interval", "interval_s": 5}), env=ENV)
     a = config.alerts
     p = policy_config(a)
-    assert p.reaction_hours == (48.0, 24.0, 2.0) and p.alarm_cost_usd == (4.0, 4.0, 4.0) and p.paths == 1000
+    assert p.reaction_hours == (48.0, PolicyConfig().reaction_hours[1], 2.0)  # warning: the default
+    assert p.alarm_cost_usd == (4.0, 4.0, 4.0) and p.paths == 1000
     assert p.hard_levels == (1.02, 1.02, 1.02)  # a hard critical level is also a warning and a watch level
     assert a.exit_margin == p.exit_margin == 0.01 and a.min_dwell_s == 300.0
     assert a.channels["desk"].token is not None and a.channels["desk"].token.value == "123:SECRETTOKEN"
@@ -67,13 +68,25 @@ def test_policy_defaults_overrides_and_the_former_hysteresis_place(tmp_path: Pat
     alerts = {"min_dwell_s": 60, "policy": {"market_levels": {"m": {"watch": 1.5}},
               "account_levels": {"0x2f39d218133afab8f2b819b1066c7e434ad94e9e": {"warning": 1.3}}}}  # fmt: skip
     p = policy_config(load_config(write(tmp_path, alerts), env={}).alerts)
-    assert p.min_dwell_s == 60.0 and p.hard_levels is None and p.reaction_hours == (72.0, 24.0, 4.0)
+    assert p.min_dwell_s == 60.0 and p.hard_levels is None and p.reaction_hours == PolicyConfig().reaction_hours
     mine, other = "0x2F39d218133AFaB8F2B819B1066c7E434Ad94E9e", "0x" + "1" * 40
     assert p.hard_for("m", [mine, other]).tolist() == [[1.5, 1.3, 1.0], [1.5, 1.0, 1.0]]  # the largest applies
     assert p.hard_for("elsewhere", [other]).tolist() == [[1.0, 1.0, 1.0]]  # never binding unless set
     path = tmp_path / "bare.yaml"
     path.write_text(yaml.safe_dump(BASE))
     assert policy_config(load_config(path, env={}).alerts) == PolicyConfig()
+
+
+def test_probability_bounds_per_severity_or_one_number(tmp_path: Path) -> None:
+    alerts = {"policy": {"min_probability": {"warning": 0.004}, "max_probability": 0.3}}
+    p = policy_config(load_config(write(tmp_path, alerts), env={}).alerts)
+    d = PolicyConfig()
+    assert p.min_probability == (d.min_probability[0], 0.004, d.min_probability[2])
+    assert p.max_probability == (0.3, 0.3, 0.3)
+    for bad, match in (({"max_probability": 1.5}, "max_probability"), ({"min_probability": 0}, "min_probability"),
+                       ({"min_probability": 0.4, "max_probability": 0.3}, "must not exceed")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            load_config(write(tmp_path, {"policy": bad}), env={})
 
 
 def test_route_hard_levels_apply_to_the_positions_the_route_selects(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_classes_get_very_different_levels_on_an_ordinary_day() -> None:
     assert warning[0] > warning[2] > warning[1]  # alt/stable > blue-chip/stable > stable/stable
     assert pl.levels[3].tolist() == [1.0, 1.0, 1.0]  # the same asset on both sides cancels exactly
     assert pl.classes == ("SOL/USDC", "USDC/DAI", "WETH/USDC", "WETH/WETH")
-    assert pl.reasons[0].startswith("SOL/USDC, 24 h: warn at ") and "%/day" in pl.reasons[0]
+    assert pl.reasons[0].startswith("SOL/USDC, 48 h: warn at ") and "%/day" in pl.reasons[0]
     assert (np.diff(pl.levels, axis=1) <= 0).all() and (pl.levels >= 1.0).all()
 
 
@@ -120,7 +120,8 @@ def test_probability_at_the_level_is_the_cost_ratio_and_levels_invert_probabilit
     book = make_book([SOL_USDC, WETH_USDC, leg({"WETH": 300_000}, {"USDC": 200_000}, 0.83, 1.05)])
     cfg = FAST
     pl = position_levels(book, market_state_from_prices(SYMBOLS, "2022-06-01"), cfg)
-    target = np.asarray(cfg.alarm_cost_usd)[None, :] / miss_costs(book, market_state_from_prices(SYMBOLS), cfg)[:, None]
+    raw = np.asarray(cfg.alarm_cost_usd)[None, :] / miss_costs(book, market_state_from_prices(SYMBOLS), cfg)[:, None]
+    target = np.clip(raw, np.asarray(cfg.min_probability), np.asarray(cfg.max_probability))  # the bounded target
     # P(HF < 1) just above each level is at most the cost ratio, just below at least it
     above = np.column_stack([probability_at(pl, pl.levels[:, s] * 1.001)[:, s] for s in range(3)])
     below = np.column_stack([probability_at(pl, pl.levels[:, s] / 1.001)[:, s] for s in range(3)])
@@ -144,7 +145,9 @@ def test_deterministic_and_the_same_for_a_position_alone_or_in_a_book() -> None:
     assert np.array_equal(alone.levels[0], a.levels[2])
     other_seed = position_levels(book, market, replace(FAST, seed=1))
     assert not np.array_equal(other_seed.levels[0], a.levels[0])
-    assert np.allclose(other_seed.levels, a.levels, rtol=0.05)  # seed noise is small
+    shipped = PolicyConfig()  # seed noise at the shipped number of paths is small
+    one, two = (position_levels(book, market, replace(shipped, seed=s)).levels for s in (shipped.seed, 1))
+    assert not np.array_equal(one, two) and np.allclose(one, two, rtol=0.05)
 
 
 def test_no_lookahead_in_the_market_state() -> None:
@@ -213,13 +216,17 @@ def test_liquidity_raises_levels_where_observable() -> None:
     plain = position_levels(book, base, FAST).levels[0]
     thin = Liquidity(np.array([10_000.0, *nan[1:]]), nan, nan)  # less depth than a liquidation seizes
     assert miss_costs(book, replace(base, liquidity=thin), FAST)[0] > miss_costs(book, base, FAST)[0]
-    assert (position_levels(book, replace(base, liquidity=thin), FAST).levels[0] > plain).all()
+    thin_levels = position_levels(book, replace(base, liquidity=thin), FAST).levels[0]
+    assert (thin_levels >= plain).all() and thin_levels[1] > plain[1]  # watch may sit at its min_probability
+    unbounded = replace(FAST, min_probability=(1e-9, 1e-9, 1e-9), max_probability=(1.0, 1.0, 1.0))
+    plain_u = position_levels(book, base, unbounded).levels[0]
+    assert (position_levels(book, replace(base, liquidity=thin), unbounded).levels[0] > plain_u).all()
     cascade = Liquidity(np.array([1e6, *nan[1:]]), np.array([5e6, *nan[1:]]), nan)  # 5x the depth within 10 %
     assert (position_levels(book, replace(base, liquidity=cascade), FAST).levels[0] >= plain).all()
     assert position_levels(book, replace(base, liquidity=cascade), FAST).levels[0, 0] > plain[0]
     full = Liquidity(nan, nan, np.array([1.0, *nan[1:]]))  # 100 % utilised: twice the horizon
     pl = position_levels(book, replace(base, liquidity=full), FAST)
-    assert pl.horizons_hours[0].tolist() == [144.0, 48.0, 8.0] and (pl.levels[0] > plain).all()
+    assert pl.horizons_hours[0].tolist() == [336.0, 96.0, 8.0] and (pl.levels[0] > plain).all()
 
 
 def test_tail_model_never_below_the_simulated_evidence() -> None:
@@ -389,7 +396,38 @@ def test_levels_for_other_costs_come_from_the_same_curves() -> None:
     for k in (0.1, 3.0):
         cheap = replace(FAST, alarm_cost_usd=tuple(k * c for c in FAST.alarm_cost_usd))  # type: ignore[arg-type]
         direct = position_levels(book, market, cheap).levels
-        levels, binding = levels_for_costs(pl.curves, pl.miss_cost_usd, cheap.alarm_cost_usd)
+        bounds = (FAST.min_probability, FAST.max_probability)
+        levels, binding = levels_for_costs(pl.curves, pl.miss_cost_usd, cheap.alarm_cost_usd, bounds=bounds)
         assert np.array_equal(levels, direct) and not binding.any()
     cheaper = levels_for_costs(pl.curves, pl.miss_cost_usd, np.asarray(FAST.alarm_cost_usd) * 0.1)[0]
     assert (cheaper >= pl.levels).all() and (cheaper[:3, 1] > pl.levels[:3, 1]).all()  # cheaper alarms: earlier
+
+
+def test_probability_targets_are_bounded_whatever_the_size() -> None:
+    """p_s = clip(alarm_cost_s / miss_cost, min_probability_s, max_probability_s): a position whose
+    penalty is below one alarm's cost is still alerted (at max_probability), a huge one is not
+    alerted on less than min_probability; between the bounds the level follows the size."""
+    sizes = (200.0, 6_000.0, 60_000.0, 6_000_000.0)  # debt USD, same composition (HF ~1.37)
+    book = make_book([leg({"WETH": d / 0.6}, {"USDC": d}, 0.83, 1.05) for d in sizes])
+    market = market_state_from_prices(SYMBOLS, "2022-06-01")
+    pl = position_levels(book, market, FAST)
+    miss = pl.miss_cost_usd
+    assert miss[0] < FAST.alarm_cost_usd[1] < miss[-1]
+    unbounded = levels_for_costs(pl.curves, miss, FAST.alarm_cost_usd)[0]
+    assert (unbounded[0, 1:] == 1.0).all()  # unbounded: the small position is never warned (penalty $5 < $10)
+    lo, hi = np.asarray(FAST.min_probability), np.asarray(FAST.max_probability)
+    prob = np.column_stack([probability_at(pl, pl.levels[:, s])[:, s] for s in range(3)])  # P at each level
+    assert (pl.levels[0] > 1.0).all()
+    np.testing.assert_allclose(prob[0, 1:], hi[1:], rtol=0.02)  # the small one: warned at max_probability
+    np.testing.assert_allclose(prob[3], lo, rtol=0.02)  # the huge one: never on less than min_probability
+    assert (pl.levels[3] < unbounded[3]).all()
+    assert (np.diff(pl.levels[:, 1]) >= 0).all() and pl.levels[2, 1] > pl.levels[1, 1]  # bigger: earlier
+    assert (prob >= lo * 0.98).all() and (prob <= hi * 1.02).all()
+
+def test_probability_bounds_are_validated() -> None:
+    with pytest.raises(InputError, match="min_probability"):
+        replace(FAST, min_probability=(0.0, 0.01, 0.01)).validate()
+    with pytest.raises(InputError, match="max_probability"):
+        replace(FAST, max_probability=(0.5, 1.5, 0.2)).validate()
+    with pytest.raises(InputError, match="must not exceed"):
+        replace(FAST, min_probability=(0.6, 0.01, 0.01)).validate()
