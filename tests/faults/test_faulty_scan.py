@@ -50,7 +50,8 @@ def test_thirty_percent_faults_store_the_same_positions(devnet: Devnet, tmp_path
     expected = clean_scan(devnet, tmp_path)
     faults = Faults(rate=0.3, retry_after=0.05, timeout_s=1.0)
     with FaultProxy(devnet.url, faults, seed=30) as proxy:
-        config = config_for(devnet, [proxy.url], tmp_path / "faulty.db", request_timeout_s=0.5, max_retries=15)
+        config = config_for(devnet, [proxy.url], tmp_path / "faulty.db", request_timeout_s=0.5, max_retries=15,
+                            backoff_s=0.02, backoff_cap_s=0.5)
         with Store(tmp_path / "faulty.db") as store:
             scan_all(config, store)
         injected = {k: proxy.counts[k] for k in ("429", "500", "timeout", "reset", "truncated", "range")}
