@@ -12,6 +12,7 @@ import difflib
 import math
 import os
 import re
+import stat
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ _ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLAIN_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 _ZERO_ADDRESS: Final = "0x" + "0" * 40
+_MAX_INTEGER: Final = 2**63 - 1  # what SQLite stores
+_MAX_NUMBER: Final = 1e12  # no positive setting needs more (seconds, USD, bps)
 
 _TOP_KEYS: Final = ("chains", "markets", "store", "alerts", "daemon")
 _CHAIN_KEYS: Final = (
@@ -206,19 +209,38 @@ def redact(text: str, config: Config) -> str:
 
 
 _INT_TAG: Final = "tag:yaml.org,2002:int"
-# PyYAML's YAML 1.1 int pattern minus the ``0x...`` alternative, so that unquoted
-# addresses such as 0x2f39d2... stay strings instead of becoming huge integers.
-_INT_NO_HEX_RE: Final = re.compile(
-    r"""^(?:[-+]?0b[0-1_]+
-        |[-+]?0[0-7_]+
-        |[-+]?(?:0|[1-9][0-9_]*)
-        |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$""",
+_FLOAT_TAG: Final = "tag:yaml.org,2002:float"
+# YAML 1.2 core-schema numbers (PyYAML implements YAML 1.1): decimal integers (a leading
+# zero is not octal: ``chain_id: 075131`` is 75131), ``0o`` octal, floats with or without a
+# dot (``1e300`` is a number, not a string), ``.inf`` / ``.nan``; no sexagesimal ``1:30``.
+# ``0x...`` stays a string, so that unquoted addresses are never huge integers.
+_INT_12_RE: Final = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+)$")
+_FLOAT_12_RE: Final = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
+_MAX_CONFIG_BYTES: Final = 4 * 1024 * 1024
+_MAX_YAML_DEPTH: Final = 64
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that keeps ``0x...`` scalars as strings and rejects duplicate keys."""
+    """SafeLoader with YAML 1.2 numbers that keeps ``0x...`` scalars as strings, rejects
+    duplicate keys and nesting deeper than :data:`_MAX_YAML_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > _MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {_MAX_YAML_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[tuple[str, str]] = set()
@@ -233,11 +255,32 @@ class _StrictLoader(yaml.SafeLoader):
             seen.add(ident)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node)).replace("_", "")
+        return int(text[2:], 8) if text.startswith("0o") else int(text, 10)
 
-_StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, _INT_NO_HEX_RE if tag == _INT_TAG else regexp) for tag, regexp in resolvers]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        text = str(self.construct_scalar(node)).replace("_", "").lower()
+        if text.endswith(".inf"):
+            return -math.inf if text.startswith("-") else math.inf
+        return math.nan if text == ".nan" else float(text)
+
+
+def _yaml12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    out: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        kept = [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+        if kept:
+            out[first] = kept
+    for first in "-+0123456789.":
+        out.setdefault(first, [])
+        out[first] = [(_INT_TAG, _INT_12_RE), (_FLOAT_TAG, _FLOAT_12_RE), *out[first]]
+    return out
+
+
+_StrictLoader.yaml_implicit_resolvers = _yaml12_resolvers()
+_StrictLoader.add_constructor(_INT_TAG, _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor(_FLOAT_TAG, _StrictLoader.construct_yaml_float)
 
 
 def _yaml_error_message(label: str, exc: yaml.YAMLError) -> str:
@@ -288,7 +331,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     label = str(path)
     file = Path(path)
     try:
-        raw = file.read_bytes()
+        raw = _read_regular_file(file, label)
     except FileNotFoundError:
         raise ConfigError(f"{label}: config file not found") from None
     except IsADirectoryError:
@@ -303,9 +346,28 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         data: object = yaml.load(raw, Loader=_StrictLoader)  # _StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_error_message(label, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{label}: invalid YAML: nested too deeply") from None
     if data is None:
         raise ConfigError(f"{label}: the config file is empty (expected a mapping with 'chains' and 'markets')")
     return parse_config(data, file.absolute(), env, label=label)
+
+
+def _read_regular_file(file: Path, label: str) -> bytes:
+    """The bytes of a regular file of at most :data:`_MAX_CONFIG_BYTES`: a FIFO, a device
+    (``/dev/zero``) or a socket is refused before it is opened, so reading never hangs."""
+    if "\x00" in str(file):
+        raise ConfigError(f"{label!r}: the config path contains a NUL byte")
+    mode = file.stat().st_mode  # FileNotFoundError / PermissionError: the caller's messages
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(str(file))
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{label}: not a regular file (a FIFO, device or socket); give a YAML file")
+    with file.open("rb") as fh:
+        raw = fh.read(_MAX_CONFIG_BYTES + 1)
+    if len(raw) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{label}: larger than {_MAX_CONFIG_BYTES // (1024 * 1024)} MiB; is it a config file?")
+    return raw
 
 
 # --------------------------------------------------------------------------- validation
@@ -388,6 +450,8 @@ class _Validator:
             self.fail(path, f"expected an integer, got {_describe(value)}")
         if value < minimum:
             self.fail(path, f"expected an integer >= {minimum}, got {value}")
+        if value > _MAX_INTEGER:
+            self.fail(path, f"expected an integer <= {_MAX_INTEGER} (2**63 - 1), got {_show(str(value), 40)}")
         return value
 
     def bounded_integer(self, value: object, path: str, minimum: int, maximum: int) -> int:
@@ -408,6 +472,8 @@ class _Validator:
             self.fail(path, f"expected a number, got {_describe(value)}")
         if not math.isfinite(value) or value <= 0:
             self.fail(path, f"expected a finite number > 0, got {_describe(value)}")
+        if value > _MAX_NUMBER:
+            self.fail(path, f"expected a number > 0 and at most {_MAX_NUMBER:g}, got {_describe(value)}")
         return float(value)
 
     def string(self, value: object, path: str) -> str:
@@ -463,11 +529,15 @@ class _Validator:
             return secret
 
         url = _ENV_REF_RE.sub(expand, template)
-        display = _ENV_REF_RE.sub(SECRET_MASK, template)
+        display, literal = _mask_url(_ENV_REF_RE.sub(SECRET_MASK, template))
+        secrets.extend(s for s in literal if s not in secrets)
         shown = _show(display)
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
             self.fail(path, f"{shown} contains whitespace or control characters")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. "Invalid IPv6 URL" for http://[::1
+            self.fail(path, f"{shown} is not a valid URL ({exc})")
         scheme = parts.scheme.lower()
         if scheme in ("ws", "wss"):
             self.fail(
@@ -503,7 +573,7 @@ class _Validator:
         raw = self.mapping(value, path, "a mapping of chain settings")
         self.check_keys(raw, _CHAIN_KEYS, path)
         self.required(raw, ("chain_id", "rpc_urls"), path)
-        chain_id = self.integer(raw["chain_id"], f"{path}.chain_id", 1)
+        chain_id = self.bounded_integer(raw["chain_id"], f"{path}.chain_id", 1, 2**53 - 1)
 
         urls_path = f"{path}.rpc_urls"
         urls = self.sequence(raw["rpc_urls"], urls_path, "a non-empty list of RPC URLs")
@@ -522,13 +592,19 @@ class _Validator:
             name=name,
             chain_id=chain_id,
             rpc_urls=tuple(endpoints),
-            request_timeout_s=self.positive_number(raw.get("request_timeout_s", 15), f"{path}.request_timeout_s"),
-            max_retries=self.integer(raw.get("max_retries", 4), f"{path}.max_retries", 0),
-            max_log_range=self.integer(raw.get("max_log_range", 2000), f"{path}.max_log_range", 1),
-            confirmations=self.integer(raw.get("confirmations", 0), f"{path}.confirmations", 0),
-            calls_per_batch=self.integer(raw.get("calls_per_batch", 500), f"{path}.calls_per_batch", 1),
+            request_timeout_s=self.bounded_number(
+                raw.get("request_timeout_s", 15), f"{path}.request_timeout_s", 0.001, 3600.0
+            ),
+            max_retries=self.bounded_integer(raw.get("max_retries", 4), f"{path}.max_retries", 0, 100),
+            max_log_range=self.bounded_integer(raw.get("max_log_range", 2000), f"{path}.max_log_range", 1, 10_000_000),
+            confirmations=self.bounded_integer(raw.get("confirmations", 0), f"{path}.confirmations", 0, 10_000),
+            calls_per_batch=self.bounded_integer(
+                raw.get("calls_per_batch", 500), f"{path}.calls_per_batch", 1, 100_000
+            ),
             multicall3=self.address(raw.get("multicall3", CANONICAL_MULTICALL3), f"{path}.multicall3"),
-            rate_limit_per_s=(None if rate is None else self.positive_number(rate, f"{path}.rate_limit_per_s")),
+            rate_limit_per_s=(
+                None if rate is None else self.bounded_number(rate, f"{path}.rate_limit_per_s", 0.001, 1e6)
+            ),
             retry_budget_s=self.bounded_number(raw.get("retry_budget_s", 60), f"{path}.retry_budget_s", 0.0, 86_400.0),
             backoff_s=self.bounded_number(raw.get("backoff_s", 0.2), f"{path}.backoff_s", 0.0, 60.0),
             backoff_cap_s=self.bounded_number(raw.get("backoff_cap_s", 8), f"{path}.backoff_cap_s", 0.0, 600.0),
@@ -607,7 +683,7 @@ class _Validator:
                 if not _MARKET_ID_RE.fullmatch(text):
                     self.fail(f"{ids_path}[{i}]", f"{_show(text)} is not a market id (0x followed by 64 hex digits)")
             market_ids = tuple(dict.fromkeys(str(i).lower() for i in listed_ids))
-        start_block = self.integer(raw.get("start_block", 0), f"{path}.start_block", 0)
+        start_block = self.bounded_integer(raw.get("start_block", 0), f"{path}.start_block", 0, 2**63 - 1)
 
         accounts: tuple[str, ...] | None = None
         raw_accounts = raw.get("accounts")
@@ -640,6 +716,8 @@ class _Validator:
             path_value = os.fspath(path_value)
         if not isinstance(path_value, str) or not path_value.strip():
             self.fail("store.path", f"expected a non-empty file path, got {_describe(path_value)}")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in path_value):
+            self.fail("store.path", f"{_show(path_value)} contains a NUL or control character")
         path = Path(path_value).expanduser()
         if not path.is_absolute():
             path = source.parent.absolute() / path
@@ -648,6 +726,38 @@ class _Validator:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+_MIN_LITERAL_SECRET: Final = 4  # shorter literals are masked in the display only, not in every log line
+
+
+def _mask_url(url: str) -> tuple[str, list[str]]:
+    """``url`` with credentials typed literally into it masked (``user:pw@`` and every query
+    value, e.g. ``?apikey=K``), and those literals, so that :func:`redact` masks them in logs."""
+    literal: list[str] = []
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url, literal
+    netloc, slash, tail = rest.partition("/")
+    if "@" in netloc and "?" not in netloc and "#" not in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        password = userinfo.partition(":")[2] if ":" in userinfo else userinfo  # a bare token as user
+        if password and password != SECRET_MASK:
+            literal.append(password)
+        netloc = f"{SECRET_MASK}@{hostport}"
+    rest = netloc + slash + tail
+    base, qmark, query = rest.partition("?")
+    if qmark:
+        query, hash_sign, fragment = query.partition("#")
+        masked = []
+        for pair in query.split("&"):
+            key, eq, value = pair.partition("=")
+            if eq and value and value != SECRET_MASK:
+                literal.append(value)
+                value = SECRET_MASK
+            masked.append(f"{key}{eq}{value}")
+        rest = base + qmark + "&".join(masked) + hash_sign + fragment
+    return f"{head}{sep}{rest}", [s for s in literal if len(s) >= _MIN_LITERAL_SECRET]
 
 
 def _one_line(text: str) -> str:

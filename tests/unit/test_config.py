@@ -472,7 +472,7 @@ def _set(data: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
         (
             "chains.ethereum.request_timeout_s",
             0,
-            "chains.ethereum.request_timeout_s: expected a finite number > 0, got 0",
+            "chains.ethereum.request_timeout_s: expected a number between 0.001 and 3600, got 0",
         ),
         (
             "chains.ethereum.request_timeout_s",
@@ -482,7 +482,7 @@ def _set(data: dict[str, Any], dotted: str, value: object) -> dict[str, Any]:
         (
             "chains.ethereum.rate_limit_per_s",
             float("inf"),
-            "chains.ethereum.rate_limit_per_s: expected a finite number > 0, got inf",
+            "chains.ethereum.rate_limit_per_s: expected a number between 0.001 and 1e+06, got inf",
         ),
         (
             "chains.ethereum.rpc_urls",
