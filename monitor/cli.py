@@ -15,6 +15,7 @@ from eth_utils import is_address, to_checksum_address
 from monitor import __version__
 from monitor.alerts.pipeline import levels_by_account
 from monitor.cli_alerts import add_alert_parsers
+from monitor.cli_args import Parser, count, number, say_broken_pipe, seed
 from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
 from monitor.config import Config, OfflineEnv, load_config
@@ -30,7 +31,10 @@ from monitor.store import Store
 SHORT = {"aave_v3": "aave", "morpho_blue": "morpho", "compound_v3": "comet"}
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+MAX_BLOCK = 2**63 - 1  # what SQLite stores
+MAX_SEED_POSITIONS = 5_000  # devnet seed / demo --positions: each is a few transactions on anvil
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool killed by the signal
 
 DESCRIPTION = """\
 liqmon watches lending-protocol positions (Aave V3 and forks) on EVM chains and warns
@@ -163,7 +167,9 @@ def parse_since(text: str | None) -> tuple[int | None, float | None]:
     """``--since``: a block number, or an ISO date/time (UTC)."""
     if text is None:
         return None, None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
+        if len(text) > 19 or int(text) > MAX_BLOCK:
+            raise InputError(f"--since {_short(text)}: a block number is at most {MAX_BLOCK:,}")
         return int(text), None
     if _DATE.match(text):
         try:
@@ -171,12 +177,22 @@ def parse_since(text: str | None) -> tuple[int | None, float | None]:
         except ValueError as exc:
             raise InputError(f"--since {text!r}: {exc}") from exc
         return None, when.timestamp()
-    raise InputError(f"--since {text!r}: expected a block number or a date like 2024-01-31")
+    raise InputError(f"--since {_short(text)}: expected a block number or a date like 2024-01-31")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def parse_account(text: str) -> str:
     if not is_address(text):
-        raise InputError(f"--account {text!r} is not an address (0x followed by 40 hex digits)")
+        raise InputError(f"--account {_short(text, 50)} is not an address (0x followed by 40 hex digits)")
+    digits = text[2:]
+    if digits not in (digits.lower(), digits.upper()) and to_checksum_address(text) != text:
+        raise InputError(
+            f"--account {text} has a bad EIP-55 checksum (a typo?); the checksummed form of these digits is "
+            f"{to_checksum_address(text)}, or write the address all-lowercase"
+        )
     return to_checksum_address(text)
 
 
@@ -354,8 +370,6 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
-    if args.positions < 1:
-        raise InputError("--positions must be at least 1")
     print("liqmon demo: Black Thursday (2020-03-12) replayed on a local devnet (Aave V3, Morpho Blue, Compound V3)\n")
     rows = []
     last = None
@@ -391,7 +405,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="liqmon",
         description=DESCRIPTION,
         epilog=EXAMPLES,
@@ -430,10 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     devnet.add_argument("action", choices=("up", "down", "status", "price", "seed"))
     devnet.add_argument("symbol", nargs="?", help="price: asset symbol (WETH, WBTC, USDC, DAI, SOL)")
-    devnet.add_argument("usd", nargs="?", type=float, help="price: new USD price")
-    devnet.add_argument("--port", type=int, help="up: loopback port (default: a free one)")
-    devnet.add_argument("--seed", type=int, default=1, help="seed: random seed (default 1)")
-    devnet.add_argument("--first-index", type=int, default=0, help="seed: index of the first account")
+    devnet.add_argument("usd", nargs="?", type=number(0.0, 1e15, open_low=True), help="price: new USD price")
+    devnet.add_argument("--port", type=count(1024, 65535), help="up: loopback port (default: a free one)")
+    devnet.add_argument("--seed", type=seed, default=1, help="seed: random seed (default 1)")
+    devnet.add_argument(
+        "--first-index", type=count(0, 1_000_000), default=0, help="seed: index of the first account"
+    )
     devnet.set_defaults(func=cmd_devnet, count=None)
 
     add_stress_parser(sub)
@@ -441,9 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_ops_parsers(sub)
 
     demo = sub.add_parser("demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash")
-    demo.add_argument("--positions", type=int, default=60, help="positions to seed (default 60)")
-    demo.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
-    demo.add_argument("--substeps", type=int, default=2, help="price steps between real data points")
+    demo.add_argument(
+        "--positions", type=count(1, MAX_SEED_POSITIONS), default=60, help="positions to seed (default 60)"
+    )
+    demo.add_argument("--seed", type=seed, default=2020, help="random seed (default 2020)")
+    demo.add_argument(
+        "--substeps", type=count(1, 24), default=2, help="price steps between real data points (1-24, default 2)"
+    )
     demo.add_argument("--db", type=Path, help="keep the history in this SQLite file")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -456,21 +476,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     if args.command == "devnet" and args.action == "seed":
-        if args.symbol is None or not args.symbol.isdigit():
-            parser.error("devnet seed takes a count: liqmon devnet seed 50")
-        args.count = int(args.symbol)
+        try:
+            args.count = count(1, MAX_SEED_POSITIONS)(args.symbol or "")
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"devnet seed takes a count (liqmon devnet seed 50): {exc}")
     try:
         return int(args.func(args))
     except MonitorError as exc:
-        print(f"liqmon: error: {exc}", file=sys.stderr)
+        print(f"liqmon: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("liqmon: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `liqmon scan --json | head`: the reader has what it wanted
+        say_broken_pipe()
+        return EXIT_BROKEN_PIPE
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()  # a pipe closed early fails here, at the last buffered write
+    except BrokenPipeError:
+        say_broken_pipe()
+        code = EXIT_BROKEN_PIPE
+    sys.exit(code)
 
 
 if __name__ == "__main__":

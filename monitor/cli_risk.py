@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from monitor import price_data
+from monitor.cli_args import count, number, seed
 from monitor.config import Config, load_config
 from monitor.errors import InputError
 from monitor.models import MarketSnapshot
@@ -30,6 +31,8 @@ from monitor.risk.scenarios import (
 )
 from monitor.risk.stress import evaluate, position_outcomes
 from monitor.store import Store
+
+MAX_PATHS = 200_000  # Monte Carlo paths: memory is paths x positions x assets
 
 
 def stored_market(config: Config, store: Store, market: str | None) -> str:
@@ -405,12 +408,21 @@ def add_stress_parser(sub: Any) -> None:
     stress.add_argument("--scenario", choices=scenario_names(), help="a named historical crash")
     stress.add_argument("--shock", action="append", metavar="ASSET=x%", help="instantaneous shock, e.g. WETH=-30%%")
     stress.add_argument("--correlated", metavar="ASSET=x%", help="shock one asset, move the others by their beta")
-    stress.add_argument("--monte-carlo", type=int, metavar="N", help="N Monte Carlo paths: VaR / ES of bad debt")
+    stress.add_argument(
+        "--monte-carlo", type=count(10, MAX_PATHS), metavar="N", help="N Monte Carlo paths: VaR / ES of bad debt"
+    )
     stress.add_argument("--method", choices=("bootstrap", "gbm"), default="bootstrap", help="Monte Carlo method")
-    stress.add_argument("--horizon-days", type=int, default=1, help="window of historical / Monte Carlo moves")
-    stress.add_argument("--seed", type=int, default=1, help="Monte Carlo random seed")
-    stress.add_argument("--target-hf", type=float, default=1.2, help="HF the repay amount restores (default 1.2)")
-    stress.add_argument("--top", type=int, default=20, help="rows of the position table (default 20)")
+    stress.add_argument(
+        "--horizon-days", type=count(1, 365), default=1, help="window of historical / Monte Carlo moves"
+    )
+    stress.add_argument("--seed", type=seed, default=1, help="Monte Carlo random seed")
+    stress.add_argument(
+        "--target-hf",
+        type=number(1.0, 100.0, open_low=True),
+        default=1.2,
+        help="HF the repay amount restores (default 1.2)",
+    )
+    stress.add_argument("--top", type=count(0, 1_000_000), default=20, help="rows of the position table (default 20)")
     stress.add_argument("--json", action="store_true", help="machine-readable output")
     stress.add_argument("--plot", type=Path, metavar="FILE.png", help="HF distribution before / after")
     stress.set_defaults(func=cmd_stress)
@@ -432,18 +444,27 @@ def add_stress_parser(sub: Any) -> None:
     cal.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     cal.add_argument("--market", help="market name (default: the config's only market)")
     cal.add_argument("--asset", required=True, help="collateral asset symbol, e.g. WETH")
-    cal.add_argument("--delay-hours", type=float, default=1.0, help="time before liquidators act (default 1)")
-    cal.add_argument("--liquidity-usd", type=float, default=5e6, help="DEX depth for seized collateral (default 5e6)")
-    cal.add_argument("--tolerance", type=float, default=0.01,
+    cal.add_argument(
+        "--delay-hours", type=number(0.0, 720.0), default=1.0, help="time before liquidators act (default 1)"
+    )
+    cal.add_argument(
+        "--liquidity-usd",
+        type=number(0.0, 1e18, open_low=True),
+        default=5e6,
+        help="DEX depth for seized collateral (default 5e6)",
+    )
+    cal.add_argument("--tolerance", type=number(0.0, 1.0, open_low=True), default=0.01,
                      help="Monte Carlo VaR limit as a fraction of debt (default 0.01)")  # fmt: skip
-    cal.add_argument("--crash-tolerance", type=float, default=0.02,
+    cal.add_argument("--crash-tolerance", type=number(0.0, 1.0, open_low=True), default=0.02,
                      help="bad-debt limit in each named crash as a fraction of debt (default 0.02)")  # fmt: skip
     cal.add_argument("--crash-weight", action="append", metavar="NAME=W",
                      help="weight of a named crash in its test (default 1; 0 drops it), repeatable")  # fmt: skip
     cal.add_argument("--no-cascade", action="store_true", help="no price impact of the liquidation sales")
-    cal.add_argument("--quantile", type=float, default=0.99, help="VaR quantile (default 0.99)")
-    cal.add_argument("--paths", type=int, default=2000, help="Monte Carlo paths (default 2000)")
-    cal.add_argument("--seed", type=int, default=1, help="random seed")
+    cal.add_argument(
+        "--quantile", type=number(0.5, 0.9999, open_low=True), default=0.99, help="VaR quantile (default 0.99)"
+    )
+    cal.add_argument("--paths", type=count(1, MAX_PATHS), default=2000, help="Monte Carlo paths (default 2000)")
+    cal.add_argument("--seed", type=seed, default=1, help="random seed")
     cal.add_argument("--json", action="store_true", help="machine-readable output")
     cal.add_argument("--plot", type=Path, metavar="FILE.png", help="the curves (crashes apart) with the recommendation")
     cal.set_defaults(func=cmd_calibrate)
@@ -662,33 +683,49 @@ def add_backtest_parser(sub: Any) -> None:
     bt.add_argument("--config", type=Path, help="config file (YAML): the policy exactly as `liqmon run` uses it")
     bt.add_argument("--market", help="with --book-from-store: the stored market (default: the only one)")
     bt.add_argument("--book-from-store", action="store_true", help="replay the newest stored scan's positions")
-    bt.add_argument("--positions", type=int, default=1000, help="size of the realistic book (default 1000)")
-    bt.add_argument("--seed", type=int, default=7, help="seed of the book and of the bootstrap (default 7)")
-    bt.add_argument("--react-share", type=float, default=0.0,
+    bt.add_argument(
+        "--positions", type=count(1, 100_000), default=1000, help="size of the realistic book (default 1000)"
+    )
+    bt.add_argument("--seed", type=seed, default=7, help="seed of the book and of the bootstrap (default 7)")
+    bt.add_argument("--react-share", type=number(0.0, 1.0), default=0.0,
                     help="share of users who act on a warning after the reaction time (default 0)")  # fmt: skip
     bt.add_argument(
         "--prices", type=Path, metavar="FILE.csv", help="prices CSV at any granularity (default: shipped daily)"
     )
-    bt.add_argument("--window-days", type=float, default=30.0, help="length of each evaluation window (default 30)")
-    bt.add_argument("--lead-hours", type=float, default=72.0, help="lead window that earns credit (default 72)")
-    bt.add_argument("--fold-windows", type=int, default=6, help="test windows per walk-forward fold (default 6)")
+    bt.add_argument(
+        "--window-days",
+        type=number(0.0, 3650.0, open_low=True),
+        default=30.0,
+        help="length of each evaluation window (default 30)",
+    )
+    bt.add_argument(
+        "--lead-hours",
+        type=number(0.0, 87_600.0, open_low=True),
+        default=72.0,
+        help="lead window that earns credit (default 72)",
+    )
+    bt.add_argument(
+        "--fold-windows", type=count(1, 10_000), default=6, help="test windows per walk-forward fold (default 6)"
+    )
     bt.add_argument("--test-start", default="2020-01-01", help="first day out of sample (default 2020-01-01)")
     bt.add_argument("--test-end", help="last day a test window may start (default: the end of the data)")
     bt.add_argument("--fit-start", default=None,
                     help="first day of the first training window (default: as early as the data allows)")  # fmt: skip
-    bt.add_argument("--history-days", type=float,
+    bt.add_argument("--history-days", type=number(0.0, 36_500.0, open_low=True),
                     help="days of returns handed to the policy (default: its pool_days, as `liqmon run`)")  # fmt: skip
-    bt.add_argument("--min-history-days", type=float, default=60.0,
+    bt.add_argument("--min-history-days", type=number(0.0, 36_500.0), default=60.0,
                     help="days of prices an asset needs before a window to take part (default 60)")  # fmt: skip
     bt.add_argument("--levels", default="1.00:1.60:0.02", help="fixed family FIRST:LAST:STEP (default 1.00:1.60:0.02)")
     bt.add_argument("--cost-multiples", default="0.01,0.03,0.1,0.3,1,3,10,30,100",
                     help="alarm-cost multiples at which the policy is evaluated (its frontier)")  # fmt: skip
     bt.add_argument("--severity", choices=("watch", "warning", "critical"), default="warning",
                     help="which episodes count as the warning (default warning)")  # fmt: skip
-    bt.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the CIs (default 1000)")
-    bt.add_argument("--block-windows", type=int, default=3, help="windows per bootstrap block (default 3)")
+    bt.add_argument(
+        "--bootstrap", type=count(0, 100_000), default=1000, help="bootstrap replicates for the CIs (default 1000)"
+    )
+    bt.add_argument("--block-windows", type=count(1, 10_000), default=3, help="windows per bootstrap block (default 3)")
     bt.add_argument("--by-class", action="store_true", help="also print recall and false alarms per position class")
-    bt.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    bt.add_argument("--jobs", type=count(1, 256), default=min(2, os.cpu_count() or 1),
                     help="processes replaying windows in parallel (default: 2 or the CPU count if lower)")  # fmt: skip
     bt.add_argument("--quiet", action="store_true", help="no progress on stderr")
     bt.add_argument("--json", action="store_true", help="machine-readable: every rule with kind, recall, CIs, leads")

@@ -34,7 +34,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from monitor.alerts.channels import Channel
 from monitor.alerts.factory import build_channels, channel_names
 from monitor.config import Config, redact
-from monitor.logs import setup_logging
+from monitor.logs import error_fields, setup_logging
 from monitor.metrics import Metrics
 from monitor.scan import open_client
 from monitor.service import Monitor, describe
@@ -155,7 +155,8 @@ def _run(
             threading.Thread(target=lambda: scheduler.shutdown(wait=False), daemon=True).start()
 
     def on_error(event: JobExecutionEvent) -> None:
-        log.error("job failed", extra={"job": event.job_id, "error": redact(str(event.exception), config)})
+        fields = error_fields(event.exception, lambda text: redact(text, config))
+        log.error("job failed", extra={"job": event.job_id, **fields})
 
     scheduler.add_job(scan_job, "interval", seconds=config.daemon.interval_s, id="scan", next_run_time=_now())
     scheduler.add_job(worker.deliver, "interval", seconds=config.daemon.deliver_interval_s, id="deliver")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -21,8 +24,6 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         data.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            data["error"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
 
 
@@ -34,8 +35,31 @@ class TextFormatter(logging.Formatter):
                f"{record.getMessage()}{' ' + tail if tail else ''}"  # fmt: skip
 
 
+def where(exc: BaseException) -> str:
+    """A short code location of ``exc``: the innermost frame of liqmon's own code (else the
+    innermost frame), as ``monitor/scan.py:123 in scan_all``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    own = [f for f in frames if f"{os.sep}monitor{os.sep}" in f.filename]
+    frame = (own or frames)[-1]
+    parts = Path(frame.filename).parts
+    short = "/".join(parts[parts.index("monitor") :]) if "monitor" in parts else Path(frame.filename).name
+    return f"{short}:{frame.lineno} in {frame.name}"
+
+
+def error_fields(exc: BaseException, redact: Callable[[str], str] = str) -> dict[str, str]:
+    """What a log line says of an exception: its type and message (redacted) and where, never
+    the traceback (which holds local values outside the secret filter)."""
+    message = " ".join(str(exc).split())
+    return {"error": redact(f"{type(exc).__name__}: {message}" if message else type(exc).__name__),
+            "where": where(exc)}  # fmt: skip
+
+
 class RedactFilter(logging.Filter):
-    """Replaces secrets in the formatted message and in every extra field."""
+    """Replaces secrets in the formatted message and in every extra field; an attached
+    exception becomes ``error`` (type and message, redacted) and ``where`` (a short code
+    location): no traceback reaches the log."""
 
     def __init__(self, redact: Callable[[str], str]) -> None:
         super().__init__()
@@ -44,6 +68,15 @@ class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())
         record.args = None
+        if record.exc_info:
+            exc = record.exc_info[1]
+            if exc is not None:
+                for key, value in error_fields(exc, self.redact).items():
+                    if key not in vars(record):
+                        setattr(record, key, value)
+            record.exc_info = None
+            record.exc_text = None
+        record.stack_info = None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD and isinstance(value, str):
                 setattr(record, key, self.redact(value))
@@ -62,4 +95,5 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)  # a failed job: the daemon's "job failed"
     logging.getLogger("urllib3").setLevel(logging.WARNING)

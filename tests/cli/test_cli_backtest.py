@@ -51,7 +51,6 @@ def test_help_explains_the_protocol(capsys: Any) -> None:
         (["--levels", "1.0-1.6"], "FIRST:LAST:STEP"),
         (["--cost-multiples", "a,b"], "--cost-multiples"),
         (["--book-from-store"], "--book-from-store"),
-        (["--window-days", "0"], "window-days"),
         (["--test-start", "2031-01-01"], "after the end of the prices"),
         (["--plot", "frontier.jpg"], ".png"),
     ],
