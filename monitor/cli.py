@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -371,20 +373,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
     print("liqmon demo: Black Thursday (2020-03-12) replayed on a local devnet (Aave V3, Morpho Blue, Compound V3)\n")
-    rows = []
-    last = None
-    for summary, scans, _tick in run_demo(
-        positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say
-    ):
-        line = (
-            f"{summary.label:<22} ETH {summary.prices['WETH']:>8.2f}  BTC {summary.prices['WBTC']:>9.2f}  "
-            f"block {summary.block:>5}  HF<1.1: {summary.at_risk:>3}  HF<1: {summary.liquidatable:>3} "
-            f"({' '.join(f'{SHORT.get(k, k)} {v}' for k, v in summary.by_protocol.items())})  "
-            f"min HF {summary.min_hf:.4f}"
-        )
-        print(line, flush=True)
-        rows.append(summary)
-        last = scans
+    rows: list[Any] = []
+    walk = run_demo(positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say)
+    with _terminated_unwinds(), closing(walk):  # SIGTERM / SIGHUP unwind: the demo's anvil is stopped
+        last = _demo_walk(walk, rows)
     assert last is not None
     at_risk = [r for s in last for r in _positions_json(s.snapshot) if _hf_key(r) < 1.1]
     total = sum(len(s.snapshot.positions) for s in last)
@@ -399,6 +391,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.db:
         print(f"\nhistory stored in {args.db}")
     return 0
+
+
+def _demo_walk(walk: Iterator[tuple[Any, list[ScanResult], Any]], rows: list[Any]) -> list[ScanResult] | None:
+    last = None
+    for summary, scans, _tick in walk:
+        line = (
+            f"{summary.label:<22} ETH {summary.prices['WETH']:>8.2f}  BTC {summary.prices['WBTC']:>9.2f}  "
+            f"block {summary.block:>5}  HF<1.1: {summary.at_risk:>3}  HF<1: {summary.liquidatable:>3} "
+            f"({' '.join(f'{SHORT.get(k, k)} {v}' for k, v in summary.by_protocol.items())})  "
+            f"min HF {summary.min_hf:.4f}"
+        )
+        print(line, flush=True)
+        rows.append(summary)
+        last = scans
+    return last
+
+
+@contextmanager
+def _terminated_unwinds() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SystemExit(128 + signal) while the block runs, so every
+    ``with`` and ``finally`` below unwinds (the demo's anvil runs in its own session and
+    would outlive a plain kill); the previous handlers come back after."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        print(f"liqmon: stopped by {signal.Signals(signum).name}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- parser -----------------------------------------------------------------------------

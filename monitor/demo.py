@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +88,7 @@ def run_demo(
     substeps: int = 2,
     db_path: Path | None = None,
     say: Callable[[str], None] = print,
-) -> Iterator[tuple[StepSummary, list[ScanResult], TickResult]]:
+) -> Generator[tuple[StepSummary, list[ScanResult], TickResult], None, None]:
     """Yields one summary per price step; alerts go to the console channel as they are
     delivered; the devnet is stopped when the walk ends."""
     steps = crash_steps(substeps)
