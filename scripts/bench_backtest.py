@@ -17,7 +17,7 @@ Usage::
 
     .venv/bin/python scripts/bench_backtest.py [--positions 1000] [--seed 7] [--jobs 2]
         [--config FILE] [--prices FILE --window-days D --test-start DAY] [--size-sigma 1.6]
-        [--react-share 0] [--json]
+        [--react-share 0] [--count notifications|episodes] [--fixed-critical-step 0.5] [--json]
 
 Exit code 0 whatever the verdict (the figures are reported, not enforced); 2 on bad input.
 """
@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size-sigma", type=float, default=1.6, help="lognormal sigma of position sizes (0: all equal)")
     p.add_argument("--react-share", type=float, default=0.0)
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--test-end", default=None, help="last test day (e.g. 2019-12-31 for the fit period 2017-2019)")
+    p.add_argument("--count", choices=("notifications", "episodes"), default="notifications",
+                   help="score every notification the daemon sends (default) or only episode starts")
+    p.add_argument("--fixed-critical-step", type=float, default=0.5,
+                   help="a fixed rule L re-arms (critical) at 1 + step (L - 1); 1 = a single level")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         prices = bd.load_prices_csv(args.prices) if args.prices else bd.shipped_daily()
         cbook = realistic_book(args.positions, args.seed, react_share=args.react_share, size_sigma=args.size_sigma)
         settings = bt.Settings(window_days=args.window_days, lead_hours=args.lead_hours, test_start=args.test_start,
-                               bootstrap=args.bootstrap, seed=args.seed)  # fmt: skip
+                               test_end=args.test_end, bootstrap=args.bootstrap, seed=args.seed, count=args.count,
+                               fixed_critical_step=args.fixed_critical_step)  # fmt: skip
         t0 = time.perf_counter()
         report = bt.run_backtest(cbook, prices, cfg, settings, jobs=args.jobs)
         wall = time.perf_counter() - t0

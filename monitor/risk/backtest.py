@@ -18,17 +18,28 @@ Windows
     is eligible when it has debt and every asset it holds has prices over the window, its tail
     and ``min_history_days`` before it (SOL begins in 2021; stablecoins are held at 1 USD before
     their data begins, LSTs are ETH times a synthetic ratio - the notes say so).
-Rules and episodes
-    Fixed levels ``1.00 .. 1.60`` (warning when HF <= level) and THE POLICY of the daemon
+Rules and notifications
+    Fixed levels ``1.00 .. 1.60`` and THE POLICY of the daemon
     (:func:`monitor.risk.policy.position_levels` through its ``LevelCache``, the same config
     ``liqmon run`` builds, ``observe_hours`` = the bar) at several ALARM-COST MULTIPLES (the
     config's alarm costs times k; k = 1 is the config as it stands). Severities step through
     :func:`monitor.risk.thresholds.step_severity` with the policy's ``exit_margin`` and
-    ``min_dwell_s``: a warning episode begins when the severity reaches ``warning`` from
-    below. Credit only for an episode that begins within ``lead_hours`` before the
-    liquidation and not at the window's start; an episode with no liquidation within
-    ``lead_hours`` after its start is a false alarm - an episode already open when the window
-    opens included: it earns no credit but it is an alarm (:mod:`monitor.risk.episodes`).
+    ``min_dwell_s``, as in the daemon. What is counted is what the daemon SENDS under the
+    shipped config (``count="notifications"``, the default): its route sends ``warning`` and
+    above (``severity``), and dedup sends a message at every rise of the severity - the first
+    one of an episode (``first``) and each escalation inside it (``severity_up``: warning to
+    critical, or back to critical after the hysteresis let it fall). Every such notification is
+    scored on its own: credited when it begins within ``lead_hours`` before the liquidation and
+    not at the window's start, a false alarm when no liquidation follows within ``lead_hours``.
+    Not counted: ``severity_down`` and ``resolved`` (good news, not an alarm) and ``repeat``
+    reminders of an unchanged state (they re-send the same alarm; counting them would charge
+    every rule per day spent below its level). ``count="episodes"`` scores only an episode's
+    first notification (the former protocol, for comparison). A FIXED rule ``L`` re-arms the
+    same way: warning at HF <= ``L`` and critical at ``1 + fixed_critical_step (L - 1)``
+    (default 0.5: half-way to liquidation, the ladder of the former shipped floors 1.10 / 1.05),
+    so both kinds get one further notification as a position falls; 1.0 makes it a single level.
+    An episode already open when the window opens earns no credit but it is an alarm
+    (:mod:`monitor.risk.episodes`).
     The policy's market state is the last ``history_days`` of returns (default its
     ``pool_days``, as ``liqmon run``) up to the close, NaN where no price was observed (a
     stablecoin held at 1 USD before its data is not shown to it as history). The other cost
@@ -41,7 +52,7 @@ Reactions
 Walk-forward
     Test windows are grouped into folds of ``fold_windows``. The fixed level of a fold is the
     one with the lowest STATED COST on all windows that end (tail included) before the fold
-    begins: ``sum(missed liquidation penalties) + alarm_cost x alarm episodes``, the penalty
+    begins: ``sum(missed liquidation penalties) + alarm_cost x notifications``, the penalty
     being ``close_factor x debt x (bonus - 1)`` at the liquidation (the cost the policy
     itself minimises). A named crash (:data:`monitor.risk.scenarios.HISTORICAL_EVENTS`) is
     never in the fit of the fold that tests it (checked). The policy fits nothing on the past

@@ -4,6 +4,8 @@ A WARNING EPISODE of a rule on a position begins at the close where its severity
 ``warning`` or above (from below) and lasts until the hysteresis of
 :func:`monitor.risk.thresholds.step_severity` lets it fall back; the replay records only
 when episodes begin (``began [T+1, R, P]``, row 0 = already active when the window opens).
+The backtest hands in every NOTIFICATION instead (each rise to a sent severity: an episode's
+first message and each escalation inside it); each is then scored as an episode here.
 
 For a liquidation at bar ``q`` (1 <= q <= T; bar ``q`` spans the time between the closes
 ``q - 1`` and ``q``) and a lead window of ``L`` bars:
