@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from monitor.cli_args import count
 from monitor.config import load_config
 
 
@@ -25,7 +26,7 @@ def add_alert_parsers(sub: Any) -> None:
         "configured channels with retries. Logs go to stderr as JSON lines (daemon.log_format).",
     )
     run.add_argument("--config", required=True, type=Path, help="config file (YAML)")
-    run.add_argument("--max-ticks", type=int, help="stop after this many scans (for trials)")
+    run.add_argument("--max-ticks", type=count(1, 10**9), help="stop after this many scans (for trials)")
     run.set_defaults(func=cmd_run)
 
     from monitor.cli_risk import add_backtest_parser  # the backtest command lives with stress / calibrate

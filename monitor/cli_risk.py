@@ -525,6 +525,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config is not None else None
     cfg = _policy_config(config)
     cbook = _backtest_book(args, config)
+    if args.prices is not None and args.prices.exists() and not args.prices.is_file():
+        raise InputError(f"--prices {args.prices}: not a regular file (a directory, FIFO or device); give a CSV file")
     prices = bd.load_prices_csv(args.prices) if args.prices is not None else bd.shipped_daily()
     settings = bt.Settings(
         window_days=args.window_days, lead_hours=args.lead_hours, fold_windows=args.fold_windows,

@@ -65,7 +65,7 @@ def open_client(chain: ChainConfig, source: str = "config", observer: RpcObserve
 
 def make_reader(client: RpcClient, market: MarketConfig, chain: ChainConfig) -> ProtocolReader:
     """The reader of ``market.protocol`` (Aave V3 forks such as Spark use the aave_v3 reader)."""
-    multicall = Multicall(client, chain.multicall3, chain.calls_per_batch)
+    multicall = Multicall(client, chain.multicall3, chain.calls_per_batch, config_key=f"chains.{chain.name}.multicall3")
     common: dict[str, Any] = {"market": market.name, "chain_id": chain.chain_id, "multicall": multicall,
                               "max_log_range": chain.max_log_range}  # fmt: skip
     if market.protocol == "morpho_blue":
@@ -94,6 +94,12 @@ def discover_accounts(
     checkpoint = store.get_checkpoint(market.name, DISCOVERY)
     start = checkpoint.block + 1 if checkpoint else market.start_block
     end = head - chain.confirmations
+    if checkpoint is None and start > end:
+        raise ConfigError(
+            f"market {market.name}: start_block {market.start_block} is beyond the chain's head {head}"
+            f"{f' minus {chain.confirmations} confirmations' if chain.confirmations else ''}"
+            f" ({reader.client.active_endpoint.display}): a block number from another chain? lower start_block"
+        )
     if start > end:
         return 0, None
     new = 0

@@ -31,10 +31,11 @@ def read_feeds(multicall: Multicall, feeds: Mapping[str, str], block: int) -> di
     calls = [
         c for s in symbols for c in (Call(feeds[s], LATEST_ROUND_DATA, (), True), Call(feeds[s], DECIMALS, (), True))
     ]
-    results = multicall.run(calls, block)
+    raw = multicall.raw(calls, block)
     out: dict[str, FeedReading] = {}
     for i, symbol in enumerate(symbols):
-        round_data, decimals = results[2 * i], results[2 * i + 1]
+        round_data = _decoded(symbol, feeds[symbol], calls[2 * i], raw[2 * i], block)
+        decimals = _decoded(symbol, feeds[symbol], calls[2 * i + 1], raw[2 * i + 1], block)
         if round_data is None or decimals is None:
             raise DecodeError(f"Chainlink feed {symbol} at {feeds[symbol]} does not answer latestRoundData/decimals")
         round_id, answer, _started, updated_at, _answered = round_data
@@ -44,3 +45,18 @@ def read_feeds(multicall: Multicall, feeds: Mapping[str, str], block: int) -> di
             symbol, feeds[symbol], answer / 10 ** int(decimals[0]), int(updated_at), int(round_id)
         )
     return out
+
+
+def _decoded(symbol: str, address: str, call: Call, answer: tuple[bool, bytes], block: int) -> tuple[int, ...] | None:
+    success, data = answer
+    if not success:
+        return None
+    if not data:  # a call to an address without code succeeds with nothing
+        raise DecodeError(
+            f"Chainlink feed {symbol} at {address} answers nothing at block {block}: no contract there on this chain; "
+            f"check alerts.oracle.chainlink_feeds.{symbol}"
+        )
+    try:
+        return call.fn.decode(data)
+    except DecodeError as exc:
+        raise DecodeError(f"Chainlink feed {symbol} at {address}: {exc}") from exc

@@ -14,7 +14,7 @@ from eth_abi import encode as abi_encode
 
 from monitor.chain.abi import Fn, fn
 from monitor.chain.rpc import RpcClient
-from monitor.errors import DecodeError, RpcResponseError
+from monitor.errors import DecodeError, RpcError, RpcResponseError
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 AGGREGATE3 = fn("aggregate3((address,bool,bytes)[])", "(bool,bytes)[]")
@@ -108,6 +108,11 @@ def too_big(exc: RpcResponseError) -> bool:
     return exc.code == 413 or any(word in text for word in _TOO_BIG_WORDS)
 
 
+class NoMulticallError(RpcError):
+    """The configured Multicall3 address has no contract: a configuration problem, not an
+    answer that fails to decode (so never blamed on the contract the calls were meant for)."""
+
+
 class Multicall:
     """Run many calls through ``aggregate3`` in batches of at most ``calls_per_batch`` sub-calls.
 
@@ -116,9 +121,17 @@ class Multicall:
     still too big is an error.
     """
 
-    def __init__(self, client: RpcClient, address: str = CANONICAL_MULTICALL3, calls_per_batch: int = 500) -> None:
+    def __init__(
+        self,
+        client: RpcClient,
+        address: str = CANONICAL_MULTICALL3,
+        calls_per_batch: int = 500,
+        *,
+        config_key: str = "multicall3 in this chain's config",
+    ) -> None:
         self.client = client
         self.address = address
+        self.config_key = config_key  # named when there is no contract at ``address``
         self.calls_per_batch = max(1, calls_per_batch)
         self.splits = 0
 
@@ -142,6 +155,11 @@ class Multicall:
             self.calls_per_batch = max(1, min(self.calls_per_batch, half))
             self.splits += 1
             return self._chunk(chunk[:half], block) + self._chunk(chunk[half:], block)
+        if not answer:  # an eth_call to an address without code answers nothing
+            raise NoMulticallError(
+                f"no Multicall3 contract at {self.address} at block {block} (the eth_call answered 0 bytes): deploy an "
+                f"aggregate3-compatible contract there, or set {self.config_key} to the address of one"
+            )
         return decode_aggregate3(answer, len(chunk))
 
     def run(self, calls: Sequence[Call], block: int) -> list[tuple[Any, ...] | None]:
