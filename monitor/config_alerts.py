@@ -153,6 +153,14 @@ class AlertsConfig:
     def secrets(self) -> list[str]:
         return [s.value for c in self.channels.values() for s in (c.token, c.username, c.password) if s is not None]
 
+    def lowest_sent_severity(self) -> str:
+        """The lowest position severity any route sends (``watch``, ``warning`` or ``critical``):
+        what a backtest of this config counts as a notification (``backtest.Settings.severity``).
+        A route sending only ``liquidatable`` sends nothing before HF 1, counted as ``critical``."""
+        ranks = [severity_rank(r.min_severity) for r in self.routes]
+        lowest = min(ranks) if ranks else severity_rank("critical")
+        return ("watch", "warning", "critical")[min(max(lowest, 1), 3) - 1]
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:

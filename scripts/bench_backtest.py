@@ -67,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     try:
-        cfg = policy_config(load_config(args.config).alerts) if args.config else PolicyConfig()
+        alerts = load_config(args.config).alerts if args.config else None
+        cfg = policy_config(alerts) if alerts is not None else PolicyConfig()
+        # what the daemon sends: the config's routes (the shipped config.yaml sends warning and above)
+        severity = alerts.lowest_sent_severity() if alerts is not None else "warning"
         prices = bd.load_prices_csv(args.prices) if args.prices else bd.shipped_daily()
         cbook = realistic_book(args.positions, args.seed, react_share=args.react_share, size_sigma=args.size_sigma)
         settings = bt.Settings(window_days=args.window_days, lead_hours=args.lead_hours, test_start=args.test_start,
                                test_end=args.test_end, bootstrap=args.bootstrap, seed=args.seed, count=args.count,
-                               fixed_critical_step=args.fixed_critical_step)  # fmt: skip
+                               fixed_critical_step=args.fixed_critical_step, severity=severity)  # fmt: skip
         t0 = time.perf_counter()
         report = bt.run_backtest(cbook, prices, cfg, settings, jobs=args.jobs)
         wall = time.perf_counter() - t0

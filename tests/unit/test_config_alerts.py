@@ -89,6 +89,15 @@ def test_probability_bounds_per_severity_or_one_number(tmp_path: Path) -> None:
             load_config(write(tmp_path, {"policy": bad}), env={})
 
 
+def test_lowest_sent_severity_is_what_a_backtest_of_the_config_counts(tmp_path: Path) -> None:
+    a = load_config(write(tmp_path, ALERTS), env=ENV).alerts
+    assert a.lowest_sent_severity() == "watch"  # the mail route sends watch
+    shipped = load_config(Path(__file__).resolve().parents[2] / "config.yaml", env={}).alerts
+    assert shipped.lowest_sent_severity() == "warning"  # the shipped console route: warning and above
+    only_critical = {"routes": [{"channel": "console", "min_severity": "liquidatable"}]}
+    assert load_config(write(tmp_path, only_critical), env={}).alerts.lowest_sent_severity() == "critical"
+
+
 def test_route_hard_levels_apply_to_the_positions_the_route_selects(tmp_path: Path) -> None:
     mine, other = "0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e", "0x" + "1" * 40
     alerts = {"routes": [{"channel": "console", "accounts": [mine.lower()], "hard_levels": {"warning": 1.2}},
