@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from monitor.errors import InputError
+from monitor.risk.anomalies import DEFAULT_FLOATING, DEFAULT_PEGGED, FEED_KINDS, FeedSpec, feed_spec
 from monitor.risk.policy import PolicyConfig
 
 if TYPE_CHECKING:
@@ -66,8 +67,9 @@ _CHANNEL_KEYS: Final = {
 _ROUTE_KEYS: Final = ("channel", "to", "markets", "accounts", "min_severity", "anomalies", "hard_levels")
 _ORACLE_KEYS: Final = (
     "chainlink_feeds", "heartbeat_s", "stale_margin_s", "divergence_warning_bps", "divergence_critical_bps",
-    "jump_z_warning", "jump_z_critical",
+    "jump_z_warning", "jump_z_critical", "feeds",
 )  # fmt: skip
+_FEED_KEYS: Final = ("kind", "deviation", "heartbeat_s", "peg")
 _DAEMON_KEYS: Final = ("mode", "interval_s", "deliver_interval_s", "max_attempts", "log_format", "metrics_port")
 
 
@@ -123,12 +125,29 @@ class RouteConfig:
 @dataclass(frozen=True, slots=True)
 class OracleConfig:
     chainlink_feeds: Mapping[str, str] = field(default_factory=dict)
-    heartbeat_s: float = 3600.0
+    heartbeat_s: float | None = None  # one heartbeat for every feed without its own; None: per-asset defaults
     stale_margin_s: float = 300.0
     divergence_warning_bps: float = 100.0
     divergence_critical_bps: float = 300.0
     jump_z_warning: float = 6.0
     jump_z_critical: float = 10.0
+    # per feed (upper-cased symbol): pegged or floating, deviation threshold, heartbeat, peg
+    feeds: Mapping[str, FeedSpec] = field(default_factory=dict)
+
+    def feed(self, symbol: str) -> FeedSpec:
+        """The feed parameters for ``symbol``: its ``feeds`` entry, else the per-asset default
+        (:func:`monitor.risk.anomalies.feed_spec`) with ``heartbeat_s`` applied if set."""
+        key = symbol.strip().upper()
+        if key in self.feeds:
+            return self.feeds[key]
+        spec = feed_spec(key)
+        return spec if self.heartbeat_s is None else replace(spec, heartbeat_s=self.heartbeat_s)
+
+    def feed_specs(self, symbols: Sequence[str]) -> dict[str, FeedSpec]:
+        return {s: self.feed(s) for s in symbols}
+
+    def heartbeats(self, symbols: Sequence[str]) -> dict[str, float]:
+        return {s: self.feed(s).heartbeat_s for s in symbols}
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,13 +487,44 @@ def _oracle(v: _Validator, value: object) -> OracleConfig:
     d = OracleConfig()
     out = OracleConfig(
         chainlink_feeds=feeds,
-        heartbeat_s=_num(v, raw, "heartbeat_s", "alerts.oracle", d.heartbeat_s),
+        heartbeat_s=None if "heartbeat_s" not in raw else _num(v, raw, "heartbeat_s", "alerts.oracle", 0.0),
         stale_margin_s=_num(v, raw, "stale_margin_s", "alerts.oracle", d.stale_margin_s, allow_zero=True),
         divergence_warning_bps=_num(v, raw, "divergence_warning_bps", "alerts.oracle", d.divergence_warning_bps),
         divergence_critical_bps=_num(v, raw, "divergence_critical_bps", "alerts.oracle", d.divergence_critical_bps),
         jump_z_warning=_num(v, raw, "jump_z_warning", "alerts.oracle", d.jump_z_warning),
         jump_z_critical=_num(v, raw, "jump_z_critical", "alerts.oracle", d.jump_z_critical),
+        feeds=_feeds(v, raw.get("feeds"), raw),
     )
     if out.divergence_critical_bps <= out.divergence_warning_bps:
         v.fail("alerts.oracle.divergence_critical_bps", "must be larger than divergence_warning_bps")
+    return out
+
+
+def _feeds(v: _Validator, value: object, oracle: Mapping[Any, Any]) -> dict[str, FeedSpec]:
+    """``alerts.oracle.feeds``: SYMBOL -> {kind, deviation, heartbeat_s, peg}; missing keys take the
+    asset's default (``heartbeat_s``: the section's, if set)."""
+    if value is None:
+        return {}
+    raw = v.mapping(value, "alerts.oracle.feeds", "a mapping SYMBOL -> {kind, deviation, heartbeat_s, peg}")
+    out: dict[str, FeedSpec] = {}
+    for symbol, entry in raw.items():
+        path = f"alerts.oracle.feeds.{symbol}"
+        name = v.string(symbol, path).strip().upper()
+        spec_raw = v.mapping(entry, path, "a mapping with kind, deviation, heartbeat_s, peg")
+        v.check_keys(spec_raw, _FEED_KEYS, path)
+        base = feed_spec(name)
+        kind = spec_raw.get("kind", base.kind)
+        if kind not in FEED_KINDS:
+            v.fail(f"{path}.kind", f"expected one of {', '.join(FEED_KINDS)}, got {kind!r}")
+        if kind != base.kind and "deviation" not in spec_raw:
+            base = DEFAULT_PEGGED if kind == "pegged" else DEFAULT_FLOATING  # the kind's default threshold
+        deviation = _num(v, spec_raw, "deviation", path, base.deviation, allow_zero=True)
+        if deviation >= 0.5:
+            v.fail(f"{path}.deviation", f"expected a fraction below 0.5 (0.005 == 0.5 %), got {deviation:g}")
+        default_beat = base.heartbeat_s if "heartbeat_s" not in oracle else float(oracle["heartbeat_s"])
+        heartbeat = _num(v, spec_raw, "heartbeat_s", path, default_beat)
+        peg = _num(v, spec_raw, "peg", path, base.peg)
+        if name in out:
+            v.fail(path, f"feed {name} is given twice (symbols are case-insensitive)")
+        out[name] = FeedSpec(kind, deviation, heartbeat, peg)
     return out

@@ -107,7 +107,9 @@ class Monitor:
             cov, _ = covariance_for(list(prices), price_history=self._history(snapshot))
             sigma = {s: float(np.sqrt(cov[i, i])) for i, s in enumerate(prices)}
             cfg = self.config.alerts.oracle
-            detector = JumpDetector(sigma, z_warning=cfg.jump_z_warning, z_critical=cfg.jump_z_critical)
+            detector = JumpDetector(
+                sigma, feeds=cfg.feed_specs(list(prices)), z_warning=cfg.jump_z_warning, z_critical=cfg.jump_z_critical
+            )
             self._detectors[snapshot.market] = detector
         return list(detector.observe(prices, float(snapshot.timestamp)))
 
@@ -120,7 +122,8 @@ class Monitor:
         unit = snapshot.base_currency_unit
         protocol = {r.symbol.upper(): r.price / unit for r in snapshot.reserves if r.price > 0}
         found = stale_feeds(
-            {s: float(f.updated_at) for s, f in result.feeds.items()}, float(snapshot.timestamp), cfg.heartbeat_s,
+            {s: float(f.updated_at) for s, f in result.feeds.items()}, float(snapshot.timestamp),
+            cfg.heartbeats(list(result.feeds)),
             margin_s=cfg.stale_margin_s,
         )  # fmt: skip
         found += divergence(

@@ -413,3 +413,60 @@ def test_divergence_rejects_bad_input() -> None:
             divergence({"ETH": 1000.0}, {"ETH": bad})
     with pytest.raises(InputError):
         divergence({"ETH": 1.0}, {"ETH": 1.0}, warning_bps=300, critical_bps=100)
+
+
+# -- per-feed settings in the config (alerts.oracle.feeds) ----------------------------------------------
+
+CONFIG_BASE: dict[str, object] = {
+    "chains": {"eth": {"chain_id": 1, "rpc_urls": ["http://127.0.0.1:8545"]}},
+    "markets": [
+        {"name": "m", "protocol": "aave_v3", "chain": "eth",
+         "pool_addresses_provider": "0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e"}
+    ],
+}  # fmt: skip
+
+
+def _oracle_config(oracle: dict[str, object]) -> object:
+    from pathlib import Path
+
+    from monitor.config import parse_config
+
+    return parse_config({**CONFIG_BASE, "alerts": {"oracle": oracle}}, Path("c.yaml")).alerts.oracle
+
+
+def test_config_feeds_override_the_per_asset_defaults() -> None:
+    cfg = _oracle_config({"feeds": {"usdc": {"heartbeat_s": 3600}, "PEPE": {"kind": "pegged", "peg": 2.0},
+                                    "WETH": {"deviation": 0.01}}})  # fmt: skip
+    assert cfg.feed("USDC") == FeedSpec("pegged", 0.0025, 3600.0)  # type: ignore[attr-defined]
+    assert cfg.feed("PEPE") == FeedSpec("pegged", 0.0025, 86400.0, 2.0)  # type: ignore[attr-defined]
+    assert cfg.feed("weth") == FeedSpec("floating", 0.01, 3600.0)  # type: ignore[attr-defined]
+    assert cfg.feed("DAI") == feed_spec("DAI")  # type: ignore[attr-defined]
+    # without a global heartbeat every feed keeps its own: USDC's 24 h is not ETH's 1 h
+    plain = _oracle_config({})
+    assert plain.heartbeats(["WETH", "USDC"]) == {"WETH": 3600.0, "USDC": 86400.0}  # type: ignore[attr-defined]
+    # a global heartbeat_s applies to every feed without an entry of its own
+    glob = _oracle_config({"heartbeat_s": 600, "feeds": {"USDC": {"kind": "pegged"}}})
+    assert glob.heartbeats(["WETH", "USDC"]) == {"WETH": 600.0, "USDC": 600.0}  # type: ignore[attr-defined]
+    assert glob.feed_specs(["WETH"])["WETH"].heartbeat_s == 600.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("feeds", "needle"),
+    [
+        ({"USDC": {"heartbeat": 3600}}, "alerts.oracle.feeds.USDC.heartbeat: unknown key (did you mean 'heartbe"),
+        ({"USDC": {"kind": "stable"}}, "alerts.oracle.feeds.USDC.kind: expected one of floating, pegged"),
+        ({"USDC": {"deviation": 0.7}}, "alerts.oracle.feeds.USDC.deviation: expected a fraction below 0.5"),
+        ({"USDC": {"deviation": -0.1}}, "alerts.oracle.feeds.USDC.deviation"),
+        ({"USDC": {"heartbeat_s": 0}}, "alerts.oracle.feeds.USDC.heartbeat_s"),
+        ({"USDC": {"peg": "one"}}, "alerts.oracle.feeds.USDC.peg"),
+        ({"USDC": 0.0025}, "alerts.oracle.feeds.USDC: expected a mapping"),
+        ({"USDC": {}, "usdc": {}}, "given twice"),
+        (["USDC"], "alerts.oracle.feeds: expected a mapping"),
+    ],
+)
+def test_config_feeds_are_validated_strictly(feeds: object, needle: str) -> None:
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        _oracle_config({"feeds": feeds})
+    assert needle in str(err.value)
