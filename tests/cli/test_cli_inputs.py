@@ -222,6 +222,24 @@ def test_doctor_masks_credentials_typed_into_a_url(tmp_path: Path, capsys: Any) 
         assert secret not in out.out + out.err
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """setup_logging changes the root handlers and some loggers' levels: put them back."""
+    root = logging.getLogger()
+    names = ("apscheduler", "apscheduler.executors", "urllib3")
+    saved = (list(root.handlers), root.level, {n: logging.getLogger(n).level for n in names})
+    yield
+    handlers, level, levels = saved
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_a_logged_exception_is_its_reason_and_where_never_a_traceback() -> None:
     stream = io.StringIO()
     setup_logging("json", lambda text: text.replace("hunter22", "<secret>"), stream=stream)
@@ -239,7 +257,6 @@ def test_a_logged_exception_is_its_reason_and_where_never_a_traceback() -> None:
     assert record["where"].startswith("test_cli_inputs.py:") and record["where"].endswith(
         "in test_a_logged_exception_is_its_reason_and_where_never_a_traceback"
     )
-    setup_logging("text", str)
 
 
 def _liqmon(*args: str, **kw: Any) -> subprocess.Popen[str]:
