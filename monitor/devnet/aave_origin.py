@@ -97,6 +97,43 @@ from monitor.devnet.node import DevnetNode, Tx
 from monitor.devnet.seed import ETH_FOR_GAS, seed_account
 from monitor.devnet.session import devnet_config
 from monitor.errors import InputError, RpcResponseError
+from monitor.protocols.aave_v3_abi import (
+    ADD_POOL_ADMIN,
+    APPROVE,
+    BALANCE_OF,
+    BORROW,
+    CONFIGURE_COLLATERAL,
+    GET_ASSETS_PRICES,
+    GET_EMODE_BORROWABLE_BITMAP,
+    GET_EMODE_COLLATERAL_BITMAP,
+    GET_EMODE_COLLATERAL_CONFIG,
+    GET_EMODE_LABEL,
+    GET_EMODE_LTVZERO_BITMAP,
+    GET_LIQUIDATION_GRACE_PERIOD,
+    GET_NORMALIZED_DEBT,
+    GET_NORMALIZED_INCOME,
+    GET_POOL,
+    GET_POOL_CONFIGURATOR,
+    GET_RESERVE_DEFICIT,
+    GET_RESERVES_LIST,
+    GET_USER_ACCOUNT_DATA,
+    GET_USER_CONFIGURATION,
+    GET_USER_EMODE,
+    LIQUIDATION_CALL,
+    MINT,
+    POOL_REVISION,
+    REPAY,
+    SET_ACL_ADMIN,
+    SET_ACL_MANAGER,
+    SET_POOL_CONFIGURATOR_IMPL,
+    SET_POOL_DATA_PROVIDER,
+    SET_POOL_IMPL,
+    SET_PRICE_ORACLE,
+    SET_RESERVE_BORROWING,
+    SET_RESERVE_FACTOR,
+    SET_USER_EMODE,
+    SUPPLY,
+)
 
 USD = 10**8  # AaveOracle base currency unit (USD, 8 decimals)
 RAY = 10**27
@@ -113,52 +150,26 @@ INTEREST_DAYS = 90
 ORIGIN_MARKET_NAME = "aave-v3-origin-devnet"
 WHALE_USD = 50_000_000  # liquidity the whale supplies to every borrowable reserve
 
-# -- ABI fragments (the devnet's own; the reader keeps its own in monitor/protocols) -------
+# -- ABI fragments ---------------------------------------------------------------------------
+# The ones the reader also uses come from monitor.protocols.aave_v3_abi (checked against the
+# artifacts by tests/unit/test_aave_abi.py); only the devnet's own are declared here.
 
-# PoolAddressesProvider
-SET_ACL_ADMIN = fn("setACLAdmin(address)")
-SET_ACL_MANAGER = fn("setACLManager(address)")
-SET_POOL_IMPL = fn("setPoolImpl(address)")
-SET_POOL_CONFIGURATOR_IMPL = fn("setPoolConfiguratorImpl(address)")
-SET_PRICE_ORACLE = fn("setPriceOracle(address)")
-SET_POOL_DATA_PROVIDER = fn("setPoolDataProvider(address)")
-GET_POOL = fn("getPool()", "address")
-GET_POOL_CONFIGURATOR = fn("getPoolConfigurator()", "address")
-# ACLManager
-ADD_POOL_ADMIN = fn("addPoolAdmin(address)")
 # Pool
-POOL_REVISION = fn("POOL_REVISION()", "uint256")
-SUPPLY = fn("supply(address,uint256,address,uint16)")
-BORROW = fn("borrow(address,uint256,uint256,uint16,address)")
-REPAY = fn("repay(address,uint256,uint256,address)", "uint256")
-SET_USER_EMODE = fn("setUserEMode(uint8)")
-LIQUIDATION_CALL = fn("liquidationCall(address,address,address,uint256,bool)")
-GET_USER_ACCOUNT_DATA = fn("getUserAccountData(address)", "uint256,uint256,uint256,uint256,uint256,uint256")
-GET_USER_EMODE = fn("getUserEMode(address)", "uint256")
-GET_USER_CONFIGURATION = fn("getUserConfiguration(address)", "uint256")
 GET_CONFIGURATION = fn("getConfiguration(address)", "uint256")
-GET_RESERVES_LIST = fn("getReservesList()", "address[]")
 GET_RESERVE_ATOKEN = fn("getReserveAToken(address)", "address")
 GET_RESERVE_VARIABLE_DEBT_TOKEN = fn("getReserveVariableDebtToken(address)", "address")
-GET_RESERVE_NORMALIZED_INCOME = fn("getReserveNormalizedIncome(address)", "uint256")
-GET_RESERVE_NORMALIZED_VARIABLE_DEBT = fn("getReserveNormalizedVariableDebt(address)", "uint256")
-GET_RESERVE_DEFICIT = fn("getReserveDeficit(address)", "uint256")
 GET_LIQUIDATION_LOGIC = fn("getLiquidationLogic()", "address")
-GET_EMODE_COLLATERAL_BITMAP = fn("getEModeCategoryCollateralBitmap(uint8)", "uint128")
-GET_EMODE_BORROWABLE_BITMAP = fn("getEModeCategoryBorrowableBitmap(uint8)", "uint128")
-GET_EMODE_LTVZERO_BITMAP = fn("getEModeCategoryLtvzeroBitmap(uint8)", "uint128")
-GET_EMODE_COLLATERAL_CONFIG = fn("getEModeCategoryCollateralConfig(uint8)", "(uint16,uint16,uint16)")
-GET_EMODE_LABEL = fn("getEModeCategoryLabel(uint8)", "string")
-GET_LIQUIDATION_GRACE_PERIOD = fn("getLiquidationGracePeriod(address)", "uint40")
+# the former local names of aave_v3_abi's GET_NORMALIZED_INCOME / GET_NORMALIZED_DEBT (tests import them)
+GET_RESERVE_NORMALIZED_INCOME = GET_NORMALIZED_INCOME
+GET_RESERVE_NORMALIZED_VARIABLE_DEBT = GET_NORMALIZED_DEBT
 # LiquidationLogic (public constants of the deployed library)
 CLOSE_FACTOR_HF_THRESHOLD = fn("CLOSE_FACTOR_HF_THRESHOLD()", "uint256")
 MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = fn("MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD()", "uint256")
 MIN_LEFTOVER_BASE = fn("MIN_LEFTOVER_BASE()", "uint256")
-# PoolConfigurator
+# PoolConfigurator. INIT_RESERVES and SET_EMODE_CATEGORY stay local: aave_v3_abi has the 3.0
+# signatures (initReserves with decimals / treasury / incentives / params fields, setEModeCategory
+# with a price-source address); aave-v3-origin 3.6.0 changed both, so the selectors differ.
 INIT_RESERVES = fn("initReserves((address,address,address,string,string,string,string,bytes,bytes)[])")
-CONFIGURE_COLLATERAL = fn("configureReserveAsCollateral(address,uint256,uint256,uint256)")
-SET_RESERVE_BORROWING = fn("setReserveBorrowing(address,bool)")
-SET_RESERVE_FACTOR = fn("setReserveFactor(address,uint256)")
 SET_LIQUIDATION_PROTOCOL_FEE = fn("setLiquidationProtocolFee(address,uint256)")
 SET_EMODE_CATEGORY = fn("setEModeCategory(uint8,uint16,uint16,uint16,string)")
 SET_ASSET_COLLATERAL_IN_EMODE = fn("setAssetCollateralInEMode(address,uint8,bool)")
@@ -167,21 +178,16 @@ SET_ASSET_LTVZERO_IN_EMODE = fn("setAssetLtvzeroInEMode(address,uint8,bool)")
 SET_RESERVE_PAUSE = fn("setReservePause(address,bool,uint40)")
 # AaveProtocolDataProvider / AaveOracle
 GET_LIQUIDATION_PROTOCOL_FEE = fn("getLiquidationProtocolFee(address)", "uint256")
-GET_ASSETS_PRICES = fn("getAssetsPrices(address[])", "uint256[]")
 GET_ASSET_PRICE = fn("getAssetPrice(address)", "uint256")
-# tokens and feeds
-MINT = fn("mint(address,uint256)", "bool")
-APPROVE = fn("approve(address,uint256)", "bool")
-BALANCE_OF = fn("balanceOf(address)", "uint256")
-SCALED_BALANCE_OF = fn("scaledBalanceOf(address)", "uint256")
+# feeds
 FEED_SET_ANSWER = fn("setAnswer(int256)")
 
 POOL_FNS: dict[str, Fn] = {
     f.name: f
     for f in (
         POOL_REVISION, GET_USER_ACCOUNT_DATA, GET_USER_EMODE, GET_USER_CONFIGURATION, GET_CONFIGURATION,
-        GET_RESERVES_LIST, GET_RESERVE_ATOKEN, GET_RESERVE_VARIABLE_DEBT_TOKEN, GET_RESERVE_NORMALIZED_INCOME,
-        GET_RESERVE_NORMALIZED_VARIABLE_DEBT, GET_RESERVE_DEFICIT, GET_LIQUIDATION_LOGIC,
+        GET_RESERVES_LIST, GET_RESERVE_ATOKEN, GET_RESERVE_VARIABLE_DEBT_TOKEN, GET_NORMALIZED_INCOME,
+        GET_NORMALIZED_DEBT, GET_RESERVE_DEFICIT, GET_LIQUIDATION_LOGIC,
         GET_EMODE_COLLATERAL_BITMAP, GET_EMODE_BORROWABLE_BITMAP, GET_EMODE_LTVZERO_BITMAP,
         GET_EMODE_COLLATERAL_CONFIG, GET_EMODE_LABEL, GET_LIQUIDATION_GRACE_PERIOD, LIQUIDATION_CALL,
     )
