@@ -33,19 +33,17 @@ Public API:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from monitor.devnet.solc_cache import cached_contracts, compile_standard_json, source_cache_key
 from monitor.errors import DevnetError
-from monitor.paths import cache_dir, node_modules, project_root
-from monitor.solc import SOLC_0_8_27, SolcError, run_solc_driver, solc_package_version
+from monitor.paths import cache_dir, node_modules
+from monitor.solc import SOLC_0_8_27, SolcError, solc_package_version
 
 ORIGIN_PACKAGE = "@aave-dao/aave-v3-origin"
 ORIGIN_VERSION = "3.6.0"
@@ -130,17 +128,17 @@ def _solc_version() -> str:
         raise DevnetError(f"{exc}: {SETUP_HINT}") from exc
 
 
-def _cache_key(solc_version: str) -> str:
-    """sha256 of every Solidity source of the packages involved, the settings and solc-js."""
-    digest = hashlib.sha256()
+def _sources() -> Iterator[tuple[str, Path]]:
     for name in SOURCE_PACKAGES:
         package = _package_dir(name)
         for path in sorted(package.rglob("*.sol")):
-            digest.update(f"{name}/{path.relative_to(package).as_posix()}".encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(json.dumps({"contracts": ORIGIN_CONTRACTS, "settings": ORIGIN_SETTINGS}, sort_keys=True).encode())
-    digest.update(solc_version.encode())
-    return digest.hexdigest()
+            yield f"{name}/{path.relative_to(package).as_posix()}", path
+
+
+def _cache_key(solc_version: str) -> str:
+    """sha256 of every Solidity source of the packages involved, the settings and solc-js."""
+    config = {"contracts": ORIGIN_CONTRACTS, "settings": ORIGIN_SETTINGS}
+    return source_cache_key(_sources(), config, solc_version)
 
 
 def origin_artifacts_path() -> Path:
@@ -148,42 +146,19 @@ def origin_artifacts_path() -> Path:
     return cache_dir() / f"aave-origin-{_cache_key(_solc_version())}.json"
 
 
-def _load_cached(path: Path) -> dict[str, dict[str, Any]] | None:
-    try:
-        data = json.loads(path.read_text())
-        contracts: dict[str, dict[str, Any]] = data["contracts"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not all(isinstance(contracts.get(n), dict) and "bytecode" in contracts[n] for n in ORIGIN_CONTRACTS):
-        return None
-    return contracts
+def _complete(contracts: dict[str, dict[str, Any]]) -> bool:
+    return all(isinstance(contracts.get(n), dict) and "bytecode" in contracts[n] for n in ORIGIN_CONTRACTS)
 
 
 def _compile() -> tuple[str, dict[str, dict[str, Any]]]:
-    node = shutil.which("node")
-    if node is None:
-        raise DevnetError(f"`node` was not found on PATH; it is needed to compile aave-v3-origin: {SETUP_HINT}")
-    driver = project_root() / "scripts" / "solc_compile.cjs"
-    if not driver.is_file():
-        raise DevnetError(f"the solc driver {driver} is missing")
     sources = {
         unit: {"content": (node_modules() / unit).read_text(encoding="utf-8")}
         for unit in sorted(set(ORIGIN_CONTRACTS.values()))
     }
     standard_input = {"language": "Solidity", "sources": sources, "settings": ORIGIN_SETTINGS}
-    try:
-        version, output = run_solc_driver(
-            node, driver, standard_input, cwd=project_root(), timeout=COMPILE_TIMEOUT_S, release=SOLC
-        )
-    except SolcError as exc:
-        raise DevnetError(f"compiling aave-v3-origin: {exc}" + (f"; {SETUP_HINT}" if exc.missing else "")) from exc
-    errors = [
-        str(d.get("formattedMessage") or d.get("message")).rstrip()
-        for d in output.get("errors", [])
-        if d.get("severity") == "error"
-    ]
-    if errors:
-        raise DevnetError("solc reported errors compiling aave-v3-origin:\n" + "\n".join(errors))
+    version, output = compile_standard_json(
+        "aave-v3-origin", standard_input, timeout=COMPILE_TIMEOUT_S, hint=SETUP_HINT, release=SOLC
+    )
     contracts: dict[str, dict[str, Any]] = {}
     for name, unit in ORIGIN_CONTRACTS.items():
         compiled = output.get("contracts", {}).get(unit, {}).get(name)
@@ -209,25 +184,16 @@ def origin_artifacts() -> dict[str, dict[str, Any]]:
     memo_key = (str(node_modules()), str(cache_dir()))
     if memo_key in _MEMO:
         return _MEMO[memo_key]
-    path = origin_artifacts_path()
-    cached = _load_cached(path)
-    if cached is not None:
-        _MEMO[memo_key] = cached
-        return cached
-    version, contracts = _compile()
-    text = json.dumps(
-        {"solcVersion": version, "package": f"{ORIGIN_PACKAGE}@{origin_package_version()}",
-         "settings": ORIGIN_SETTINGS, "contracts": contracts},
-        sort_keys=True,
+    contracts = cached_contracts(
+        origin_artifacts_path(),
+        complete=_complete,
+        compile=_compile,
+        document=lambda version, contracts: {
+            "solcVersion": version, "package": f"{ORIGIN_PACKAGE}@{origin_package_version()}",
+            "settings": ORIGIN_SETTINGS, "contracts": contracts,
+        },
+        tmp_prefix=".aave-origin-",
     )  # fmt: skip
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".aave-origin-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)  # atomic: concurrent runs never read half a file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     _MEMO[memo_key] = contracts
     return contracts
 

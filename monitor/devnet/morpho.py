@@ -19,12 +19,8 @@ down at each step) is at least its debt ``toAssetsUp(borrowShares)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
@@ -38,8 +34,9 @@ from monitor.chain.abi import Fn, event_topic, fn
 from monitor.devnet.deploy import install_multicall
 from monitor.devnet.node import DevnetNode, Tx
 from monitor.devnet.seed import ETH_FOR_GAS, seed_account
+from monitor.devnet.solc_cache import cached_contracts, compile_standard_json, source_cache_key
 from monitor.errors import DevnetError, InputError
-from monitor.paths import cache_dir, node_modules, project_root
+from monitor.paths import cache_dir, node_modules
 
 # the reader's definitions, re-exported here for the devnet and its tests: one source of truth
 from monitor.protocols.morpho_blue import (
@@ -67,7 +64,6 @@ from monitor.protocols.morpho_blue import (
 from monitor.protocols.morpho_blue import (
     to_assets_up as to_assets_up,
 )
-from monitor.solc import SolcError, run_solc_driver
 from monitor.wadray import WAD as WAD
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -289,13 +285,8 @@ def _solc_version() -> str:
 
 def _cache_key(package: Path, solc_version: str) -> str:
     """sha256 of every Morpho source, the settings and the solc-js version."""
-    digest = hashlib.sha256()
-    for path in sorted((package / "src").rglob("*.sol")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(json.dumps({"contracts": MORPHO_CONTRACTS, "settings": MORPHO_SETTINGS}, sort_keys=True).encode())
-    digest.update(solc_version.encode())
-    return digest.hexdigest()
+    sources = ((path.relative_to(package).as_posix(), path) for path in sorted((package / "src").rglob("*.sol")))
+    return source_cache_key(sources, {"contracts": MORPHO_CONTRACTS, "settings": MORPHO_SETTINGS}, solc_version)
 
 
 def morpho_artifacts_path() -> Path:
@@ -303,24 +294,11 @@ def morpho_artifacts_path() -> Path:
     return cache_dir() / f"morpho-{_cache_key(_package_dir(), _solc_version())}.json"
 
 
-def _load_cached(path: Path) -> dict[str, dict[str, Any]] | None:
-    try:
-        data = json.loads(path.read_text())
-        contracts: dict[str, dict[str, Any]] = data["contracts"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not all(isinstance(contracts.get(n), dict) and contracts[n].get("bytecode") for n in MORPHO_CONTRACTS):
-        return None
-    return contracts
+def _complete(contracts: dict[str, dict[str, Any]]) -> bool:
+    return all(isinstance(contracts.get(n), dict) and contracts[n].get("bytecode") for n in MORPHO_CONTRACTS)
 
 
 def _compile() -> tuple[str, dict[str, dict[str, Any]]]:
-    node = shutil.which("node")
-    if node is None:
-        raise DevnetError(f"`node` was not found on PATH; it is needed to compile Morpho Blue: {SETUP_HINT}")
-    driver = project_root() / "scripts" / "solc_compile.cjs"
-    if not driver.is_file():
-        raise DevnetError(f"the solc driver {driver} is missing")
     standard_input = {
         "language": "Solidity",
         "sources": {
@@ -329,17 +307,7 @@ def _compile() -> tuple[str, dict[str, dict[str, Any]]]:
         },
         "settings": MORPHO_SETTINGS,
     }
-    try:
-        version, output = run_solc_driver(node, driver, standard_input, cwd=project_root(), timeout=COMPILE_TIMEOUT_S)
-    except SolcError as exc:
-        raise DevnetError(f"compiling Morpho Blue: {exc}" + (f"; {SETUP_HINT}" if exc.missing else "")) from exc
-    errors = [
-        str(d.get("formattedMessage") or d.get("message")).rstrip()
-        for d in output.get("errors", [])
-        if d.get("severity") == "error"
-    ]
-    if errors:
-        raise DevnetError("solc reported errors compiling Morpho Blue:\n" + "\n".join(errors))
+    version, output = compile_standard_json("Morpho Blue", standard_input, timeout=COMPILE_TIMEOUT_S, hint=SETUP_HINT)
     contracts: dict[str, dict[str, Any]] = {}
     for name, unit in MORPHO_CONTRACTS.items():
         compiled = output.get("contracts", {}).get(unit, {}).get(name)
@@ -361,21 +329,15 @@ def morpho_artifacts() -> dict[str, dict[str, Any]]:
     Compiled from ``node_modules/@morpho-org/morpho-blue`` with solc-js on the first call
     (about 10 s) and loaded from ``.liqmon-cache/morpho-<sha256>.json`` afterwards.
     """
-    path = morpho_artifacts_path()
-    cached = _load_cached(path)
-    if cached is not None:
-        return cached
-    version, contracts = _compile()
-    text = json.dumps({"solcVersion": version, "settings": MORPHO_SETTINGS, "contracts": contracts}, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".morpho-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)  # atomic: concurrent runs never read half a file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return contracts
+    return cached_contracts(
+        morpho_artifacts_path(),
+        complete=_complete,
+        compile=_compile,
+        document=lambda version, contracts: {
+            "solcVersion": version, "settings": MORPHO_SETTINGS, "contracts": contracts,
+        },
+        tmp_prefix=".morpho-",
+    )  # fmt: skip
 
 
 def _creation(artifact: dict[str, Any], types: Sequence[str] = (), args: Sequence[Any] = ()) -> bytes:
