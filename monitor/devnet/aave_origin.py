@@ -159,9 +159,6 @@ GET_CONFIGURATION = fn("getConfiguration(address)", "uint256")
 GET_RESERVE_ATOKEN = fn("getReserveAToken(address)", "address")
 GET_RESERVE_VARIABLE_DEBT_TOKEN = fn("getReserveVariableDebtToken(address)", "address")
 GET_LIQUIDATION_LOGIC = fn("getLiquidationLogic()", "address")
-# the former local names of aave_v3_abi's GET_NORMALIZED_INCOME / GET_NORMALIZED_DEBT (tests import them)
-GET_RESERVE_NORMALIZED_INCOME = GET_NORMALIZED_INCOME
-GET_RESERVE_NORMALIZED_VARIABLE_DEBT = GET_NORMALIZED_DEBT
 # LiquidationLogic (public constants of the deployed library)
 CLOSE_FACTOR_HF_THRESHOLD = fn("CLOSE_FACTOR_HF_THRESHOLD()", "uint256")
 MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = fn("MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD()", "uint256")

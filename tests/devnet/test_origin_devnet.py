@@ -19,9 +19,9 @@ from monitor.devnet.aave_origin import (
     GET_EMODE_LABEL,
     GET_EMODE_LTVZERO_BITMAP,
     GET_LIQUIDATION_PROTOCOL_FEE,
+    GET_NORMALIZED_DEBT,
+    GET_NORMALIZED_INCOME,
     GET_RESERVE_DEFICIT,
-    GET_RESERVE_NORMALIZED_INCOME,
-    GET_RESERVE_NORMALIZED_VARIABLE_DEBT,
     GET_RESERVES_LIST,
     GET_USER_CONFIGURATION,
     GET_USER_EMODE,
@@ -187,8 +187,8 @@ def test_indexes_moved_after_ninety_days(origin_devnet: OriginDevnet) -> None:
         # stored (touched) indexes: 90 days at a few percent a year
         assert borrow_index > RAY * 1004 // 1000, (r.symbol, borrow_index)
         assert liquidity_index > RAY, (r.symbol, liquidity_index)
-        assert node.call(dep.pool, GET_RESERVE_NORMALIZED_VARIABLE_DEBT, asset) >= borrow_index
-        assert node.call(dep.pool, GET_RESERVE_NORMALIZED_INCOME, asset) >= liquidity_index
+        assert node.call(dep.pool, GET_NORMALIZED_DEBT, asset) >= borrow_index
+        assert node.call(dep.pool, GET_NORMALIZED_INCOME, asset) >= liquidity_index
 
 
 def test_price_helper_moves_the_oracle(origin_devnet: OriginDevnet) -> None:
