@@ -14,7 +14,7 @@ from eth_abi import encode as abi_encode
 
 from monitor.chain.abi import Fn, fn
 from monitor.chain.rpc import RpcClient
-from monitor.errors import DecodeError, RpcError, RpcResponseError
+from monitor.errors import DecodeError, RpcResponseError
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 AGGREGATE3 = fn("aggregate3((address,bool,bytes)[])", "(bool,bytes)[]")
@@ -108,9 +108,9 @@ def too_big(exc: RpcResponseError) -> bool:
     return exc.code == 413 or any(word in text for word in _TOO_BIG_WORDS)
 
 
-class NoMulticallError(RpcError):
-    """The configured Multicall3 address has no contract: a configuration problem, not an
-    answer that fails to decode (so never blamed on the contract the calls were meant for)."""
+class NoMulticallError(DecodeError):
+    """The configured Multicall3 address has no contract (its aggregate3 answers 0 bytes): a
+    configuration problem, never to be blamed on the contract the calls were meant for."""
 
 
 class Multicall:

@@ -26,7 +26,7 @@ from eth_utils import to_checksum_address
 
 from monitor.chain.abi import Fn
 from monitor.chain.blocks import BlockRef, block_ref, check_block
-from monitor.chain.multicall import Call, Multicall
+from monitor.chain.multicall import Call, Multicall, NoMulticallError
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcError
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
@@ -162,6 +162,8 @@ class AaveV3Reader(ReaderCore):
             calls = [Call(self.provider, f) for f in (abi.GET_POOL, abi.GET_PRICE_ORACLE, abi.GET_POOL_DATA_PROVIDER)]
             try:
                 pool, oracle, data_provider = (required(r)[0] for r in self.multicall.run(calls, block))
+            except NoMulticallError:
+                raise  # the Multicall3 address is at fault, not the provider
             except DecodeError as exc:
                 raise RpcError(
                     f"{self.market}: {self.provider} does not answer as an Aave V3 "
