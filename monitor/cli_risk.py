@@ -475,7 +475,7 @@ def add_stress_parser(sub: Any) -> None:
 
 def _policy_config(config: Config | None) -> Any:
     """The PolicyConfig ``liqmon run`` builds from the config file (the defaults without one)."""
-    from monitor.config_alerts import policy_config
+    from monitor.config.alerts import policy_config
     from monitor.risk.policy import PolicyConfig
 
     if config is None:

@@ -42,7 +42,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-from monitor.config_alerts import SEVERITY_NAMES
+from monitor.config.alerts import SEVERITY_NAMES
 from monitor.errors import ConfigError
 
 __all__ = ["NULL_METRICS", "SCAN_BUCKETS", "SEVERITIES", "Metrics", "NullMetrics"]

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import load_config
-from monitor.config_alerts import policy_config
+from monitor.config.alerts import policy_config
 from monitor.errors import MonitorError
 from monitor.risk import backtest as bt
 from monitor.risk import backtest_data as bd

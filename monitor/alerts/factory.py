@@ -9,7 +9,7 @@ from monitor.alerts.channels import Channel
 from monitor.alerts.console import ConsoleChannel
 from monitor.alerts.email import EmailChannel
 from monitor.alerts.telegram import TelegramChannel
-from monitor.config_alerts import AlertsConfig, ChannelConfig
+from monitor.config.alerts import AlertsConfig, ChannelConfig
 from monitor.errors import ConfigError
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger("liqmon")
 
 RETRY_AFTER_CAP_S: Final = 3600.0
 """The longest wait a service's ``retry_after`` can impose on one message (seconds). To be
-made configurable as ``alerts.retry_after_cap_s`` (config_alerts.py)."""
+made configurable as ``alerts.retry_after_cap_s`` (config/alerts.py)."""
 
 
 @dataclass(frozen=True, slots=True)

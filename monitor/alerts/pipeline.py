@@ -20,7 +20,7 @@ import numpy as np
 
 from monitor.alerts.dedup import decide
 from monitor.alerts.message import Message, verdicts_line
-from monitor.config_alerts import AlertsConfig
+from monitor.config.alerts import AlertsConfig
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.risk.anomalies import Anomaly
 from monitor.risk.book import Book, book_from_snapshot

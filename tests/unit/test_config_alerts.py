@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from monitor.config import load_config, redact
-from monitor.config_alerts import policy_config
+from monitor.config.alerts import policy_config
 from monitor.errors import ConfigError
 from monitor.risk.policy import PolicyConfig
 

@@ -76,7 +76,7 @@ def test_classes_get_very_different_levels_on_an_ordinary_day() -> None:
 def test_shipped_config_gives_the_acceptance_levels() -> None:
     """Issue 10 acceptance with the SHIPPED config.yaml's alerts.policy on 2023-06-15."""
     from monitor.config import load_config
-    from monitor.config_alerts import policy_config
+    from monitor.config.alerts import policy_config
 
     cfg = policy_config(load_config(ROOT / "config.yaml", env={}).alerts)
     assert cfg.hard_levels is None and not cfg.market_levels and not cfg.account_levels  # no fixed floors

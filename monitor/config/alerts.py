@@ -16,14 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from monitor.config.validate import Validator
 from monitor.errors import InputError
 from monitor.risk.anomalies import DEFAULT_FLOATING, DEFAULT_PEGGED, FEED_KINDS, FeedSpec, feed_spec
 from monitor.risk.policy import PolicyConfig
-
-if TYPE_CHECKING:
-    from monitor.config import _Validator
 
 SEVERITY_NAMES: Final = ("watch", "warning", "critical", "liquidatable")
 CHANNEL_TYPES: Final = ("telegram", "email", "console")
@@ -198,7 +196,7 @@ def severity_rank(name: str) -> int:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_alerts(v: _Validator, value: object, market_names: Sequence[str]) -> AlertsConfig:
+def parse_alerts(v: Validator, value: object, market_names: Sequence[str]) -> AlertsConfig:
     if value is None:
         return AlertsConfig()
     raw = v.mapping(value, "alerts", "a mapping")
@@ -219,7 +217,7 @@ def parse_alerts(v: _Validator, value: object, market_names: Sequence[str]) -> A
     )
 
 
-def parse_daemon(v: _Validator, value: object) -> DaemonConfig:
+def parse_daemon(v: Validator, value: object) -> DaemonConfig:
     if value is None:
         return DaemonConfig()
     raw = v.mapping(value, "daemon", "a mapping")
@@ -242,7 +240,7 @@ def parse_daemon(v: _Validator, value: object) -> DaemonConfig:
     )
 
 
-def _num(v: _Validator, raw: Mapping[Any, Any], key: str, path: str, default: float, allow_zero: bool = False) -> float:
+def _num(v: Validator, raw: Mapping[Any, Any], key: str, path: str, default: float, allow_zero: bool = False) -> float:
     if key not in raw:
         return default
     value = raw[key]
@@ -251,7 +249,7 @@ def _num(v: _Validator, raw: Mapping[Any, Any], key: str, path: str, default: fl
     return v.positive_number(value, f"{path}.{key}")
 
 
-def _target(v: _Validator, raw: Mapping[Any, Any]) -> float:
+def _target(v: Validator, raw: Mapping[Any, Any]) -> float:
     target = _num(v, raw, "target_hf", "alerts", AlertsConfig().target_hf)
     if target <= 1.0:
         v.fail("alerts.target_hf", f"expected a health factor > 1, got {target:g}")
@@ -265,7 +263,7 @@ def policy_config(alerts: AlertsConfig) -> PolicyConfig:
 
 
 def _policy(
-    v: _Validator, alerts_raw: Mapping[Any, Any], market_names: Sequence[str], routes: Sequence[RouteConfig] = ()
+    v: Validator, alerts_raw: Mapping[Any, Any], market_names: Sequence[str], routes: Sequence[RouteConfig] = ()
 ) -> PolicyConfig:
     """``alerts.policy`` (every key optional; defaults as :class:`PolicyConfig`). ``exit_margin``
     and ``min_dwell_s`` may also stand directly under ``alerts`` (their former place), not both.
@@ -312,7 +310,7 @@ def _policy(
 
 
 def _per_severity(
-    v: _Validator, value: object, path: str, default: tuple[float, float, float]
+    v: Validator, value: object, path: str, default: tuple[float, float, float]
 ) -> tuple[float, float, float]:
     """One number for every severity, or a mapping with some of watch, warning, critical."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -326,7 +324,7 @@ def _per_severity(
     return a, b, c
 
 
-def _hard_levels(v: _Validator, value: object, path: str) -> tuple[float, float, float]:
+def _hard_levels(v: Validator, value: object, path: str) -> tuple[float, float, float]:
     """Explicit levels ``{watch, warning, critical}`` (any subset): at or below one the severity is
     at least that; an unset one follows the more severe ones (a hard critical level is also a
     warning and a watch level), since a more severe state implies the milder ones."""
@@ -345,7 +343,7 @@ def _hard_levels(v: _Validator, value: object, path: str) -> tuple[float, float,
     return a, b, c
 
 
-def _secret(v: _Validator, raw: Mapping[Any, Any], key: str, path: str, required: bool) -> Secret | None:
+def _secret(v: Validator, raw: Mapping[Any, Any], key: str, path: str, required: bool) -> Secret | None:
     if key not in raw:
         if required:
             v.fail(f"{path}.{key}", "required key is missing (the NAME of an environment variable holding the secret)")
@@ -361,14 +359,14 @@ def _secret(v: _Validator, raw: Mapping[Any, Any], key: str, path: str, required
     return Secret(secret, name)
 
 
-def _port(v: _Validator, value: object, path: str) -> int:
+def _port(v: Validator, value: object, path: str) -> int:
     port = v.integer(value, path, 1)
     if port > 65535:
         v.fail(path, f"expected a TCP port 1-65535, got {port}")
     return port
 
 
-def _channels(v: _Validator, value: object) -> dict[str, ChannelConfig]:
+def _channels(v: Validator, value: object) -> dict[str, ChannelConfig]:
     if value is None:
         return dict(AlertsConfig().channels)
     raw = v.mapping(value, "alerts.channels", "a mapping of channel name -> channel")
@@ -385,7 +383,7 @@ def _channels(v: _Validator, value: object) -> dict[str, ChannelConfig]:
     return out
 
 
-def _channel(v: _Validator, name: str, kind: str, body: Mapping[Any, Any], path: str) -> ChannelConfig:
+def _channel(v: Validator, name: str, kind: str, body: Mapping[Any, Any], path: str) -> ChannelConfig:
     timeout = _num(v, body, "timeout_s", path, 10.0)
     if kind == "console":
         return ChannelConfig(name, kind)
@@ -415,7 +413,7 @@ def _channel(v: _Validator, name: str, kind: str, body: Mapping[Any, Any], path:
 
 
 def _routes(
-    v: _Validator, value: object, channels: Mapping[str, ChannelConfig], market_names: Sequence[str]
+    v: Validator, value: object, channels: Mapping[str, ChannelConfig], market_names: Sequence[str]
 ) -> tuple[RouteConfig, ...]:
     if value is None:
         if set(channels) == {"console"}:
@@ -459,7 +457,7 @@ def _routes(
     return tuple(routes)
 
 
-def _destination(v: _Validator, raw: Mapping[Any, Any], kind: str, path: str) -> str:
+def _destination(v: Validator, raw: Mapping[Any, Any], kind: str, path: str) -> str:
     if "to" not in raw:
         v.fail(path, "required key is missing (a Telegram chat id, or email addresses)")
     value = raw["to"]
@@ -475,7 +473,7 @@ def _destination(v: _Validator, raw: Mapping[Any, Any], kind: str, path: str) ->
     return ",".join(addresses)
 
 
-def _oracle(v: _Validator, value: object) -> OracleConfig:
+def _oracle(v: Validator, value: object) -> OracleConfig:
     if value is None:
         return OracleConfig()
     raw = v.mapping(value, "alerts.oracle", "a mapping")
@@ -500,7 +498,7 @@ def _oracle(v: _Validator, value: object) -> OracleConfig:
     return out
 
 
-def _feeds(v: _Validator, value: object, oracle: Mapping[Any, Any]) -> dict[str, FeedSpec]:
+def _feeds(v: Validator, value: object, oracle: Mapping[Any, Any]) -> dict[str, FeedSpec]:
     """``alerts.oracle.feeds``: SYMBOL -> {kind, deviation, heartbeat_s, peg}; missing keys take the
     asset's default (``heartbeat_s``: the section's, if set)."""
     if value is None:

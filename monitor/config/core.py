@@ -8,37 +8,28 @@ print as ``<secret>`` and never appear in error messages (see also :func:`redact
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import re
-import stat
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import yaml
-from eth_utils.address import is_checksum_address, to_checksum_address
 
-from monitor.config_alerts import AlertsConfig, DaemonConfig, parse_alerts, parse_daemon
+from monitor.config.alerts import AlertsConfig, DaemonConfig, parse_alerts, parse_daemon
+from monitor.config.validate import (
+    SECRET_MASK,
+    Validator,
+    _describe,
+    _did_you_mean,
+    _one_line,
+    _show,
+)
+from monitor.config.yaml12 import _read_regular_file, _StrictLoader, _yaml_error_message
 from monitor.errors import ConfigError
-
-__all__ = [
-    "CANONICAL_MULTICALL3",
-    "DEFAULT_STORE_PATH",
-    "SUPPORTED_PROTOCOLS",
-    "ChainConfig",
-    "Config",
-    "MarketConfig",
-    "RpcEndpoint",
-    "StoreConfig",
-    "load_config",
-    "parse_config",
-    "redact",
-]
 
 CANONICAL_MULTICALL3: Final = "0xcA11bde05977b3631167028862bE2a173976CA11"
 """Multicall3 is deployed at this address on (nearly) every EVM chain."""
@@ -48,18 +39,14 @@ SUPPORTED_PROTOCOLS: Final[frozenset[str]] = frozenset({"aave_v3", "morpho_blue"
 
 DEFAULT_STORE_PATH: Final = "liqmon.db"
 
-SECRET_MASK: Final = "<secret>"
-
 _CHAIN_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
 _MARKET_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]*")
-_ADDRESS_RE: Final = re.compile(r"0x[0-9a-fA-F]{40}")
+
 _ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_PLAIN_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
-_ZERO_ADDRESS: Final = "0x" + "0" * 40
-_MAX_INTEGER: Final = 2**63 - 1  # what SQLite stores
-_MAX_NUMBER: Final = 1e12  # no positive setting needs more (seconds, USD, bps)
 
 _TOP_KEYS: Final = ("chains", "markets", "store", "alerts", "daemon")
+
 _CHAIN_KEYS: Final = (
     "chain_id",
     "rpc_urls",
@@ -77,6 +64,7 @@ _CHAIN_KEYS: Final = (
     "max_reorg_depth",
     "reorg_confirmations",
 )
+
 _MARKET_KEYS: Final = (
     "name",
     "protocol",
@@ -89,12 +77,15 @@ _MARKET_KEYS: Final = (
     "accounts",
 )
 # the protocol-specific keys: each protocol requires its own and refuses the others'
+
 _PROTOCOL_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "aave_v3": ("pool_addresses_provider",),
     "morpho_blue": ("morpho", "market_ids"),
     "compound_v3": ("comet",),
 }
+
 _MARKET_ID_RE: Final = re.compile(r"0x[0-9a-fA-F]{64}")
+
 _STORE_KEYS: Final = ("path", "lease_ttl_s")
 
 
@@ -205,99 +196,6 @@ def redact(text: str, config: Config) -> str:
     return text
 
 
-# --------------------------------------------------------------------------- YAML
-
-
-_INT_TAG: Final = "tag:yaml.org,2002:int"
-_FLOAT_TAG: Final = "tag:yaml.org,2002:float"
-# YAML 1.2 core-schema numbers (PyYAML implements YAML 1.1): decimal integers (a leading
-# zero is not octal: ``chain_id: 075131`` is 75131), ``0o`` octal, floats with or without a
-# dot (``1e300`` is a number, not a string), ``.inf`` / ``.nan``; no sexagesimal ``1:30``.
-# ``0x...`` stays a string, so that unquoted addresses are never huge integers.
-_INT_12_RE: Final = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+)$")
-_FLOAT_12_RE: Final = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-_MAX_CONFIG_BYTES: Final = 4 * 1024 * 1024
-_MAX_YAML_DEPTH: Final = 64
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 numbers that keeps ``0x...`` scalars as strings, rejects
-    duplicate keys and nesting deeper than :data:`_MAX_YAML_DEPTH`."""
-
-    _depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        self._depth += 1
-        try:
-            if self._depth > _MAX_YAML_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {_MAX_YAML_DEPTH} levels", mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            ident = (key_node.tag, key_node.value)
-            if ident in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
-                )
-            seen.add(ident)
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        text = str(self.construct_scalar(node)).replace("_", "")
-        return int(text[2:], 8) if text.startswith("0o") else int(text, 10)
-
-    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
-        text = str(self.construct_scalar(node)).replace("_", "").lower()
-        if text.endswith(".inf"):
-            return -math.inf if text.startswith("-") else math.inf
-        return math.nan if text == ".nan" else float(text)
-
-
-def _yaml12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
-    out: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
-        kept = [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
-        if kept:
-            out[first] = kept
-    for first in "-+0123456789.":
-        out.setdefault(first, [])
-        out[first] = [(_INT_TAG, _INT_12_RE), (_FLOAT_TAG, _FLOAT_12_RE), *out[first]]
-    return out
-
-
-_StrictLoader.yaml_implicit_resolvers = _yaml12_resolvers()
-_StrictLoader.add_constructor(_INT_TAG, _StrictLoader.construct_yaml_int)
-_StrictLoader.add_constructor(_FLOAT_TAG, _StrictLoader.construct_yaml_float)
-
-
-def _yaml_error_message(label: str, exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        reason = exc.problem or exc.context or "syntax error"
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        return _one_line(f"{label}: {where}invalid YAML: {reason}")
-    if isinstance(exc, yaml.reader.ReaderError):
-        if isinstance(exc.character, bytes):
-            problem = f"cannot decode as {exc.encoding} ({exc.reason})"
-        else:
-            problem = f"invalid YAML: {exc.reason}"
-        return _one_line(f"{label}: byte {exc.position}: {problem}")
-    return _one_line(f"{label}: invalid YAML: {exc}")
-
-
 OFFLINE_PLACEHOLDER: Final = "liqmon-offline-placeholder"
 
 
@@ -353,23 +251,6 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return parse_config(data, file.absolute(), env, label=label)
 
 
-def _read_regular_file(file: Path, label: str) -> bytes:
-    """The bytes of a regular file of at most :data:`_MAX_CONFIG_BYTES`: a FIFO, a device
-    (``/dev/zero``) or a socket is refused before it is opened, so reading never hangs."""
-    if "\x00" in str(file):
-        raise ConfigError(f"{label!r}: the config path contains a NUL byte")
-    mode = file.stat().st_mode  # FileNotFoundError / PermissionError: the caller's messages
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(str(file))
-    if not stat.S_ISREG(mode):
-        raise ConfigError(f"{label}: not a regular file (a FIFO, device or socket); give a YAML file")
-    with file.open("rb") as fh:
-        raw = fh.read(_MAX_CONFIG_BYTES + 1)
-    if len(raw) > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{label}: larger than {_MAX_CONFIG_BYTES // (1024 * 1024)} MiB; is it a config file?")
-    return raw
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -385,7 +266,7 @@ def parse_config(
     ``source`` is the config file's path (a relative store path is resolved against its
     directory); ``label`` is how errors name the file (defaults to ``str(source)``).
     """
-    v = _Validator(label if label is not None else str(source), os.environ if env is None else env)
+    v = _ConfigValidator(label if label is not None else str(source), os.environ if env is None else env)
     if not isinstance(data, Mapping):
         v.fail_top(f"expected a mapping at the top level, got {_describe(data)}")
     v.check_keys(data, _TOP_KEYS, "")
@@ -408,104 +289,8 @@ def parse_config(
     )
 
 
-class _Validator:
-    def __init__(self, label: str, env: Mapping[str, str]) -> None:
-        self.label = label
-        self.env = env
-
-    # -- reporting
-
-    def fail_top(self, problem: str) -> NoReturn:
-        raise ConfigError(_one_line(f"{self.label}: {problem}"))
-
-    def fail(self, path: str, problem: str) -> NoReturn:
-        raise ConfigError(_one_line(f"{self.label}: {path}: {problem}"))
-
-    def check_keys(self, mapping: Mapping[Any, Any], allowed: Sequence[str], path: str) -> None:
-        for key in mapping:
-            if not isinstance(key, str) or key not in allowed:
-                hint = _did_you_mean(key, allowed) if isinstance(key, str) else None
-                suffix = f" (did you mean {hint!r}?)" if hint else ""
-                self.fail(_join(path, key), f"unknown key{suffix}")
-
-    def mapping(self, value: object, path: str, what: str) -> Mapping[Any, Any]:
-        if not isinstance(value, Mapping):
-            self.fail(path, f"expected {what}, got {_describe(value)}")
-        return value
-
-    def sequence(self, value: object, path: str, what: str) -> Sequence[Any]:
-        if not isinstance(value, list | tuple):
-            self.fail(path, f"expected {what}, got {_describe(value)}")
-        return value
-
-    def required(self, mapping: Mapping[Any, Any], keys: Iterable[str], path: str) -> None:
-        for key in keys:
-            if key not in mapping:
-                self.fail(_join(path, key), "required key is missing")
-
-    # -- scalars
-
-    def integer(self, value: object, path: str, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"expected an integer, got {_describe(value)}")
-        if value < minimum:
-            self.fail(path, f"expected an integer >= {minimum}, got {value}")
-        if value > _MAX_INTEGER:
-            self.fail(path, f"expected an integer <= {_MAX_INTEGER} (2**63 - 1), got {_show(str(value), 40)}")
-        return value
-
-    def bounded_integer(self, value: object, path: str, minimum: int, maximum: int) -> int:
-        number = self.integer(value, path, minimum)
-        if number > maximum:
-            self.fail(path, f"expected an integer between {minimum} and {maximum}, got {number}")
-        return number
-
-    def bounded_number(self, value: object, path: str, minimum: float, maximum: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(path, f"expected a number, got {_describe(value)}")
-        if not math.isfinite(value) or not minimum <= value <= maximum:
-            self.fail(path, f"expected a number between {minimum:g} and {maximum:g}, got {_describe(value)}")
-        return float(value)
-
-    def positive_number(self, value: object, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(path, f"expected a number, got {_describe(value)}")
-        if not math.isfinite(value) or value <= 0:
-            self.fail(path, f"expected a finite number > 0, got {_describe(value)}")
-        if value > _MAX_NUMBER:
-            self.fail(path, f"expected a number > 0 and at most {_MAX_NUMBER:g}, got {_describe(value)}")
-        return float(value)
-
-    def string(self, value: object, path: str) -> str:
-        if not isinstance(value, str):
-            self.fail(path, f"expected a string, got {_describe(value)}")
-        return value
-
-    def name(self, value: object, path: str, pattern: re.Pattern[str], chars: str) -> str:
-        text = self.string(value, path)
-        if not pattern.fullmatch(text):
-            self.fail(
-                path,
-                f"invalid name {_show(text)} (expected lowercase letters, digits{chars}, "
-                "starting with a letter or digit)",
-            )
-        return text
-
-    def address(self, value: object, path: str) -> str:
-        if not isinstance(value, str):
-            self.fail(path, f"expected an address string, got {_describe(value)}")
-        if not _ADDRESS_RE.fullmatch(value):
-            self.fail(path, f"{_show(value)} is not an address (expected 0x followed by 40 hex digits)")
-        digits = value[2:]
-        if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(value):
-            self.fail(
-                path,
-                f"{_show(value)} has a bad checksum (mixed-case addresses must be EIP-55 "
-                "checksummed: check for a typo, or write it all-lowercase)",
-            )
-        if value.lower() == _ZERO_ADDRESS:
-            self.fail(path, "the zero address is not allowed here")
-        return str(to_checksum_address(value))
+class _ConfigValidator(Validator):
+    """The validator with the chain, market and store sections."""
 
     def endpoint(self, value: object, path: str) -> RpcEndpoint:
         template = self.string(value, path)
@@ -758,42 +543,3 @@ def _mask_url(url: str) -> tuple[str, list[str]]:
             masked.append(f"{key}{eq}{value}")
         rest = base + qmark + "&".join(masked) + hash_sign + fragment
     return f"{head}{sep}{rest}", [s for s in literal if len(s) >= _MIN_LITERAL_SECRET]
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _show(value: str, limit: int = 80) -> str:
-    """``repr`` of a user string, shortened so messages stay readable."""
-    if len(value) > limit:
-        value = value[: limit - 3] + "..."
-    return repr(value)
-
-
-def _describe(value: object) -> str:
-    """How a value of the wrong type is named in an error."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return _show(value)
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a value of type {type(value).__name__}"
-
-
-def _join(path: str, key: object) -> str:
-    if isinstance(key, str) and _PLAIN_KEY_RE.fullmatch(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{key!r}]" if path else f"[{key!r}]"
-
-
-def _did_you_mean(word: str, options: Iterable[str]) -> str | None:
-    matches = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return matches[0] if matches else None
