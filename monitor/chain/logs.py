@@ -110,6 +110,9 @@ class AdaptiveRange:
             self.successes = 0
 
 
+SINGLE_BLOCK_RANGE_RETRIES = 3  # range errors tolerated for a one-block query before it fails
+
+
 def iter_log_chunks(
     client: RpcClient,
     address: str,
@@ -126,6 +129,7 @@ def iter_log_chunks(
     """
     adaptive = span if isinstance(span, AdaptiveRange) else AdaptiveRange(span)
     start = from_block
+    single_block_refusals = 0
     while start <= to_block:
         end = min(to_block, start + adaptive.current - 1)
         query = {"address": address, "topics": list(topics), "fromBlock": hex(start), "toBlock": hex(end)}
@@ -133,10 +137,18 @@ def iter_log_chunks(
             raw = client.request("eth_getLogs", [query])  # routed to endpoints that have block ``end``
         except RpcResponseError as exc:
             smaller = range_limit(exc, end - start + 1)
-            if smaller is None or end == start:
+            if smaller is None:
                 raise
+            if end == start:
+                # one block cannot be split: a flaky node's spurious range error is asked again,
+                # a block that really holds too many logs for this node fails after a few tries
+                single_block_refusals += 1
+                if single_block_refusals > SINGLE_BLOCK_RANGE_RETRIES:
+                    raise
+                continue
             adaptive.shrink(smaller)
             continue
+        single_block_refusals = 0
         try:
             logs = checked_logs(raw, address, topics, start, end)
         except DecodeError as exc:

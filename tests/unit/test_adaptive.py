@@ -68,6 +68,34 @@ def test_log_chunks_cover_the_range_exactly_under_a_cap() -> None:
     assert len(node.asked) < 3 * len(chunks)  # the span is remembered, not rediscovered each time
 
 
+class SpuriousRangeErrors:
+    """A node that answers a one-block query with a range error ``failures`` times first."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.asked = 0
+
+    def request(self, method: str, params: Any) -> Any:
+        self.asked += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise RpcResponseError("eth_getLogs: node error -32005: query returned more than 10000 results", -32005)
+        return []
+
+
+def test_a_spurious_range_error_on_one_block_is_asked_again() -> None:
+    node = SpuriousRangeErrors(3)
+    chunks = [(a, b) for a, b, _ in iter_log_chunks(node, "0x" + "1" * 40, [], 7, 7, 1)]  # type: ignore[arg-type]
+    assert chunks == [(7, 7)] and node.asked == 4
+
+
+def test_a_block_that_always_overflows_fails_after_a_few_tries() -> None:
+    node = SpuriousRangeErrors(10**6)
+    with pytest.raises(RpcResponseError, match="10000 results"):
+        list(iter_log_chunks(node, "0x" + "1" * 40, [], 7, 7, 1))  # type: ignore[arg-type]
+    assert node.asked == 4  # SINGLE_BLOCK_RANGE_RETRIES + 1
+
+
 class CappedCalls:
     """A node whose eth_call fails "out of gas" above ``max_calls`` sub-calls per aggregate3."""
 
