@@ -42,8 +42,8 @@ from eth_utils import to_checksum_address
 from monitor.chain.logs import Log
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.positions import aave_events as ev
-from monitor.protocols.aave_revisions import AaveRules, rules_for
-from monitor.risk.health import AccountData, a_token_balance, account_data, variable_debt_balance
+from monitor.protocols.aave_revisions import AaveRules, a_token_balance, rules_for, variable_debt_balance
+from monitor.risk.health import AccountData, account_data
 from monitor.wadray import RAY, ray_div, ray_mul_ceil, ray_mul_floor
 
 ZERO = "0x0000000000000000000000000000000000000000"

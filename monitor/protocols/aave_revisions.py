@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from monitor.wadray import ray_mul, ray_mul_ceil, ray_mul_floor
+
 CloseFactorRule = Literal["v30", "v33"]
 Rounding = Literal["v30", "v35"]
 LiquidationRounding = Literal["half_up", "directed"]
@@ -175,6 +177,16 @@ def rules_for(revision: int) -> AaveRules:
     return replace(_rules(nearest, known=False), revision=revision)
 
 
+def a_token_balance(scaled: int, liquidity_index: int, rules: AaveRules) -> int:
+    """``aToken.balanceOf``: half-up ``rayMul`` before 3.5, ``rayMulFloor`` from 3.5 (TokenMath)."""
+    return ray_mul_floor(scaled, liquidity_index) if rules.rounding == "v35" else ray_mul(scaled, liquidity_index)
+
+
+def variable_debt_balance(scaled: int, borrow_index: int, rules: AaveRules) -> int:
+    """``variableDebtToken.balanceOf``: half-up ``rayMul`` before 3.5, ``rayMulCeil`` from 3.5 (TokenMath)."""
+    return ray_mul_ceil(scaled, borrow_index) if rules.rounding == "v35" else ray_mul(scaled, borrow_index)
+
+
 def version_label(revision: int) -> str:
     """The version label: "3.6" for 10; an unknown revision is named with its number."""
     return rules_for(revision).label
@@ -193,6 +205,8 @@ __all__ = [
     "VERIFIED_REVISIONS",
     "VERSIONS",
     "AaveRules",
+    "a_token_balance",
     "rules_for",
+    "variable_debt_balance",
     "version_label",
 ]

@@ -31,9 +31,8 @@ from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcError
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.protocols import aave_v3_abi as abi
-from monitor.protocols.aave_revisions import AaveRules, rules_for
+from monitor.protocols.aave_revisions import AaveRules, a_token_balance, rules_for, variable_debt_balance
 from monitor.protocols.base import ReaderCore, accounts_from_events, required
-from monitor.wadray import ray_mul, ray_mul_ceil, ray_mul_floor
 
 PROTOCOL = "aave_v3"
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -73,16 +72,6 @@ def revision_from_answers(pool_revision: tuple[Any, ...] | None, probes: Sequenc
         if answered:
             return revision
     return FALLBACK_REVISION
-
-
-def a_token_balance(scaled: int, index: int, rules: AaveRules) -> int:
-    """``aToken.balanceOf``: half-up ``rayMul`` before 3.5, ``rayMulFloor`` from 3.5 (TokenMath)."""
-    return ray_mul_floor(scaled, index) if rules.rounding == "v35" else ray_mul(scaled, index)
-
-
-def variable_debt_balance(scaled: int, index: int, rules: AaveRules) -> int:
-    """``variableDebtToken.balanceOf``: half-up before 3.5, ``rayMulCeil`` from 3.5 (TokenMath)."""
-    return ray_mul_ceil(scaled, index) if rules.rounding == "v35" else ray_mul(scaled, index)
 
 
 @dataclass(frozen=True, slots=True)

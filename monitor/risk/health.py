@@ -27,14 +27,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from monitor.models import MAX_UINT256, AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
-from monitor.protocols.aave_revisions import AaveRules, rules_for
+from monitor.protocols.aave_revisions import AaveRules, a_token_balance, rules_for, variable_debt_balance
 from monitor.wadray import (
     mul_div_ceil,
     percent_mul,
     percent_mul_floor,
-    ray_mul,
-    ray_mul_ceil,
-    ray_mul_floor,
     wad_div,
 )
 
@@ -120,16 +117,6 @@ def effective_price(
         if int(source, 16) != 0 and source in prices:
             return prices[source]
     return prices[reserve.asset]
-
-
-def a_token_balance(scaled: int, liquidity_index: int, rules: AaveRules = V30) -> int:
-    """``aToken.balanceOf``: half-up ``rayMul`` before 3.5, ``rayMulFloor`` from 3.5."""
-    return ray_mul_floor(scaled, liquidity_index) if rules.rounding == "v35" else ray_mul(scaled, liquidity_index)
-
-
-def variable_debt_balance(scaled: int, borrow_index: int, rules: AaveRules = V30) -> int:
-    """``variableDebtToken.balanceOf``: half-up ``rayMul`` before 3.5, ``rayMulCeil`` from 3.5."""
-    return ray_mul_ceil(scaled, borrow_index) if rules.rounding == "v35" else ray_mul(scaled, borrow_index)
 
 
 def reserve_debt(leg: AssetLeg, reserve: Reserve, rules: AaveRules = V30) -> int:

@@ -28,11 +28,10 @@ import numpy as np
 
 from monitor.errors import InputError
 from monitor.models import MAX_UINT256, WAD, AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
-from monitor.protocols.aave_revisions import AaveRules
+from monitor.protocols.aave_revisions import AaveRules, a_token_balance, variable_debt_balance
 from monitor.risk.book import Array, Book
 from monitor.risk.health import (
     V30,
-    a_token_balance,
     categories_by_id,
     collateral_value,
     debt_value,
@@ -41,7 +40,6 @@ from monitor.risk.health import (
     position_account_data,
     reserve_debt,
     rules_of,
-    variable_debt_balance,
 )
 from monitor.wadray import (
     percent_div,

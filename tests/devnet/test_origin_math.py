@@ -27,6 +27,7 @@ from monitor.devnet.aave_origin import (
     set_origin_answer,
 )
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot, Position
+from monitor.protocols.aave_revisions import variable_debt_balance
 from monitor.protocols.aave_v3 import AaveV3Reader
 from monitor.risk.book import book_from_snapshot
 from monitor.risk.health import (
@@ -37,7 +38,6 @@ from monitor.risk.health import (
     position_account_data,
     rules_of,
     snapshot_account_data,
-    variable_debt_balance,
 )
 from monitor.risk.liquidation import (
     REVERT_DUST,

@@ -18,15 +18,13 @@ from monitor.cli import aave_position_json
 from monitor.errors import DecodeError
 from monitor.models import EModeCategory, Reserve
 from monitor.protocols import aave_v3_abi as abi
-from monitor.protocols.aave_revisions import rules_for
+from monitor.protocols.aave_revisions import a_token_balance, rules_for, variable_debt_balance
 from monitor.protocols.aave_v3 import (
     ZERO,
     AaveV3Reader,
     ReserveConfig,
-    a_token_balance,
     decoded_or_none,
     revision_from_answers,
-    variable_debt_balance,
 )
 from monitor.risk.health import effective_params, in_emode_category
 from monitor.wadray import RAY

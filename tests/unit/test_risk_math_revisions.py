@@ -19,18 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
-from monitor.protocols.aave_revisions import AaveRules, rules_for
+from monitor.protocols.aave_revisions import AaveRules, a_token_balance, rules_for, variable_debt_balance
 from monitor.risk.book import CloseFactor, LtRounding, book_from_snapshot, synthetic_book
 from monitor.risk.health import (
     V30,
-    a_token_balance,
     account_data,
     debt_value,
     effective_params,
     effective_price,
     rules_of,
     snapshot_account_data,
-    variable_debt_balance,
 )
 from monitor.risk.liquidation import (
     LEGACY_ERROR_CODES,
