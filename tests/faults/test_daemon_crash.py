@@ -3,11 +3,7 @@ is sent after restart (at-least-once); SIGTERM stops the daemon cleanly."""
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,25 +15,10 @@ from monitor.devnet.anvil import free_port
 from monitor.devnet.seed import set_price
 from monitor.devnet.session import devnet_config
 from tests.support import Devnet
+from tests.support_daemon import rows, start_daemon
 from tests.support_peers import TELEGRAM_TEST_TOKEN, TelegramServer
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
-
-
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, TG_TOKEN=TELEGRAM_TEST_TOKEN)
-    return subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=log.open("ab"), env=env,
-    )  # fmt: skip
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # not created yet
-        return []
 
 
 def wait(predicate: Any, timeout: float, what: str) -> None:
@@ -65,7 +46,7 @@ def test_kill_9_between_state_change_and_delivery(devnet: Devnet, tmp_path: Path
     set_price(devnet.node, devnet.deployment, "WETH", 1500)
     log = tmp_path / "daemon.log"
 
-    first = start_daemon(config, log)
+    first = start_daemon(config, log, append=True)
     try:
         failed_once = "SELECT 1 FROM outbox WHERE attempts >= 1 AND status = 'pending'"
         wait(lambda: bool(rows(db, failed_once)), 60, "a committed alert whose delivery failed")
@@ -77,7 +58,7 @@ def test_kill_9_between_state_change_and_delivery(devnet: Devnet, tmp_path: Path
     assert alerts and pending and not rows(db, "SELECT 1 FROM outbox WHERE status = 'sent'")
 
     with TelegramServer(port=port) as telegram:
-        second = start_daemon(config, log)
+        second = start_daemon(config, log, append=True)
         try:
             wait(lambda: not rows(db, "SELECT 1 FROM outbox WHERE status = 'pending'"), 90, "the outbox to drain")
         finally:

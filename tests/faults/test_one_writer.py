@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +25,8 @@ from monitor.devnet.session import devnet_config
 from monitor.scan import scan_all
 from monitor.store import LeaseHeld, Store, StoreError
 from tests.faults.conftest import SmallDevnet
-from tests.support_peers import TELEGRAM_TEST_TOKEN, TelegramServer
+from tests.support_daemon import rows, start_daemon
+from tests.support_peers import TelegramServer
 
 
 class Clock:
@@ -110,22 +110,6 @@ def test_scan_is_refused_while_run_holds_the_lease(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- two daemons
-
-
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, TG_TOKEN=TELEGRAM_TEST_TOKEN)
-    return subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env,
-    )  # fmt: skip
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
 
 
 def wait(predicate: Any, timeout: float, what: str) -> None:
