@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from monitor.alerts.assessment import Assessment
 from monitor.alerts.dedup import decide
 from monitor.alerts.message import Message, verdicts_line
+from monitor.alerts.render import render, render_anomaly
 from monitor.config.alerts import AlertsConfig
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.risk.anomalies import Anomaly
@@ -28,27 +30,6 @@ from monitor.risk.liquidation import add_collateral_to_target, liquidation_price
 from monitor.risk.policy import LEVEL_NAMES, LevelCache, MarketState, PolicyLevels, level_reason
 from monitor.risk.thresholds import SEVERITIES, Levels, step_severity
 from monitor.store import Store
-
-
-@dataclass(frozen=True, slots=True)
-class Assessment:
-    """One position's alert picture at a block."""
-
-    account: str
-    hf: float
-    severity: str
-    since: float
-    level: float  # the HF at or below which the current (or, when ok, the watch) level starts
-    probability: float  # P(HF < 1 within that level's horizon) at the current HF
-    main_collateral: str
-    liquidation_price: float | None
-    price: float
-    repay_usd: float
-    add_usd: float
-    levels: tuple[float, float, float] = (1.0, 1.0, 1.0)  # watch, warning, critical in force
-    level_reason: str = ""  # "SOL/USDC, 24 h: warn at 1.31 (vol 4.1 %/day)" for the level above
-    position_class: str = ""
-    horizon_hours: float = 0.0  # of the level above
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,45 +170,6 @@ def _assess_book(
 def _level_column(severity: int) -> int:
     """The policy column behind a severity: watch when ok, critical when liquidatable."""
     return min(max(severity, 1), 3) - 1
-
-
-def render(market: str, block: int, a: Assessment, reason: str, previous: str, cfg: AlertsConfig) -> Message:
-    """The alert message: HF, the level in force and why ("SOL/USDC, 24 h: warn at 1.31 ..."),
-    the liquidation price of the main collateral and what restores ``target_hf``."""
-    title = f"{market}: {a.account} HF {a.hf:.4f}"
-    lines = [f"market {market}, block {block}", f"account {a.account}"]
-    if reason == "resolved":
-        lines.append(f"health factor {a.hf:.4f} is back above its alert level {a.level:.4f} (was {previous})")
-    else:
-        lines.append(
-            f"health factor {a.hf:.4f}, {a.severity} level {a.level:.4f}; "
-            f"P(HF < 1 within {a.horizon_hours:.3g} h) = {a.probability:.2%}"
-        )
-    if a.level_reason:
-        lines.append(f"level in force: {a.level_reason}")
-    if a.liquidation_price is not None:
-        move = (a.liquidation_price / a.price - 1) * 100 if a.price else 0.0
-        lines.append(
-            f"liquidation price of {a.main_collateral}: {a.liquidation_price:,.2f} USD "
-            f"({move:+.1f}% from {a.price:,.2f})"
-        )
-    if reason != "resolved" and (a.repay_usd > 0 or a.add_usd > 0):
-        lines.append(
-            f"to reach HF {cfg.target_hf:g}: repay {a.repay_usd:,.2f} USD of debt, or add {a.add_usd:,.2f} USD of "
-            f"{a.main_collateral}"
-        )
-    lines.append(f"reason: {reason.replace('_', ' ')} (was {previous})")
-    return Message(key="", severity="resolved" if reason == "resolved" else a.severity, title=title, lines=tuple(lines))
-
-
-def render_anomaly(market: str, block: int, anomaly: Anomaly | None, subject: str, reason: str) -> Message:
-    if anomaly is None:
-        return Message("", "resolved", f"{market}: oracle {subject.split(':', 1)[1]}",
-                       (f"market {market}, block {block}", "the oracle check passes again"))  # fmt: skip
-    return Message(
-        "", anomaly.severity, f"{market}: oracle {anomaly.kind} on {anomaly.asset}",
-        (f"market {market}, block {block}", anomaly.detail, f"reason: {reason.replace('_', ' ')}"),
-    )  # fmt: skip
 
 
 def message_json(message: Message) -> str:
