@@ -1,5 +1,7 @@
 """The followed positions: ONE home of "what does this account hold now".
 
+- :mod:`monitor.positions.base`: the :class:`Follower` protocol every protocol's follower
+  meets (start / step / unwind / add_accounts / reconcile / snapshots), :class:`StepReport`;
 - :mod:`monitor.positions.aave_events`: the Aave V3 events that change an account's balances,
   collateral flags or eMode (3.0 and 3.5+ semantics), decoded exactly;
 - :mod:`monitor.positions.state`: :class:`FollowedMarket`, the exact followed state (reserves,
@@ -9,8 +11,9 @@
   ``eth_getLogs``, one batched read of reserves + touched accounts) and reconciliation.
 """
 
-from monitor.positions.follow import AaveFollower, StepReport
-from monitor.positions.state import AccountState, ChainAccount, Difference, FollowedMarket, scaled_delta
+from monitor.positions.base import Difference, Follower, StepReport
+from monitor.positions.follow import AaveFollower
+from monitor.positions.state import AccountState, ChainAccount, FollowedMarket, scaled_delta
 
 __all__ = [
     "AaveFollower",
@@ -18,6 +21,7 @@ __all__ = [
     "ChainAccount",
     "Difference",
     "FollowedMarket",
+    "Follower",
     "StepReport",
     "scaled_delta",
 ]

@@ -30,8 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -41,8 +40,10 @@ from monitor.chain.logs import AdaptiveRange, Log, checked_logs, range_limit
 from monitor.chain.multicall import Call
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcResponseError
+from monitor.models import MarketSnapshot
 from monitor.positions import aave_events as ev
-from monitor.positions.state import ZERO, AccountState, ChainAccount, Difference, FollowedMarket
+from monitor.positions.base import Difference, StepReport
+from monitor.positions.state import ZERO, AccountState, ChainAccount, FollowedMarket
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_v3 import AaveV3Reader
 from monitor.protocols.base import required
@@ -51,31 +52,15 @@ log = logging.getLogger("liqmon")
 TOUCHED_KEPT_BLOCKS = 256  # how long FollowedMarket.touched_accounts(block) answers for a past block
 
 
-@dataclass(frozen=True, slots=True)
-class StepReport:
-    """What one :meth:`AaveFollower.step` did."""
-
-    from_block: int
-    to_block: int
-    logs: int
-    events: int
-    touched: tuple[str, ...]
-    read: tuple[str, ...]  # accounts read in the block's account read
-    reconciled: int
-    differences: tuple[Difference, ...]
-    requests: int
-    requests_by_method: dict[str, int]
-    cpu_seconds: float
-    refreshed: bool = False  # reserves / eMode categories read again (a PoolConfigurator event)
-    resynced: bool = False  # the whole market read again (a PoolAddressesProvider event)
-
-
 def _counts(client: RpcClient) -> Counter[str]:
     return Counter(client.method_counts)
 
 
 class AaveFollower:
-    """Follows ``accounts`` of the market ``reader`` reads (see the module docstring)."""
+    """Follows ``accounts`` of the market ``reader`` reads (see the module docstring); a
+    :class:`~monitor.positions.base.Follower`."""
+
+    protocol = "aave_v3"
 
     def __init__(
         self,
@@ -111,6 +96,26 @@ class AaveFollower:
             raise RuntimeError("AaveFollower.start() must run before the state is read")
         return self._state
 
+    @property
+    def block(self) -> int:
+        return -1 if self._state is None else self._state.block
+
+    @property
+    def followed(self) -> Sequence[str]:
+        return list(self.accounts) if self._state is None else list(self._state.accounts)
+
+    def add_accounts(self, accounts: Iterable[str]) -> None:
+        """Follow ``accounts`` too: each new one is read in full at the next :meth:`step`."""
+        known = set(self.accounts) if self._state is None else set(self._state.accounts)
+        new = [a for a in map(to_checksum_address, accounts) if a not in known]
+        self.accounts = list(dict.fromkeys([*self.accounts, *new]))
+        if self._state is not None:
+            self._state.discovered.update(new)
+
+    def snapshots(self, block_hash: str = "", timestamp: int = 0) -> list[MarketSnapshot]:
+        """The followed state at :attr:`block` (one snapshot: one Aave market)."""
+        return [self.state.snapshot(block_hash, timestamp)]
+
     # -- the full read --------------------------------------------------------------------
 
     def start(self, block: BlockRef | int | str = "latest") -> FollowedMarket:
@@ -141,6 +146,7 @@ class AaveFollower:
         refreshed = resynced = False
         differences: list[Difference] = []
         read: list[str] = []
+        discovered: list[str] = []
         if state.needs_resync:
             self.reader = AaveV3Reader(
                 self.client, market=self.reader.market, pool_addresses_provider=self.reader.provider,
@@ -157,6 +163,7 @@ class AaveFollower:
             if self.verify_touched:
                 wanted |= touched
             read = sorted(wanted)
+            discovered = [a for a in read if a not in state.accounts]
             differences += self._read_block(to_block, read)
             differences += self.reconcile(self._sample(to_block), to_block)
         state.forget_touched(to_block - TOUCHED_KEPT_BLOCKS)
@@ -165,7 +172,7 @@ class AaveFollower:
         return StepReport(
             first, to_block, len(logs), len(events), tuple(sorted(touched)), tuple(read),
             len(self._last_sample), tuple(differences), sum(by_method.values()), by_method,
-            time.process_time() - cpu, refreshed, resynced,
+            time.process_time() - cpu, refreshed, resynced, tuple(discovered),
         )  # fmt: skip
 
     def unwind(self, to_block: int) -> set[str]:

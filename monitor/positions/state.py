@@ -42,6 +42,7 @@ from eth_utils import to_checksum_address
 from monitor.chain.logs import Log
 from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
 from monitor.positions import aave_events as ev
+from monitor.positions.base import Difference
 from monitor.protocols.aave_revisions import AaveRules, a_token_balance, rules_for, variable_debt_balance
 from monitor.risk.health import AccountData, account_data
 from monitor.wadray import RAY, ray_div, ray_mul_ceil, ray_mul_floor
@@ -80,24 +81,6 @@ class AccountState:
             {leg.asset: leg.scaled_variable_debt for leg in position.legs if leg.scaled_variable_debt},
             {leg.asset: leg.stable_debt for leg in position.legs if leg.stable_debt},
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    """One field where the followed state and the chain disagree at ``block``."""
-
-    account: str
-    field: str  # "collateral[WETH]", "debt[USDC]", "stable[DAI]", "configuration", "emode", "health_factor", ...
-    local: int
-    chain: int
-    block: int
-    source: str  # "touched" (the block's read of the accounts its events touched) or "reconcile"
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "account": self.account, "field": self.field, "local": str(self.local), "chain": str(self.chain),
-            "block": self.block, "source": self.source,
-        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +489,9 @@ class FollowedMarket:
         return self._account_data(self.accounts[account])
 
     def _account_data(self, acct: AccountState) -> AccountData:
-        legs, reserves = self._legs(acct)
+        return self._data_of(acct, *self._legs(acct))
+
+    def _data_of(self, acct: AccountState, legs: list[AssetLeg], reserves: list[Reserve]) -> AccountData:
         return account_data(legs, reserves, acct.emode, acct.configuration, self.categories, self._prices, self.rules)
 
     def health_factors(self) -> dict[str, int]:
@@ -517,8 +502,8 @@ class FollowedMarket:
         """The account as a :class:`~monitor.models.Position` (local HF and totals), for the
         consumers that speak the reader's models (store, alerts, risk)."""
         acct = self.accounts[account]
-        legs, _reserves = self._legs(acct)
-        data = self.account_data(account)
+        legs, reserves = self._legs(acct)
+        data = self._data_of(acct, legs, reserves)  # the legs built once, the HF computed once
         return Position(
             market=self.market,
             account=account,
