@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-import monitor.store as store_module
+import monitor.store.rows as rows_module
+import monitor.store.schema as schema_module
 from monitor.errors import StoreError
 from monitor.models import (
     MAX_UINT256,
@@ -236,7 +237,7 @@ def test_creates_parent_directory_and_uses_wal(store: Store, db_path: Path) -> N
 
 
 def test_records_schema_version_and_indexes(store: Store, db_path: Path) -> None:
-    assert meta_version(db_path) == str(len(store_module._MIGRATIONS))
+    assert meta_version(db_path) == str(len(schema_module._MIGRATIONS))
     db = sqlite_utils.Database(db_path)
     try:
         index_columns = {
@@ -261,7 +262,7 @@ def test_reopen_keeps_data_and_does_not_rerun_migrations(
     def must_not_run(db: sqlite_utils.Database) -> None:
         raise AssertionError("migration re-run on an up-to-date database")
 
-    monkeypatch.setattr(store_module, "_MIGRATIONS", (must_not_run,) * len(store_module._MIGRATIONS))
+    monkeypatch.setattr(schema_module, "_MIGRATIONS", (must_not_run,) * len(schema_module._MIGRATIONS))
     with Store(db_path, clock=clock) as second:
         assert [scan["id"] for scan in second.scans()] == [scan_id]
         assert second.accounts(MARKET) == [ALICE]
@@ -276,8 +277,8 @@ def test_new_migration_runs_once_on_reopen(db_path: Path, clock: FakeClock, monk
         runs.append(1)
         db.table("scans").add_column("note", str)
 
-    migrations = (*store_module._MIGRATIONS, add_note_column)
-    monkeypatch.setattr(store_module, "_MIGRATIONS", migrations)
+    migrations = (*schema_module._MIGRATIONS, add_note_column)
+    monkeypatch.setattr(schema_module, "_MIGRATIONS", migrations)
     Store(db_path, clock=clock).close()
     Store(db_path, clock=clock).close()
 
@@ -295,7 +296,7 @@ def test_failing_migration_leaves_schema_unchanged(
         db.table("half_done").create({"id": int}, pk="id")
         db.execute("INSERT INTO no_such_table VALUES (1)")
 
-    monkeypatch.setattr(store_module, "_MIGRATIONS", (*store_module._MIGRATIONS, half_done))
+    monkeypatch.setattr(schema_module, "_MIGRATIONS", (*schema_module._MIGRATIONS, half_done))
     with pytest.raises(StoreError, match="half_done"):
         Store(db_path, clock=clock)
 
@@ -813,25 +814,25 @@ def test_version_4_database_migrates_with_neutral_defaults(
     """A history written before schema 5 opens, and its rows read as pre-3.2 / revision 0."""
     snapshot = make_snapshot()
     with monkeypatch.context() as patch:
-        patch.setattr(store_module, "_MIGRATIONS", store_module._MIGRATIONS[:4])
+        patch.setattr(schema_module, "_MIGRATIONS", schema_module._MIGRATIONS[:4])
         with Store(db_path, clock=clock):
             pass
     db = sqlite_utils.Database(db_path)
     try:  # rows exactly as a version-4 liqmon wrote them
-        db.table("markets").insert(store_module._market_row(snapshot, BLOCK, T0))
+        db.table("markets").insert(rows_module._market_row(snapshot, BLOCK, T0))
         db.table("reserves").insert_all(r.as_row(MARKET, BLOCK) for r in snapshot.reserves)
-        old_emode = store_module._emode_row(MARKET, BLOCK, snapshot.emode_categories[0])
+        old_emode = rows_module._emode_row(MARKET, BLOCK, snapshot.emode_categories[0])
         for key in ("collateral_bitmap", "borrowable_bitmap", "ltv_zero_bitmap"):
             del old_emode[key]
         db.table("emode_categories").insert(old_emode)
-        db.table("prices").insert_all(store_module._price_row(snapshot, r) for r in snapshot.reserves)
-        scan = store_module._scan_row(snapshot, T0)
+        db.table("prices").insert_all(rows_module._price_row(snapshot, r) for r in snapshot.reserves)
+        scan = rows_module._scan_row(snapshot, T0)
         del scan["revision"]
         db.table("scans").insert(scan)
     finally:
         db.close()
     with Store(db_path, clock=clock) as migrated:
-        assert meta_version(db_path) == str(len(store_module._MIGRATIONS))
+        assert meta_version(db_path) == str(len(schema_module._MIGRATIONS))
         rebuilt = migrated.load_snapshot(MARKET)
     assert rebuilt.revision == 0
     assert rebuilt.emode_categories == snapshot.emode_categories

@@ -1,0 +1,65 @@
+"""The connection a store holds: open / close, transactions, row reads."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from monitor.errors import StoreError
+from monitor.store.schema import _immediate_transaction, _open
+
+
+class StoreBase:
+    """An open history database: WAL mode, migrated; every public write is atomic."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._db = _open(self.path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all.
+
+        A nested call joins the outer transaction (it commits only with it); an exception
+        escaping a nested block undoes that block's writes (a savepoint) and propagates.
+        """
+        try:
+            if self._db.conn.in_transaction:
+                with self._db.atomic():
+                    yield
+            else:
+                with _immediate_transaction(self._db):
+                    yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write history database {self.path}: {exc}") from exc
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        try:
+            return [dict(row) for row in self._db.query(sql, params)]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read history database {self.path}: {exc}") from exc
+
+    def _count(self, table: str, market: str) -> int:
+        return int(self._db.execute(f"SELECT count(*) FROM {table} WHERE market = ?", [market]).fetchone()[0])

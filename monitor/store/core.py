@@ -1,0 +1,14 @@
+"""The history store: one class composed of one mixin per group of tables."""
+
+from __future__ import annotations
+
+from monitor.store.accounts import AccountsMixin
+from monitor.store.alert_log import AlertLogMixin
+from monitor.store.lease import LeaseMixin
+from monitor.store.queries import QueriesMixin
+from monitor.store.runs import RiskRunsMixin
+from monitor.store.writes import WritesMixin
+
+
+class Store(WritesMixin, QueriesMixin, AccountsMixin, LeaseMixin, AlertLogMixin, RiskRunsMixin):
+    """The history database. Open once per process; every public write is atomic."""
