@@ -18,6 +18,7 @@ or that was not renewed within its ttl is taken over. A daemon that finds its le
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -128,8 +129,9 @@ def _run(
                                 "store": str(config.store.path), "lease": keeper.lease.describe()})  # fmt: skip
     metrics = Metrics()
     if config.daemon.metrics_port is not None:
-        metrics.serve(config.daemon.metrics_port)  # a port in use fails here, at start
-        log.info("metrics", extra={"url": f"http://127.0.0.1:{config.daemon.metrics_port}/metrics"})
+        host = os.environ.get("LIQMON_METRICS_HOST", "127.0.0.1")  # 0.0.0.0 in the container image
+        metrics.serve(config.daemon.metrics_port, host)  # a port in use fails here, at start
+        log.info("metrics", extra={"url": f"http://{host}:{config.daemon.metrics_port}/metrics"})
     worker = _Worker(config, clock, channels, metrics)
     scheduler = BlockingScheduler(
         executors={"default": ThreadPoolExecutor(1)},
