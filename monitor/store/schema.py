@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlite_utils
 
 from monitor.errors import StoreError
+from monitor.store.schema_silences import schema_v8_silences
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -329,6 +330,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
     _schema_v5_aave_revisions,
     _schema_v6_market_params,
     _schema_v7_orphans_and_lease,
+    schema_v8_silences,
 )
 
 
