@@ -52,6 +52,7 @@ def open_client(chain: ChainConfig, source: str = "config", observer: RpcObserve
         chain.rpc_urls, timeout=chain.request_timeout_s, max_retries=chain.max_retries,
         rate_limit_per_s=chain.rate_limit_per_s, observer=observer, retry_budget_s=chain.retry_budget_s,
         max_response_bytes=chain.max_response_bytes, backoff_base=chain.backoff_s, backoff_cap=chain.backoff_cap_s,
+        max_concurrent_requests=chain.max_concurrent_requests,
     )  # fmt: skip
     try:
         client.check_chain_id(chain.chain_id)
@@ -65,7 +66,8 @@ def open_client(chain: ChainConfig, source: str = "config", observer: RpcObserve
 
 def make_reader(client: RpcClient, market: MarketConfig, chain: ChainConfig) -> ProtocolReader:
     """The reader of ``market.protocol`` (Aave V3 forks such as Spark use the aave_v3 reader)."""
-    multicall = Multicall(client, chain.multicall3, chain.calls_per_batch, config_key=f"chains.{chain.name}.multicall3")
+    multicall = Multicall(client, chain.multicall3, chain.calls_per_batch, gas_budget=chain.call_gas_budget,
+                          config_key=f"chains.{chain.name}.multicall3")  # fmt: skip
     common: dict[str, Any] = {"market": market.name, "chain_id": chain.chain_id, "multicall": multicall,
                               "max_log_range": chain.max_log_range}  # fmt: skip
     if market.protocol == "morpho_blue":

@@ -18,7 +18,12 @@ Retry policy (conventions: retries live here, never in readers):
 - the head of every endpoint is tracked; reads pinned to block N (``min_block``) skip
   endpoints known to be behind N; a ``null`` block above an endpoint's head is lag;
 - the chain id is re-checked when the client fails over to another endpoint: a node that
-  now serves another chain is dropped for the life of the client.
+  now serves another chain is dropped for the life of the client;
+- the client is safe to share between threads: :meth:`RpcClient.run_concurrently` runs work
+  (e.g. the batches of one multicall read) on a bounded pool, and at most
+  ``max_concurrent_requests`` HTTP requests are in flight per endpoint whoever sends them
+  (request ids, counters and endpoint health are updated under a lock; each request has its
+  own pooled connection).
 
 Error messages name endpoints by their *display* form, so secrets in URLs never leak.
 """
@@ -32,9 +37,10 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from monitor.chain.http import HttpFailure, HttpTransport, mask_url
 from monitor.errors import MonitorError, RpcError, RpcResponseError
@@ -112,6 +118,11 @@ class Lagging(RpcError):
 
 
 Finish = Callable[[Any], Any]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+DEFAULT_MAX_CONCURRENT_REQUESTS = 4
+"""HTTP requests in flight at once per endpoint (``chains.<name>.max_concurrent_requests``)."""
+_POOL = threading.local()  # .inside: this thread is one of a client's pool workers
 
 START_BUDGET_S = 6.0
 """At most this long (seconds) is spent retrying the start-up chain-id check when no
@@ -135,6 +146,7 @@ class RpcClient:
         retry_budget_s: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         observer: RpcObserver | None = None,
+        max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -159,9 +171,16 @@ class RpcClient:
         self._active = 0
         self._active_checked = 0  # the endpoint whose chain id was checked last (on failover)
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()  # request ids, method counts, endpoint counters
         self._http = HttpTransport(max_response_bytes)
         self.stats = {e.display: EndpointStats() for e in self.endpoints}
         self.method_counts: Counter[str] = Counter()
+        self.max_concurrent_requests = max(1, int(max_concurrent_requests))
+        self._in_flight = {e.display: threading.BoundedSemaphore(self.max_concurrent_requests)
+                           for e in self.endpoints}  # fmt: skip
+        self._executor: ThreadPoolExecutor | None = None
+        self.peak_in_flight = 0  # the most HTTP requests this client had in flight at once
+        self._in_flight_now = 0
 
     # -- public API -----------------------------------------------------------------------
 
@@ -197,8 +216,10 @@ class RpcClient:
         toBlock, eth_getBlockByNumber...) is routed as if ``min_block`` were that number."""
         if min_block is None:
             min_block = _pinned_block(method, params)
-        self.method_counts[method] += 1
-        payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        with self._count_lock:
+            self.method_counts[method] += 1
+            request_id = next(self._ids)
+        payload = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
 
         def finish(body: Any) -> Any:
             result = _result_of(body, method)
@@ -227,13 +248,14 @@ class RpcClient:
         """:meth:`batch`, all calls answered by ONE endpoint, which is named."""
         if not calls:
             return [], only or self.active_endpoint
-        first_id = next(self._ids)
+        with self._count_lock:
+            first_id = next(self._ids)
+            self._ids = itertools.count(first_id + len(calls))
+            for method, _ in calls:
+                self.method_counts[method] += 1
         payload = [
             {"jsonrpc": "2.0", "id": first_id + i, "method": m, "params": list(p)} for i, (m, p) in enumerate(calls)
         ]
-        self._ids = itertools.count(first_id + len(calls))
-        for method, _ in calls:
-            self.method_counts[method] += 1
 
         def finish(body: Any) -> list[Any]:
             if not isinstance(body, list):
@@ -257,7 +279,52 @@ class RpcClient:
         return results, endpoint
 
     def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
         self._http.close()
+
+    def _next_id(self) -> int:
+        with self._count_lock:
+            return next(self._ids)
+
+    def run_concurrently(self, work: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        """``work(item)`` for every item, up to ``max_concurrent_requests`` at once on the
+        client's pool; results in ``items`` order. The first failure (in ``items`` order) is
+        raised once every started item has finished; items not started yet are cancelled.
+        Called from a pool worker (nested), or with one slot, it runs the items one by one."""
+        todo = list(items)
+        if self.max_concurrent_requests == 1 or len(todo) < 2 or getattr(_POOL, "inside", False):
+            return [work(item) for item in todo]
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.max_concurrent_requests, thread_name_prefix="liqmon-rpc")
+            executor = self._executor
+
+        def run(item: _T) -> _R:
+            _POOL.inside = True
+            try:
+                return work(item)
+            finally:
+                _POOL.inside = False
+
+        futures: list[Future[_R]] = [executor.submit(run, item) for item in todo]
+        results: list[_R] = []
+        failure: BaseException | None = None
+        for future in futures:
+            if failure is not None:
+                future.cancel()
+                continue
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # re-raised below, once the started ones stopped
+                failure = exc
+                for rest in futures:
+                    rest.cancel()
+        if failure is not None:
+            wait(futures)  # started ones finish (their connections go back to the pool) first
+            raise failure
+        return results
 
     def distrust(self, endpoint: Endpoint, reason: str) -> None:
         """``endpoint`` gave answers that contradict themselves: it cools down for the longest
@@ -283,7 +350,7 @@ class RpcClient:
             if stats.cooldown_until > now:
                 continue  # failing lately: not waited for (the reads fail over as usual)
             try:
-                body = self._post(endpoint, {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_blockNumber",
+                body = self._post(endpoint, {"jsonrpc": "2.0", "id": self._next_id(), "method": "eth_blockNumber",
                                              "params": []})  # fmt: skip
                 head = _to_int(_result_of(body, "eth_blockNumber"), "eth_blockNumber")
             except _Retryable as exc:
@@ -311,7 +378,7 @@ class RpcClient:
             stats = self.stats[endpoint.display]
             try:
                 body = self._post(
-                    endpoint, {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_chainId", "params": []}
+                    endpoint, {"jsonrpc": "2.0", "id": self._next_id(), "method": "eth_chainId", "params": []}
                 )
                 actual = _to_int(_result_of(body, "eth_chainId"), "eth_chainId")
             except _Retryable as exc:
@@ -342,7 +409,8 @@ class RpcClient:
 
     @property
     def total_requests(self) -> int:
-        return sum(self.method_counts.values())
+        with self._count_lock:
+            return sum(self.method_counts.values())
 
     # -- convenience ----------------------------------------------------------------------
 
@@ -416,8 +484,9 @@ class RpcClient:
                 done.add(index)
                 continue
             self._throttle(stats)
-            stats.requests += 1
-            stats.by_method[what] += 1
+            with self._count_lock:
+                stats.requests += 1
+                stats.by_method[what] += 1
             if self.observer is not None:
                 self.observer.rpc_request(endpoint.display, what)
             try:
@@ -493,7 +562,7 @@ class RpcClient:
         endpoint = self.endpoints[index]
         stats = self.stats[endpoint.display]
         try:
-            body = self._post(endpoint, {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_chainId",
+            body = self._post(endpoint, {"jsonrpc": "2.0", "id": self._next_id(), "method": "eth_chainId",
                                          "params": []})  # fmt: skip
             actual = _to_int(_result_of(body, "eth_chainId"), "eth_chainId")
         except (_Retryable, MonitorError):
@@ -507,11 +576,12 @@ class RpcClient:
         return True
 
     def _failed(self, endpoint: Endpoint, stats: EndpointStats, exc: _Retryable) -> None:
-        stats.errors += 1
-        stats.consecutive_failures += 1
-        stats.last_error = exc.reason
-        cooldown = min(self.cooldown_cap, self.cooldown_base * (1 << min(stats.consecutive_failures - 1, 16)))
-        stats.cooldown_until = self._clock() + max(cooldown, exc.retry_after or 0.0)
+        with self._count_lock:
+            stats.errors += 1
+            stats.consecutive_failures += 1
+            stats.last_error = exc.reason
+            cooldown = min(self.cooldown_cap, self.cooldown_base * (1 << min(stats.consecutive_failures - 1, 16)))
+            stats.cooldown_until = self._clock() + max(cooldown, exc.retry_after or 0.0)
         if self.observer is not None:
             self.observer.rpc_error(endpoint.display, exc.kind)
 
@@ -527,10 +597,20 @@ class RpcClient:
             self._sleep(wait)
 
     def _post(self, endpoint: Endpoint, payload: object) -> Any:
+        body = json.dumps(payload).encode()
+        slots = self._in_flight[endpoint.display]
+        slots.acquire()  # at most max_concurrent_requests in flight to this endpoint
+        with self._count_lock:
+            self._in_flight_now += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight_now)
         try:
-            answer = self._http.post(endpoint.url, json.dumps(payload).encode(), self.timeout, shown=endpoint.display)
+            answer = self._http.post(endpoint.url, body, self.timeout, shown=endpoint.display)
         except HttpFailure as exc:
             raise _Retryable(exc.reason, kind=exc.kind, final=exc.final) from None
+        finally:
+            with self._count_lock:
+                self._in_flight_now -= 1
+            slots.release()
         status = answer.status
         if status == 429:
             raise _Retryable("HTTP 429 Too Many Requests", _retry_after(answer.headers.get("Retry-After")), kind="429")

@@ -55,6 +55,8 @@ _CHAIN_KEYS: Final = (
     "max_log_range",
     "confirmations",
     "calls_per_batch",
+    "call_gas_budget",
+    "max_concurrent_requests",
     "multicall3",
     "rate_limit_per_s",
     "retry_budget_s",
@@ -126,6 +128,10 @@ class ChainConfig:
     max_response_bytes: int = 32 * 1024 * 1024  # one answer's body cap, read as a stream
     max_reorg_depth: int = 64  # a rollback deeper than this stops with an error, deletes nothing
     reorg_confirmations: int = 2  # a hash mismatch counts once the node's head is this far past it
+    # Multicall3 batches: planned gas per aggregate3 eth_call (well under public nodes' 50 M cap);
+    # calls_per_batch above is a hard cap on sub-calls per batch on top of it
+    call_gas_budget: int = 30_000_000
+    max_concurrent_requests: int = 4  # HTTP requests in flight at once per endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +390,13 @@ class _ConfigValidator(Validator):
             max_log_range=self.bounded_integer(raw.get("max_log_range", 2000), f"{path}.max_log_range", 1, 10_000_000),
             confirmations=self.bounded_integer(raw.get("confirmations", 0), f"{path}.confirmations", 0, 10_000),
             calls_per_batch=self.bounded_integer(
-                raw.get("calls_per_batch", 500), f"{path}.calls_per_batch", 1, 100_000
+                raw.get("calls_per_batch", 5_000), f"{path}.calls_per_batch", 1, 100_000
+            ),
+            call_gas_budget=self.bounded_integer(
+                raw.get("call_gas_budget", 30_000_000), f"{path}.call_gas_budget", 100_000, 10**10
+            ),
+            max_concurrent_requests=self.bounded_integer(
+                raw.get("max_concurrent_requests", 4), f"{path}.max_concurrent_requests", 1, 64
             ),
             multicall3=self.address(raw.get("multicall3", CANONICAL_MULTICALL3), f"{path}.multicall3"),
             rate_limit_per_s=(

@@ -175,7 +175,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert chain.max_retries == 4
     assert chain.max_log_range == 2000
     assert chain.confirmations == 0
-    assert chain.calls_per_batch == 500
+    assert chain.calls_per_batch == 5_000  # a hard cap; batches are sized by gas
+    assert chain.call_gas_budget == 30_000_000
+    assert chain.max_concurrent_requests == 4
     assert chain.multicall3 == CANONICAL_MULTICALL3
     assert chain.rate_limit_per_s is None
     market = config.markets[0]
