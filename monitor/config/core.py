@@ -88,7 +88,8 @@ _PROTOCOL_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
 
 _MARKET_ID_RE: Final = re.compile(r"0x[0-9a-fA-F]{64}")
 
-_STORE_KEYS: Final = ("path", "lease_ttl_s")
+_STORE_KEYS: Final = ("path", "lease_ttl_s", "history_url")
+_HISTORY_URL_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg")
 
 
 # --------------------------------------------------------------------------- data model
@@ -151,6 +152,9 @@ class MarketConfig:
 class StoreConfig:
     path: Path
     lease_ttl_s: float = 60.0  # the writer lease (`liqmon run`) expires this long after its last renewal
+    # a PostgreSQL database for the shared history tables (postgresql://user:${PW}@host/db; the
+    # expanded URL holds secrets, its display does not); None: the history stays in ``path``
+    history_url: RpcEndpoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +200,9 @@ def redact(text: str, config: Config) -> str:
                     variants.add(quote(secret, safe=""))
     for secret in config.alerts.secrets():
         variants.update((secret, quote(secret, safe="")))
+    if config.store.history_url is not None:
+        for secret in config.store.history_url.secrets:
+            variants.update((secret, quote(secret, safe="")))
     # Longest first, so a secret containing another one is masked whole.
     for secret in sorted(variants, key=len, reverse=True):
         text = text.replace(secret, SECRET_MASK)
@@ -519,7 +526,41 @@ class _ConfigValidator(Validator):
         if not path.is_absolute():
             path = source.parent.absolute() / path
         lease = self.bounded_number(raw.get("lease_ttl_s", 60), "store.lease_ttl_s", 1.0, 86_400.0)
-        return StoreConfig(path=path, lease_ttl_s=lease)
+        history_url = None if raw.get("history_url") is None else self.history_url(raw["history_url"])
+        return StoreConfig(path=path, lease_ttl_s=lease, history_url=history_url)
+
+    def history_url(self, value: object) -> RpcEndpoint:
+        """``store.history_url``: a postgresql:// URL, ``${NAME}`` expanded from the environment."""
+        key = "store.history_url"
+        template = self.string(value, key)
+        if "${" in _ENV_REF_RE.sub("", template):
+            self.fail(key, f"malformed environment reference in {_show(template)} (expected ${{NAME}})")
+        secrets: list[str] = []
+
+        def expand(match: re.Match[str]) -> str:
+            secret = self.env.get(match.group(1))
+            if not secret:
+                self.fail(key, f"environment variable {match.group(1)} is {'empty' if secret == '' else 'not set'}")
+            secrets.append(secret)
+            return secret
+
+        url = _ENV_REF_RE.sub(expand, template)
+        display, literal = _mask_url(_ENV_REF_RE.sub(SECRET_MASK, template))
+        shown = _show(display)
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+            self.fail(key, f"{shown} contains whitespace or control characters")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            self.fail(key, f"{shown} is not a valid URL ({exc})")
+        if parts.scheme.lower() not in _HISTORY_URL_SCHEMES or not parts.hostname or len(parts.path) < 2:
+            self.fail(
+                key,
+                f"{shown}: expected postgresql://user:${{PASSWORD_VAR}}@host:port/database"
+                " (the SQLite history is store.path)",
+            )
+        return RpcEndpoint(url=url, display=display, secrets=tuple(dict.fromkeys([*secrets, *literal])))
 
 
 # --------------------------------------------------------------------------- helpers
