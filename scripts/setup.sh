@@ -26,3 +26,11 @@ if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ package-lo
 fi
 # the aave-v3-origin build (solc-js 0.8.27) is cached under .liqmon-cache/, keyed by its inputs
 .venv/bin/python -m monitor.devnet.aave_origin_build
+# @aave-dao/aave-address-book (npm): only read by tests/unit/test_presets.py, which checks the
+# shipped presets (monitor/data/presets.json) against it; unpacked once under .liqmon-cache/
+book=.liqmon-cache/npm/aave-address-book-4.68.1
+if [ ! -f "$book/package/package.json" ]; then
+  echo "setup: fetching @aave-dao/aave-address-book 4.68.1 (the presets' reference)" >&2
+  mkdir -p "$book"
+  (cd "$book" && npm pack --silent @aave-dao/aave-address-book@4.68.1 >/dev/null && tar xzf ./*.tgz && rm -f ./*.tgz)
+fi

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 import yaml
 
 from monitor.config.alerts import AlertsConfig, DaemonConfig, parse_alerts, parse_daemon
+from monitor.config.presets import expand_presets
 from monitor.config.validate import (
     SECRET_MASK,
     Validator,
@@ -282,6 +283,7 @@ def parse_config(
     v = _ConfigValidator(label if label is not None else str(source), os.environ if env is None else env)
     if not isinstance(data, Mapping):
         v.fail_top(f"expected a mapping at the top level, got {_describe(data)}")
+    data = expand_presets(data, v)  # `preset: aave-v3-base` -> the market's keys (+ its chain)
     v.check_keys(data, _TOP_KEYS, "")
     for key in ("chains", "markets"):
         if key not in data:
