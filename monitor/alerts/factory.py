@@ -7,8 +7,11 @@ from collections.abc import Mapping
 
 from monitor.alerts.channels import Channel
 from monitor.alerts.console import ConsoleChannel
+from monitor.alerts.discord import DiscordChannel
 from monitor.alerts.email import EmailChannel
+from monitor.alerts.slack import SlackChannel
 from monitor.alerts.telegram import TelegramChannel
+from monitor.alerts.webhook import WebhookChannel
 from monitor.config.alerts import AlertsConfig, ChannelConfig
 from monitor.errors import ConfigError
 
@@ -26,7 +29,25 @@ def build_channel(cfg: ChannelConfig, *, ssl_context: ssl.SSLContext | None = No
             sender=cfg.sender, username=cfg.username.value if cfg.username else None,
             password=cfg.password.value if cfg.password else None, timeout=cfg.timeout_s, ssl_context=ssl_context,
         )  # fmt: skip
+    if cfg.type in ("webhook", "slack", "discord"):
+        return _webhook_channel(cfg)
     return ConsoleChannel(cfg.name)
+
+
+def _webhook_channel(cfg: ChannelConfig) -> Channel:
+    assert cfg.url is not None  # guaranteed by config validation
+    url, display = cfg.url.value, cfg.url.display
+    if cfg.type == "slack":
+        return SlackChannel(cfg.name, url, display=display, timeout=cfg.timeout_s, min_interval_s=cfg.min_interval_s)
+    if cfg.type == "discord":
+        return DiscordChannel(cfg.name, url, display=display, username=cfg.display_name or None,
+                              timeout=cfg.timeout_s, min_interval_s=cfg.min_interval_s)  # fmt: skip
+    headers = {name: value.value for name, value in cfg.headers}
+    secrets = (*cfg.url.secrets, *(s for _, value in cfg.headers for s in value.secrets))
+    return WebhookChannel(
+        cfg.name, url, display=display, secret=cfg.signing_secret.value if cfg.signing_secret else None,
+        headers=headers, secrets=secrets, timeout=cfg.timeout_s, min_interval_s=cfg.min_interval_s,
+    )  # fmt: skip
 
 
 def build_channels(cfg: AlertsConfig, *, ssl_context: ssl.SSLContext | None = None) -> dict[str, Channel]:

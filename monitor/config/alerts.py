@@ -24,7 +24,8 @@ from monitor.risk.anomalies import DEFAULT_FLOATING, DEFAULT_PEGGED, FEED_KINDS,
 from monitor.risk.policy import PolicyConfig
 
 SEVERITY_NAMES: Final = ("watch", "warning", "critical", "liquidatable")
-CHANNEL_TYPES: Final = ("telegram", "email", "console")
+CHANNEL_TYPES: Final = ("telegram", "email", "console", "webhook", "slack", "discord")
+WEBHOOK_TYPES: Final = ("webhook", "slack", "discord")  # post where their URL points: routes have no `to`
 _CHAT_ID_RE: Final = re.compile(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
 _EMAIL_RE: Final = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -61,7 +62,12 @@ _CHANNEL_KEYS: Final = {
     "telegram": ("type", "token_env", "base_url", "min_interval_s", "timeout_s"),
     "email": ("type", "host", "port", "security", "sender", "username_env", "password_env", "timeout_s"),
     "console": ("type",),
+    "webhook": ("type", "url", "secret_env", "headers", "min_interval_s", "timeout_s"),
+    "slack": ("type", "url", "min_interval_s", "timeout_s"),
+    "discord": ("type", "url", "username", "min_interval_s", "timeout_s"),
 }
+_ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HEADER_NAME_RE: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _ROUTE_KEYS: Final = ("channel", "to", "markets", "accounts", "min_severity", "anomalies", "hard_levels")
 _ORACLE_KEYS: Final = (
     "chainlink_feeds", "heartbeat_s", "stale_margin_s", "divergence_warning_bps", "divergence_critical_bps",
@@ -84,6 +90,22 @@ class Secret:
     __str__ = __repr__
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class SecretText:
+    """A config string with ``${NAME}`` references expanded from the environment (a webhook
+    URL, a header value): ``value`` is what is sent, ``display`` what may be printed (each
+    expanded part, or the whole value, as ``<secret>``), ``secrets`` the parts to redact."""
+
+    value: str
+    display: str
+    secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return repr(self.display)
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
     name: str
@@ -98,6 +120,10 @@ class ChannelConfig:
     sender: str = ""
     username: Secret | None = None
     password: Secret | None = None
+    url: SecretText | None = None  # webhook, slack, discord
+    signing_secret: Secret | None = None  # webhook: HMAC-SHA256 key
+    headers: tuple[tuple[str, SecretText], ...] = ()  # webhook: extra headers
+    display_name: str = ""  # discord: the name the webhook posts as
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +194,13 @@ class AlertsConfig:
         return self.policy.min_dwell_s
 
     def secrets(self) -> list[str]:
-        return [s.value for c in self.channels.values() for s in (c.token, c.username, c.password) if s is not None]
+        out = [s.value for c in self.channels.values() for s in (c.token, c.username, c.password, c.signing_secret)
+               if s is not None]  # fmt: skip
+        for c in self.channels.values():
+            for text in (c.url, *(value for _, value in c.headers)):
+                if text is not None:
+                    out.extend(text.secrets)
+        return out
 
     def lowest_sent_severity(self) -> str:
         """The lowest position severity any route sends (``watch``, ``warning`` or ``critical``):
@@ -387,6 +419,8 @@ def _channel(v: Validator, name: str, kind: str, body: Mapping[Any, Any], path: 
     timeout = _num(v, body, "timeout_s", path, 10.0)
     if kind == "console":
         return ChannelConfig(name, kind)
+    if kind in WEBHOOK_TYPES:
+        return _webhook_channel(v, name, kind, body, path, timeout)
     if kind == "telegram":
         base_url = v.string(body.get("base_url", "https://api.telegram.org"), f"{path}.base_url").rstrip("/")
         if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", base_url):
@@ -412,6 +446,89 @@ def _channel(v: Validator, name: str, kind: str, body: Mapping[Any, Any], path: 
     )  # fmt: skip
 
 
+def _webhook_channel(
+    v: Validator, name: str, kind: str, body: Mapping[Any, Any], path: str, timeout: float
+) -> ChannelConfig:
+    """``webhook`` (a URL, optional ``${NAME}`` parts, optional HMAC ``secret_env`` and
+    ``headers``), ``slack`` and ``discord`` (the URL is the credential: ``url: ${NAME}`` only)."""
+    v.required(body, ("url",), path)
+    url = _env_text(v, body["url"], f"{path}.url", whole=kind != "webhook")
+    _check_url(v, url, f"{path}.url", secret_url=kind != "webhook" or bool(url.secrets))
+    default_interval = {"webhook": 0.0, "slack": 1.0, "discord": 0.5}[kind]
+    interval = _num(v, body, "min_interval_s", path, default_interval, allow_zero=True)
+    headers: list[tuple[str, SecretText]] = []
+    if "headers" in body:
+        raw = v.mapping(body["headers"], f"{path}.headers", "a mapping header name -> value")
+        for header, value in raw.items():
+            hpath = f"{path}.headers.{header}"
+            if not isinstance(header, str) or not _HEADER_NAME_RE.fullmatch(header):
+                v.fail(hpath, f"{header!r} is not an HTTP header name")
+            if header.lower() in ("content-type", "content-length", "host", "idempotency-key", "x-liqmon-timestamp",
+                                  "x-liqmon-signature"):  # fmt: skip
+                v.fail(hpath, "this header is set by liqmon itself; remove it")
+            text = _env_text(v, value, hpath, whole=False)
+            if any(ch in text.value for ch in "\r\n\0"):
+                v.fail(hpath, "the value holds a line break or NUL")
+            headers.append((header, text))
+    display_name = ""
+    if "username" in body:
+        display_name = v.string(body["username"], f"{path}.username").strip()
+        if not 1 <= len(display_name) <= 80:
+            v.fail(f"{path}.username", f"expected 1-80 characters, got {len(display_name)}")
+    return ChannelConfig(
+        name, kind, timeout_s=timeout, min_interval_s=interval, url=url, headers=tuple(headers),
+        signing_secret=_secret(v, body, "secret_env", path, required=False) if kind == "webhook" else None,
+        display_name=display_name,
+    )  # fmt: skip
+
+
+def _env_text(v: Validator, value: object, path: str, *, whole: bool) -> SecretText:
+    """``value`` with its ``${NAME}`` references expanded. ``whole``: the value is a credential
+    in itself (a Slack / Discord webhook URL): it must come from the environment and is
+    displayed as its scheme and host only."""
+    template = v.string(value, path)
+    if "${" in _ENV_REF_RE.sub("", template):
+        v.fail(path, "malformed environment reference (expected ${NAME}, NAME made of letters, digits and '_')")
+    if whole and not _ENV_REF_RE.search(template):
+        v.fail(path, "the webhook URL is a secret: put it in an environment variable and write url: ${NAME}")
+    secrets: list[str] = []
+
+    def expand(match: re.Match[str]) -> str:
+        secret = v.env.get(match.group(1))
+        if not secret:
+            v.fail(path, f"environment variable {match.group(1)} is {'empty' if secret == '' else 'not set'}")
+        secrets.append(secret)
+        return secret
+
+    text = _ENV_REF_RE.sub(expand, template)
+    display = _ENV_REF_RE.sub("<secret>", template)
+    if whole:
+        scheme, sep, rest = text.partition("://")
+        host = rest.split("/", 1)[0].rpartition("@")[2] if sep else ""
+        display = f"{scheme}://{host}/<secret>" if sep and host else "<secret>"
+        secrets.append(text)
+    return SecretText(text, display, tuple(dict.fromkeys(s for s in secrets if s)))
+
+
+def _check_url(v: Validator, url: SecretText, path: str, *, secret_url: bool) -> None:
+    """An http(s) URL with a host; one holding a secret goes over https (plain http only to loopback)."""
+    from urllib.parse import urlsplit
+
+    text = url.value
+    if any(ch.isspace() or ord(ch) < 32 for ch in text):
+        v.fail(path, f"{url.display} contains whitespace or control characters")
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:
+        v.fail(path, f"{url.display} is not a valid URL")
+    if parts.scheme not in ("http", "https") or not host:
+        v.fail(path, f"{url.display} is not an http:// or https:// URL with a host")
+    if secret_url and parts.scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
+        v.fail(path, f"{url.display} holds a secret: use https:// (plain http only to a loopback address)")
+
+
 def _routes(
     v: Validator, value: object, channels: Mapping[str, ChannelConfig], market_names: Sequence[str]
 ) -> tuple[RouteConfig, ...]:
@@ -430,7 +547,9 @@ def _routes(
         if channel not in channels:
             v.fail(f"{path}.channel", f"unknown channel {channel!r} (channels: {', '.join(channels)})")
         kind = channels[channel].type
-        to = "" if kind == "console" else _destination(v, raw, kind, f"{path}.to")
+        if kind in WEBHOOK_TYPES and "to" in raw:
+            v.fail(f"{path}.to", f"a {kind} channel posts where its URL points: remove 'to' (one channel per URL)")
+        to = "" if kind == "console" or kind in WEBHOOK_TYPES else _destination(v, raw, kind, f"{path}.to")
         markets = None
         if "markets" in raw:
             markets = tuple(
