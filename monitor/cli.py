@@ -20,6 +20,7 @@ from monitor.cli_alerts import add_alert_parsers
 from monitor.cli_args import Parser, count, number, say_broken_pipe, seed
 from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
+from monitor.cli_setup import add_setup_parsers
 from monitor.config import Config, OfflineEnv, load_config
 from monitor.errors import InputError, MonitorError
 from monitor.models import MarketSnapshot, Position
@@ -480,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stress_parser(sub)
     add_alert_parsers(sub)
     add_ops_parsers(sub)
+    add_setup_parsers(sub)
 
     demo = sub.add_parser("demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash")
     demo.add_argument(

@@ -11,7 +11,7 @@ from monitor.render import to_json
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    rows = run_doctor(args.config, send_test=args.send_test)
+    rows = run_doctor(args.config, send_test=args.send_test, offline=args.offline)
     if args.json:
         print(to_json([r.as_dict() for r in rows]))
     else:
@@ -33,6 +33,9 @@ def add_ops_parsers(sub: Any) -> None:
     doctor.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     doctor.add_argument(
         "--send-test", action="store_true", help="send one test message through every alert route (watch severity)"
+    )
+    doctor.add_argument(
+        "--offline", action="store_true", help="only what needs no network: config, database, channels and routes"
     )
     doctor.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     doctor.set_defaults(func=cmd_doctor)

@@ -98,20 +98,23 @@ def run_doctor(
     config_path: str | Path,
     *,
     send_test: bool = False,
+    offline: bool = False,
     clock: Callable[[], float] = time.time,
     stream_for_console: TextIO | None = None,
 ) -> list[CheckRow]:
     """Run every check of the config at ``config_path``; never raises for a failed check.
 
     ``stream_for_console``: where a console route's test message goes (default: stderr, so
-    stdout keeps the table or the JSON).
+    stdout keeps the table or the JSON). ``offline``: only the checks that need no network (the
+    config, the database, the channels and routes), e.g. right after ``liqmon init``.
     """
     started = time.perf_counter()
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         return [CheckRow("config", str(config_path), "FAIL", str(exc), time.perf_counter() - started)]
-    doctor = _Doctor(config, send_test=send_test, clock=clock, console=stream_for_console or sys.stderr)
+    doctor = _Doctor(config, send_test=send_test and not offline, clock=clock, console=stream_for_console or sys.stderr)
+    doctor.offline = offline
     doctor.rows.append(
         CheckRow(
             "config", str(config_path), "OK",
@@ -137,7 +140,13 @@ class _Doctor:
         self.rows: list[CheckRow] = []
         self.healthy: dict[str, RpcEndpoint] = {}  # chain -> first endpoint that passed ``rpc``
 
+    offline = False  # no RPC, market or delivery check: what can be known without a network
+
     def run(self) -> None:
+        if self.offline:
+            self.database_checks()
+            self.alert_checks()
+            return
         for chain in self.config.chains.values():
             for endpoint in chain.rpc_urls:
                 self.endpoint_checks(chain, endpoint)

@@ -29,6 +29,7 @@ from monitor.config.validate import (
     _one_line,
     _show,
 )
+from monitor.config.watchlist import expand_watchlist
 from monitor.config.yaml12 import _read_regular_file, _StrictLoader, _yaml_error_message
 from monitor.errors import ConfigError
 
@@ -284,6 +285,7 @@ def parse_config(
     if not isinstance(data, Mapping):
         v.fail_top(f"expected a mapping at the top level, got {_describe(data)}")
     data = expand_presets(data, v)  # `preset: aave-v3-base` -> the market's keys (+ its chain)
+    data = expand_watchlist(data, source, v)  # `watch: watch.yaml` -> accounts, labels, routes, levels
     v.check_keys(data, _TOP_KEYS, "")
     for key in ("chains", "markets"):
         if key not in data:
