@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from monitor.alerts.channels import Channel
+from monitor.alerts.hysteresis import near_subjects
 from monitor.alerts.outbox import DeliveryStats, deliver_due
 from monitor.alerts.pipeline import EvaluationResult, evaluate_snapshot
 from monitor.config import Config
@@ -54,6 +55,7 @@ class Monitor:
     metrics: Metrics = NULL_METRICS
     _detectors: dict[str, JumpDetector] = field(default_factory=dict)
     levels: LevelCache = field(default_factory=LevelCache)
+    _near: dict[str, frozenset[str]] = field(default_factory=dict)  # oracle subjects within their exit band
 
     def tick(self) -> TickResult:
         scans = scan_all(self.config, self.store, metrics=self.metrics, clock=self.clock)
@@ -71,7 +73,7 @@ class Monitor:
         market = market_state_of(self.store, snapshot)
         result = evaluate_snapshot(
             snapshot, self.store, self.config.alerts, market, now=now, anomalies=anomalies, cache=self.levels,
-            observe_hours=self.config.daemon.interval_s / 3600.0,
+            observe_hours=self.config.daemon.interval_s / 3600.0, near=self._near.pop(snapshot.market, frozenset()),
         )  # fmt: skip
         source = market.source
         self.metrics.positions(snapshot.market, Counter(a.severity for a in result.assessments))
@@ -126,8 +128,10 @@ class Monitor:
             cfg.heartbeats(list(result.feeds)),
             margin_s=cfg.stale_margin_s,
         )  # fmt: skip
+        reference = {s: f.price for s, f in result.feeds.items()}
+        self._near[snapshot.market] = near_subjects(protocol, reference, cfg)
         found += divergence(
-            {s: p for s, p in protocol.items() if s in result.feeds}, {s: f.price for s, f in result.feeds.items()},
+            {s: p for s, p in protocol.items() if s in result.feeds}, reference,
             warning_bps=cfg.divergence_warning_bps, critical_bps=cfg.divergence_critical_bps,
         )  # fmt: skip
         return found

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +20,8 @@ import numpy as np
 
 from monitor.alerts.assessment import Assessment
 from monitor.alerts.dedup import decide
+from monitor.alerts.hysteresis import step_oracle
+from monitor.alerts.inhibit import attach_causes
 from monitor.alerts.message import Message, verdicts_line
 from monitor.alerts.render import render, render_anomaly
 from monitor.config.alerts import AlertsConfig
@@ -191,6 +193,7 @@ def evaluate_snapshot(
     anomalies: Sequence[Anomaly] = (),
     cache: LevelCache | None = None,
     observe_hours: float = 0.0,
+    near: Collection[str] = (),  # oracle subjects within their exit band (monitor.alerts.hysteresis)
 ) -> EvaluationResult:
     previous = store.alert_states(snapshot.market)
     assessments = assess(snapshot, market, cfg, previous, now, cache=cache, observe_hours=observe_hours)
@@ -221,7 +224,8 @@ def evaluate_snapshot(
             sent_at = now
         if reason is not None or before is None or before["severity"] != a.severity or before["since"] != a.since:
             states.append({"subject": a.account, "severity": a.severity, "since": a.since, "last_sent_at": sent_at})
-    _anomaly_alerts(snapshot, cfg, previous, anomalies, now, states, alerts, reasons)
+    _anomaly_alerts(snapshot, cfg, previous, anomalies, now, states, alerts, reasons, frozenset(near))
+    attach_causes(snapshot, alerts)  # an oracle alert lists the positions it moved (alerts/inhibit.py)
     ids = store.record_alerts(snapshot.market, snapshot.block, states, alerts) if states or alerts else []
     return EvaluationResult(tuple(assessments), reasons, tuple(ids))
 
@@ -235,24 +239,33 @@ def _anomaly_alerts(
     states: list[dict[str, Any]],
     alerts: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     reasons: Counter[str],
+    near: frozenset[str] = frozenset(),
 ) -> None:
     current = {f"oracle:{x.kind}:{x.asset}": x for x in anomalies}
     subjects = set(current) | {s for s in previous if s.startswith("oracle:") and previous[s]["severity"] != "ok"}
     for subject in sorted(subjects):
         anomaly = current.get(subject)
-        severity = anomaly.severity if anomaly else "ok"
         before = previous.get(subject)
+        step = step_oracle(before, anomaly, subject in near, now, snapshot.block, cfg.oracle)  # no flapping
+        severity = step.severity
         prev_severity = before["severity"] if before else None
         reason = decide(prev_severity, before["last_sent_at"] if before else None, severity, now, cfg.repeat_interval_s)
-        if reason is None:
+        if reason is None or (reason == "repeat" and (step.held or anomaly is None)):
+            if step.seen and before is not None:  # still there: the dwell restarts
+                states.append({**_state_keys(before), "seen_at": now, "seen_block": snapshot.block})
             continue
         message = render_anomaly(snapshot.market, snapshot.block, anomaly, subject, reason)
         alerts.append(({"subject": subject, "severity": severity, "previous": prev_severity or "ok", "reason": reason,
                         "hf": None, "threshold": None, "detail": message_json(message)},
                        _deliveries(cfg, snapshot.market, None, prev_severity if anomaly is None else severity,
                                    message)))  # fmt: skip
-        states.append({"subject": subject, "severity": severity, "since": now, "last_sent_at": now})
+        seen = {"seen_at": now, "seen_block": snapshot.block} if step.seen else {}
+        states.append({"subject": subject, "severity": severity, "since": now, "last_sent_at": now, **seen})
         reasons[reason] += 1
+
+
+def _state_keys(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("subject", "severity", "since", "last_sent_at")}
 
 
 def _deliveries(

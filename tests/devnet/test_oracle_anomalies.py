@@ -37,7 +37,8 @@ def test_divergence_and_stale_feed_alert_and_resolve(devnet: Devnet, tmp_path: P
     data["markets"][0]["accounts"] = [s.account for s in devnet.seeded[:20]]
     data["alerts"] = {
         "oracle": {"chainlink_feeds": {"WETH": feed}, "heartbeat_s": 3600, "stale_margin_s": 300,
-                   "divergence_warning_bps": 100, "divergence_critical_bps": 300},
+                   "divergence_warning_bps": 100, "divergence_critical_bps": 300,
+                   "resolve_dwell_blocks": 0, "resolve_dwell_s": 0},  # resolved at once (hysteresis: test_grouping)
         "routes": [{"channel": "console", "min_severity": "warning"}],
     }  # fmt: skip
     config = parse_config(data, tmp_path / "c.yaml")
