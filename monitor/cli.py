@@ -375,8 +375,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print("liqmon demo: Black Thursday (2020-03-12) replayed on a local devnet (Aave V3, Morpho Blue, Compound V3)\n")
     rows: list[Any] = []
-    walk = run_demo(positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say,
-                    verbose=args.verbose)  # fmt: skip
+    walk = run_demo(positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say)
     with _terminated_unwinds(), closing(walk):  # SIGTERM / SIGHUP unwind: the demo's anvil is stopped
         last = _demo_walk(walk, rows)
     assert last is not None
@@ -482,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stress_parser(sub)
     add_alert_parsers(sub)
     add_ops_parsers(sub)
+    add_setup_parsers(sub)
 
     demo = sub.add_parser("demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash")
     demo.add_argument(
