@@ -33,7 +33,9 @@ _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 _ALERT_KEYS: Final = (
     "policy", "exit_margin", "min_dwell_s", "repeat_interval_s", "target_hf", "channels", "routes", "oracle",
+    "grouping",
 )  # fmt: skip
+_GROUPING_KEYS: Final = ("group_wait_s", "repeat_interval_s", "max_per_message")
 # keys of the old lognormal rule: refused with what replaced them (their meaning changed)
 _REMOVED_ALERT_KEYS: Final = {
     "floors": "fixed floors were removed: they bound every position on every date. Levels now come from "
@@ -71,7 +73,7 @@ _HEADER_NAME_RE: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _ROUTE_KEYS: Final = ("channel", "to", "markets", "accounts", "min_severity", "anomalies", "hard_levels")
 _ORACLE_KEYS: Final = (
     "chainlink_feeds", "heartbeat_s", "stale_margin_s", "divergence_warning_bps", "divergence_critical_bps",
-    "jump_z_warning", "jump_z_critical", "feeds",
+    "jump_z_warning", "jump_z_critical", "feeds", "resolve_dwell_blocks", "resolve_dwell_s", "exit_band",
 )  # fmt: skip
 _FEED_KEYS: Final = ("kind", "deviation", "heartbeat_s", "peg")
 _DAEMON_KEYS: Final = ("mode", "interval_s", "deliver_interval_s", "max_attempts", "log_format", "metrics_port")
@@ -157,6 +159,11 @@ class OracleConfig:
     jump_z_critical: float = 10.0
     # per feed (upper-cased symbol): pegged or floating, deviation threshold, heartbeat, peg
     feeds: Mapping[str, FeedSpec] = field(default_factory=dict)
+    # hysteresis (monitor.alerts.hysteresis): an oracle alert resolves only once its anomaly has been
+    # gone for this many blocks AND seconds; a divergence stays while above (1 - exit_band) x its level
+    resolve_dwell_blocks: int = 3
+    resolve_dwell_s: float = 600.0
+    exit_band: float = 0.2
 
     def feed(self, symbol: str) -> FeedSpec:
         """The feed parameters for ``symbol``: its ``feeds`` entry, else the per-asset default
@@ -175,6 +182,17 @@ class OracleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupingConfig:
+    """``alerts.grouping`` (monitor.alerts.grouping): a destination's due alerts wait ``group_wait_s``
+    after the oldest for company, then go as one message (split at the channel's size limit or
+    ``max_per_message`` entries); repeat reminders to a destination at most every ``repeat_interval_s``."""
+
+    group_wait_s: float = 0.0
+    repeat_interval_s: float = 0.0  # 0: each position's own repeat interval only
+    max_per_message: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class AlertsConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # the threshold policy (alerts.policy)
     repeat_interval_s: float = 6 * 3600.0
@@ -184,6 +202,7 @@ class AlertsConfig:
     )
     routes: tuple[RouteConfig, ...] = (RouteConfig("console", "", None, None, "watch", True),)
     oracle: OracleConfig = field(default_factory=OracleConfig)
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
 
     @property
     def exit_margin(self) -> float:
@@ -246,7 +265,23 @@ def parse_alerts(v: Validator, value: object, market_names: Sequence[str]) -> Al
         channels=channels,
         routes=routes,
         oracle=_oracle(v, raw.get("oracle")),
+        grouping=_grouping(v, raw.get("grouping")),
     )
+
+
+def _grouping(v: Validator, value: object) -> GroupingConfig:
+    if value is None:
+        return GroupingConfig()
+    raw = v.mapping(value, "alerts.grouping", "a mapping with group_wait_s, repeat_interval_s, max_per_message")
+    v.check_keys(raw, _GROUPING_KEYS, "alerts.grouping")
+    d, path = GroupingConfig(), "alerts.grouping"
+    return GroupingConfig(
+        group_wait_s=v.bounded_number(raw.get("group_wait_s", d.group_wait_s), f"{path}.group_wait_s", 0, 86400),
+        repeat_interval_s=v.bounded_number(raw.get("repeat_interval_s", d.repeat_interval_s),
+                                           f"{path}.repeat_interval_s", 0, 30 * 86400),
+        max_per_message=v.bounded_integer(raw.get("max_per_message", d.max_per_message), f"{path}.max_per_message",
+                                          1, 1000),
+    )  # fmt: skip
 
 
 def parse_daemon(v: Validator, value: object) -> DaemonConfig:
@@ -611,7 +646,12 @@ def _oracle(v: Validator, value: object) -> OracleConfig:
         jump_z_warning=_num(v, raw, "jump_z_warning", "alerts.oracle", d.jump_z_warning),
         jump_z_critical=_num(v, raw, "jump_z_critical", "alerts.oracle", d.jump_z_critical),
         feeds=_feeds(v, raw.get("feeds"), raw),
-    )
+        resolve_dwell_blocks=v.bounded_integer(raw.get("resolve_dwell_blocks", d.resolve_dwell_blocks),
+                                               "alerts.oracle.resolve_dwell_blocks", 0, 100_000),
+        resolve_dwell_s=v.bounded_number(raw.get("resolve_dwell_s", d.resolve_dwell_s), "alerts.oracle.resolve_dwell_s",
+                                         0, 30 * 86400),
+        exit_band=v.bounded_number(raw.get("exit_band", d.exit_band), "alerts.oracle.exit_band", 0, 0.9),
+    )  # fmt: skip
     if out.divergence_critical_bps <= out.divergence_warning_bps:
         v.fail("alerts.oracle.divergence_critical_bps", "must be larger than divergence_warning_bps")
     return out
