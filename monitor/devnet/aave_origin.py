@@ -149,6 +149,7 @@ DEFAULT_POSITIONS = 240
 INTEREST_DAYS = 90
 ORIGIN_MARKET_NAME = "aave-v3-origin-devnet"
 WHALE_USD = 50_000_000  # liquidity the whale supplies to every borrowable reserve
+INIT_RESERVES_PER_TX = 7  # initReserves deploys two proxies a reserve: ~8 M gas each
 
 # -- ABI fragments ---------------------------------------------------------------------------
 # The ones the reader also uses come from monitor.protocols.aave_v3_abi (checked against the
@@ -352,6 +353,7 @@ def deploy_origin(
     emodes: Sequence[OriginEModeSpec] = ORIGIN_EMODES,
     *,
     progress: Callable[[str], None] = lambda _msg: None,
+    whale_usd: float = WHALE_USD,
 ) -> OriginDeployment:
     """Deploy the aave-v3-origin market on ``node`` (anvil) and supply the whale's liquidity."""
     symbols = [r.symbol for r in reserves]
@@ -411,7 +413,9 @@ def deploy_origin(
          f"Aave Origin Devnet Variable Debt {r.symbol}", f"variableDebtOrig{r.symbol}", b"", r.rate.encode())
         for r in reserves
     ]  # fmt: skip
-    node.send(Tx(admin, configurator, INIT_RESERVES.encode(inputs), 60_000_000, "initReserves"))
+    for start in range(0, len(inputs), INIT_RESERVES_PER_TX):  # 7 reserves: one transaction, as always
+        part = inputs[start : start + INIT_RESERVES_PER_TX]
+        node.send(Tx(admin, configurator, INIT_RESERVES.encode(part), 60_000_000, "initReserves"))
     txs: list[Tx] = []
 
     def admin_tx(call: Fn, *args: Any, what: str) -> None:
@@ -466,7 +470,7 @@ def deploy_origin(
         revision=int(node.call(pool, POOL_REVISION)),
     )
     progress("whale liquidity")
-    supply_liquidity(node, deployment, reserves)
+    supply_liquidity(node, deployment, reserves, whale_usd)
     return deployment
 
 
@@ -489,16 +493,19 @@ def _set_ltvzero(
 
 
 def supply_liquidity(
-    node: DevnetNode, deployment: Deployment, reserves: Sequence[OriginReserveSpec] = ORIGIN_RESERVES
+    node: DevnetNode,
+    deployment: Deployment,
+    reserves: Sequence[OriginReserveSpec] = ORIGIN_RESERVES,
+    whale_usd: float = WHALE_USD,
 ) -> None:
-    """The whale supplies ``WHALE_USD`` of every borrowable reserve (and keeps as much to repay)."""
+    """The whale supplies ``whale_usd`` of every borrowable reserve (and keeps as much to repay)."""
     whale, pool = deployment.whale, deployment.pool
     txs: list[Tx] = []
     for r in reserves:
         if not r.borrowable:
             continue
         token = deployment.token(r.symbol)
-        amount = int(WHALE_USD / r.price_usd) * 10**r.decimals
+        amount = int(whale_usd / r.price_usd) * 10**r.decimals
         txs += [
             Tx(whale, token.address, MINT.encode(whale, 2 * amount), GAS_MINT, f"mint {r.symbol}"),
             Tx(whale, token.address, APPROVE.encode(pool, MAX_UINT256), GAS_APPROVE, f"approve {r.symbol}"),
@@ -705,8 +712,13 @@ def seed_origin_positions(
     each account enters its eMode first (so PTUSD becomes collateral), supplies, then borrows."""
     prices = origin_prices(node, deployment)
     positions = plan_origin_positions(n, prices, seed=seed, reserves=reserves, emodes=emodes)
-    node.impersonate_all()
-    node.set_balances([p.account for p in positions], ETH_FOR_GAS)
+    open_positions(node, deployment, positions, emodes, progress=progress)
+    return positions
+
+
+def position_txs(deployment: Deployment, positions: Sequence[OriginPosition]) -> list[Tx]:
+    """The transactions that open ``positions``, per account in order: eMode, then for each
+    collateral mint / approve / supply, then each borrow."""
     pool = deployment.pool
     txs: list[Tx] = []
     for p in positions:
@@ -723,15 +735,32 @@ def seed_origin_positions(
             token = deployment.token(symbol).address
             txs.append(Tx(p.account, pool, BORROW.encode(token, amount, 2, 0, p.account), GAS_BORROW,
                           f"borrow {symbol} ({p.kind} {p.account})"))  # fmt: skip
+    return txs
+
+
+def open_positions(
+    node: DevnetNode,
+    deployment: Deployment,
+    positions: Sequence[OriginPosition],
+    emodes: Sequence[OriginEModeSpec] = ORIGIN_EMODES,
+    *,
+    send: Callable[[Sequence[Tx]], object] | None = None,
+    chunk: int = 2_000,
+    progress: Callable[[int, int], None] = lambda _done, _total: None,
+) -> None:
+    """Open ``positions`` through the Pool (the LTV-zero flags lifted meanwhile); ``send`` sends a
+    list of transactions (default ``node.send_many``: one block a transaction)."""
+    node.impersonate_all()
+    node.set_balances([p.account for p in positions], ETH_FOR_GAS)
+    txs = position_txs(deployment, positions)
     configurator = deployment.pool_configurator
     tokens = dict(deployment.tokens)
     _set_ltvzero(node, deployment.admin, configurator, tokens, emodes, False)  # lifted while positions open
-    chunk = 2_000
+    sender = send or node.send_many
     for start in range(0, len(txs), chunk):
-        node.send_many(txs[start : start + chunk])
+        sender(txs[start : start + chunk])
         progress(min(len(txs), start + chunk), len(txs))
     _set_ltvzero(node, deployment.admin, configurator, tokens, emodes, True)
-    return positions
 
 
 def seed_origin(

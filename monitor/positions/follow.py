@@ -362,10 +362,13 @@ class AaveFollower:
             self.reader.read_reserves(at)  # the reserves its last read_reserves found with any
             self._reader_stable = state.stable_assets
         differences: list[Difference] = []
-        for position in self.reader.read_positions(wanted, tuple(state.reserves.values()), at):
+        read_all = not getattr(self.reader, "used_reserves_only", False)
+        for position in self.reader.read_positions(wanted, tuple(state.reserves.values()), at, account_data=True):
+            config = position.user_configuration  # the reader read the reserves this bitmap names
+            read = frozenset(r.asset for r in state.reserves.values() if (config >> (2 * r.reserve_id)) & 3)
             chain = ChainAccount(
                 AccountState.of_position(position),
-                None,
+                None if read_all else read,
                 (
                     position.total_collateral_base, position.total_debt_base, position.available_borrows_base,
                     position.current_liquidation_threshold, position.ltv, position.health_factor,

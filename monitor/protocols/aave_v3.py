@@ -7,11 +7,20 @@ Reads (all ``eth_call`` at the same block number, batched through Multicall3):
 3. per reserve: configuration (protocol fee, paused, and the eMode bits before 3.2), indexes,
    token addresses, normalized income / debt, price, the liquidation grace period (3.1+), and
    before 3.2 whether its stable-debt token has any supply;
-4. per account: ``getUserAccountData``, user configuration, eMode, and per reserve the
-   scaled aToken / variable-debt balances and (before 3.2, where there is any) the stable debt;
+4. per account, in two passes over all accounts: first the user configuration and eMode (and,
+   when asked, ``getUserAccountData``), then only over the reserves the configuration bitmap
+   says the account uses (collateral or borrowing bit) the scaled aToken / variable-debt
+   balances and (before 3.2, where there is any) the stable debt: ~2 + 2 x 2.5 sub-calls an
+   account instead of 3 + 2R (``used_reserves_only=False``: every reserve, as before);
 5. eMode categories: before 3.2 ``getEModeCategoryData`` of the ids reserves or accounts use;
    from 3.2 every configured id (ids 1..255 probed in one batch) plus those accounts use,
    with collateral config, collateral / borrowable bitmaps, label and (3.6+) LTV-zero bitmap.
+
+Without ``getUserAccountData`` (the default) each position's HF and totals are recomputed
+locally and exactly (:func:`monitor.risk.health.account_data`, the Pool revision's rounding;
+before 3.2 with the eMode price sources' prices read with the balances); ``read_account_data``
+reads the Pool's own figures instead (verification, reconciliation). Every batch is sized by
+gas and the batches of one pass are in flight together (:class:`~monitor.chain.multicall.Multicall`).
 What each revision has is in :mod:`monitor.protocols.aave_revisions`.
 Borrowers are discovered from ``Borrow`` events (``onBehalfOf``), checkpointed in the store.
 """
@@ -33,6 +42,7 @@ from monitor.models import AssetLeg, EModeCategory, MarketSnapshot, Position, Re
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_revisions import AaveRules, a_token_balance, rules_for, variable_debt_balance
 from monitor.protocols.base import ReaderCore, accounts_from_events, required
+from monitor.risk.health import account_data
 
 PROTOCOL = "aave_v3"
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -49,6 +59,15 @@ REVISION_PROBES: tuple[tuple[Fn, tuple[Any, ...], int], ...] = (
     (abi.GET_LIQUIDATION_GRACE_PERIOD, (ZERO,), 4),  # v3.1.0
 )
 FALLBACK_REVISION = 1  # none answers: 3.0
+
+
+def _unread_leg(reserve: Reserve, user_config: int) -> AssetLeg:
+    """The leg of a reserve the configuration bitmap says the account does not use (no bit: no
+    debt, no collateral that counts); its balances were not read (an aToken balance held with the
+    collateral bit off is not seen: it weighs nothing in the HF)."""
+    return AssetLeg(asset=reserve.asset, symbol=reserve.symbol, scaled_collateral=0, collateral=0,
+                    scaled_variable_debt=0, variable_debt=0, stable_debt=0,
+                    used_as_collateral=bool((user_config >> (2 * reserve.reserve_id + 1)) & 1))  # fmt: skip
 
 
 def decoded_or_none(call: Call, result: tuple[bool, bytes]) -> tuple[Any, ...] | None:
@@ -137,8 +156,12 @@ class AaveV3Reader(ReaderCore):
         chain_id: int,
         multicall: Multicall,
         max_log_range: int = 2000,
+        read_account_data: bool = False,
+        used_reserves_only: bool = True,
     ) -> None:
         super().__init__(client, market=market, chain_id=chain_id, multicall=multicall, max_log_range=max_log_range)
+        self.read_account_data = read_account_data  # the Pool's getUserAccountData, else recomputed locally
+        self.used_reserves_only = used_reserves_only  # balances only where the configuration bitmap has a bit
         self.provider = to_checksum_address(pool_addresses_provider)
         self._addresses: MarketAddresses | None = None
         self._revision: tuple[int, int] | None = None  # (block, Pool revision at that block)
@@ -342,13 +365,17 @@ class AaveV3Reader(ReaderCore):
         )  # fmt: skip
 
     def account_calls(self, account: str, pool: str, reserves: Sequence[Reserve]) -> list[Call]:
-        """One account's calls; the stable debt only of the reserves the last
-        :meth:`read_reserves` found with stable debt (before 3.2), allowed to fail."""
-        calls = [
-            Call(pool, abi.GET_USER_ACCOUNT_DATA, (account,)),
-            Call(pool, abi.GET_USER_CONFIGURATION, (account,)),
-            Call(pool, abi.GET_USER_EMODE, (account,)),
-        ]
+        """One account's calls over ``reserves`` in the one-pass layout (``getUserAccountData``,
+        configuration, eMode, then per reserve the balances); the stable debt only of the reserves
+        the last :meth:`read_reserves` found with stable debt (before 3.2), allowed to fail."""
+        return [*self._head_calls(account, pool, True), *self._balance_calls(account, reserves)]
+
+    def _head_calls(self, account: str, pool: str, with_account_data: bool) -> list[Call]:
+        calls = [Call(pool, abi.GET_USER_ACCOUNT_DATA, (account,))] if with_account_data else []
+        return [*calls, Call(pool, abi.GET_USER_CONFIGURATION, (account,)), Call(pool, abi.GET_USER_EMODE, (account,))]
+
+    def _balance_calls(self, account: str, reserves: Sequence[Reserve]) -> list[Call]:
+        calls: list[Call] = []
         for r in reserves:
             calls.append(Call(r.a_token, abi.SCALED_BALANCE_OF, (account,)))
             calls.append(Call(r.variable_debt_token, abi.SCALED_BALANCE_OF, (account,)))
@@ -356,26 +383,83 @@ class AaveV3Reader(ReaderCore):
                 calls.append(Call(r.stable_debt_token, abi.BALANCE_OF, (account,), allow_failure=True))
         return calls
 
-    def read_positions(self, accounts: Sequence[str], reserves: Sequence[Reserve], block: int) -> list[Position]:
+    def read_positions(
+        self,
+        accounts: Sequence[str],
+        reserves: Sequence[Reserve],
+        block: int,
+        *,
+        account_data: bool | None = None,
+    ) -> list[Position]:
+        """The positions of ``accounts`` at ``block`` (see the module docstring, step 4);
+        ``account_data`` overrides the reader's ``read_account_data`` for this read."""
+        return self._read_positions(accounts, reserves, block, account_data)[0]
+
+    def _read_positions(
+        self,
+        accounts: Sequence[str],
+        reserves: Sequence[Reserve],
+        block: int,
+        with_data: bool | None = None,
+        reserve_emodes: Iterable[int] = (),
+    ) -> tuple[list[Position], tuple[EModeCategory, ...] | None]:
+        """Positions, and the eMode categories when this read needed them (local HF)."""
         pool = self.addresses(block).pool
         rules = self.rules(block)
-        groups = [self.account_calls(a, pool, reserves) for a in accounts]
-        results = self.multicall.run_groups(groups, block)
-        return [self._position(a, reserves, r, block, rules) for a, r in zip(accounts, results, strict=True)]
+        with_data = self.read_account_data if with_data is None else with_data
+        if not self.used_reserves_only:
+            groups = [self.account_calls(a, pool, reserves) for a in accounts]
+            results = self.multicall.run_groups(groups, block)
+            positions = [self._position(a, reserves, r, block, rules) for a, r in zip(accounts, results, strict=True)]
+            return positions, None
+        heads = self.multicall.run_groups([self._head_calls(a, pool, with_data) for a in accounts], block)
+        at = 1 if with_data else 0
+        configs = [int(required(h[at])[0]) for h in heads]
+        emodes = [int(required(h[at + 1])[0]) for h in heads]
+        used = [
+            [r for r in reserves if (config >> (2 * r.reserve_id)) & 3] for config in configs
+        ]  # fmt: skip
+        categories: tuple[EModeCategory, ...] | None = None
+        by_id: dict[int, EModeCategory] = {}
+        if not with_data:
+            categories = self.read_emode_categories([*reserve_emodes, *(r.emode_category for r in reserves), *emodes],
+                                                    block)  # fmt: skip
+            by_id = {c.id: c for c in categories}
+        sources = self._price_sources(rules, categories or ())
+        groups = [self._balance_calls(a, rs) for a, rs in zip(accounts, used, strict=True)]
+        if sources:
+            groups.append([Call(self.addresses(block).oracle, abi.GET_ASSETS_PRICES, (sources,))])
+        balances = self.multicall.run_groups(groups, block)
+        prices = {r.asset: r.price for r in reserves}
+        if sources:
+            prices |= dict(zip(sources, (int(p) for p in required(balances.pop()[0])[0]), strict=True))
+        positions = []
+        for account, head, config, emode, rs, answers in zip(
+            accounts, heads, configs, emodes, used, balances, strict=True
+        ):
+            read = dict(zip((r.asset for r in rs), self._legs(rs, answers, config, rules), strict=True))
+            legs = [read.get(r.asset) or _unread_leg(r, config) for r in reserves]  # one leg a reserve, as ever
+            if with_data:
+                data = tuple(int(x) for x in required(head[0]))
+            else:
+                local = account_data(legs, reserves, emode, config, by_id, prices, rules)
+                data = (local.total_collateral_base, local.total_debt_base, local.available_borrows_base,
+                        local.current_liquidation_threshold, local.ltv, local.health_factor)  # fmt: skip
+            positions.append(self._make_position(account, block, data, config, emode, legs))
+        return positions, categories
 
-    def _position(
-        self,
-        account: str,
-        reserves: Sequence[Reserve],
-        results: Sequence[tuple[Any, ...] | None],
-        block: int,
-        rules: AaveRules,
-    ) -> Position:
-        total_collateral, total_debt, available, lt, ltv, hf = required(results[0])
-        user_config = int(required(results[1])[0])
-        emode = int(required(results[2])[0])
+    @staticmethod
+    def _price_sources(rules: AaveRules, categories: Sequence[EModeCategory]) -> list[str]:
+        """Before 3.2: the eMode price sources the local HF needs the oracle's price of."""
+        if not rules.emode_price_source:
+            return []
+        return sorted({c.price_source for c in categories if int(c.price_source, 16)})
+
+    def _legs(
+        self, reserves: Sequence[Reserve], results: Sequence[tuple[Any, ...] | None], user_config: int, rules: AaveRules
+    ) -> list[AssetLeg]:
         legs = []
-        at = ACCOUNT_CALLS
+        at = 0
         for r in reserves:
             scaled_collateral = int(required(results[at])[0])
             scaled_debt = int(required(results[at + 1])[0])
@@ -397,6 +481,27 @@ class AaveV3Reader(ReaderCore):
                     used_as_collateral=bool((user_config >> (2 * r.reserve_id + 1)) & 1),
                 )
             )
+        return legs
+
+    def _position(
+        self,
+        account: str,
+        reserves: Sequence[Reserve],
+        results: Sequence[tuple[Any, ...] | None],
+        block: int,
+        rules: AaveRules,
+    ) -> Position:
+        """One account from the one-pass layout of :meth:`account_calls`."""
+        data = tuple(int(x) for x in required(results[0]))
+        user_config = int(required(results[1])[0])
+        emode = int(required(results[2])[0])
+        legs = self._legs(reserves, results[ACCOUNT_CALLS:], user_config, rules)
+        return self._make_position(account, block, data, user_config, emode, legs)
+
+    def _make_position(
+        self, account: str, block: int, data: Sequence[int], user_config: int, emode: int, legs: Sequence[AssetLeg]
+    ) -> Position:
+        total_collateral, total_debt, available, lt, ltv, hf = data
         return Position(
             market=self.market,
             account=to_checksum_address(account),
@@ -421,11 +526,12 @@ class AaveV3Reader(ReaderCore):
         """Market and positions, every read pinned to ``block.number``; the block hash is
         checked again at the end so a reorg during the scan is never stored."""
         reserves, base_unit = self.read_reserves(block.number)
-        positions = self.read_positions(accounts, reserves, block.number)
-        categories = self.read_emode_categories(
-            [r.emode_category for r in reserves] + [p.emode_category for p in positions],
-            block.number,
-        )
+        positions, categories = self._read_positions(accounts, reserves, block.number)
+        if categories is None:  # the Pool's figures were read: the categories are read apart
+            categories = self.read_emode_categories(
+                [r.emode_category for r in reserves] + [p.emode_category for p in positions],
+                block.number,
+            )
         check_block(self.client, block, self.market)
         return MarketSnapshot(
             market=self.market,

@@ -70,6 +70,7 @@ def read(origin: OriginDevnet) -> MarketSnapshot:
     reader = AaveV3Reader(
         origin.client, market="origin", pool_addresses_provider=origin.deployment.pool_addresses_provider,
         chain_id=31337, multicall=Multicall(origin.client, calls_per_batch=1000),
+        read_account_data=True,  # the Pool's own HF: what the local recomputation is checked against
     )  # fmt: skip
     return reader.snapshot(origin.accounts, block_ref(origin.client))
 

@@ -42,6 +42,7 @@ def read(devnet: Devnet) -> MarketSnapshot:
     reader = AaveV3Reader(
         devnet.client, market="m", pool_addresses_provider=devnet.deployment.pool_addresses_provider,
         chain_id=31337, multicall=Multicall(devnet.client, calls_per_batch=1000),
+        read_account_data=True,  # the Pool's own HF: what the local recomputation is checked against
     )  # fmt: skip
     return reader.snapshot([s.account for s in devnet.seeded], block_ref(devnet.client))
 

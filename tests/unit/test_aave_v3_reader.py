@@ -180,10 +180,14 @@ class FakeMulticall(Multicall):
         return out
 
 
-def reader_for(pool: FakePool) -> AaveV3Reader:
+def reader_for(pool: FakePool, **plan: bool) -> AaveV3Reader:
+    """The reader in the one-pass layout of every reserve with the Pool's figures (what these
+    fakes answer); the two-pass plan over the used reserves has its own tests."""
+    plan = {"read_account_data": True, "used_reserves_only": False, **plan}
     return AaveV3Reader(
-        cast(RpcClient, None), market="m", pool_addresses_provider=PROVIDER, chain_id=1, multicall=FakeMulticall(pool)
-    )
+        cast(RpcClient, None), market="m", pool_addresses_provider=PROVIDER, chain_id=1, multicall=FakeMulticall(pool),
+        **plan,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- pure decoding
