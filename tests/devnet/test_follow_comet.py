@@ -1,0 +1,262 @@
+"""Following a Compound III market by its events on the devnet's CometLike, block by block.
+
+From ONE full read, a replay of random actions (base supplied, repaid and withdrawn into debt,
+base transfers, collateral in / out and transferred, accruals, absorbs of accounts the follower
+finds under HF 1) interleaved with price moves and time warps (interest accrues: the
+cUSDCv3 rate model at ~80 % utilization), one mined block at a time. Two followers run side by
+side on their own clients, both ``complete`` (they follow every account of the market):
+
+- ``checked`` re-reads the accounts each block's events touched and compares them with the
+  event-applied ones, plus a rotating reconciliation sample in the same aggregate3;
+- ``events_only`` never re-reads an account its events explain.
+
+At EVERY block both followers' snapshots (both HFs recomputed locally, after accrual to the
+block's timestamp and at the stored index) must equal the reader's full re-read exactly. No
+difference may be found by the touched read or by reconciliation. Comet emits no event for a
+debt a base transfer grows or repays: those blocks, and only those, must be caught by the
+principal-totals check (source ``"totals"``). Steady state: 2 requests a block.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from monitor.chain.blocks import block_ref
+from monitor.chain.multicall import Multicall
+from monitor.chain.rpc import RpcClient
+from monitor.devnet import comet as cm
+from monitor.devnet.anvil import Anvil
+from monitor.devnet.deploy import install_multicall
+from monitor.devnet.node import DevnetNode, Tx
+from monitor.models import WAD
+from monitor.positions.base import Follower
+from monitor.positions.comet_follow import CometFollower, present
+from monitor.protocols.compound_v3 import CompoundV3Reader
+from tests.devnet.support_follow import describe, mine_block, position_rows
+
+pytestmark = pytest.mark.devnet
+
+LIQUIDATOR = "0x000000000000000000000000000000000000bEEF"
+SEED = 4
+BLOCKS = 120
+GAS = 1_000_000
+
+
+@dataclass
+class Net:
+    url: str
+    client: RpcClient
+    node: DevnetNode
+    deployment: cm.CometDeployment
+    accounts: list[str]  # every account holding anything: the seeded borrowers and the supplier
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    with Anvil() as anvil:
+        client = RpcClient([anvil.url], timeout=120, max_retries=0)
+        node = DevnetNode(client)
+        install_multicall(node)
+        deployment = cm.deploy_comet(node)
+        seeded = cm.seed_comet(node, deployment, 24, seed=SEED, hf_range=(1.02, 1.3), utilization=0.8)
+        node.set_balances([s.account for s in seeded] + [LIQUIDATOR], 10**21)
+        yield Net(anvil.url, client, node, deployment, [s.account for s in seeded] + [cm.supplier_account(SEED)])
+        client.close()
+
+
+def _reader(url: str, comet: str) -> CompoundV3Reader:
+    client = RpcClient([url], timeout=120, max_retries=0)
+    return CompoundV3Reader(client, market="comet", comet=comet, chain_id=31337, multicall=Multicall(client))
+
+
+class Driver:
+    """Random Comet activity, one block at a time; knows which base transfers no event shows."""
+
+    def __init__(self, net: Net, actors: list[str], seed: int) -> None:
+        self.net = net
+        self.dep = net.deployment
+        self.actors = actors
+        self.rng = random.Random(seed)
+        self.answers = {s: p for s, p in cm.comet_prices(net.node, self.dep).items() if s != self.dep.base.symbol}
+        self.done: dict[str, int] = {}
+        self.hidden_blocks: set[int] = set()  # blocks with a base transfer whose debt change no event names
+        self.blocks = 0
+
+    def block(self, follower: CometFollower) -> int:
+        self.blocks += 1
+        txs: list[tuple[str, Tx]] = []
+        owner = self.dep.owner
+        if self.blocks % 4 == 0:
+            c = self.rng.choice(self.dep.collaterals)
+            move = self.rng.choice((-0.2, -0.08, -0.03, 0.02, 0.05, 0.1))
+            self.answers[c.symbol] = max(1, int(self.answers[c.symbol] * (1 + move)))
+            txs.append(("price", Tx(owner, c.feed, cm.SET_ANSWER.encode(self.answers[c.symbol]), 200_000, "price")))
+        if self.blocks % 6 == 0:
+            self.net.client.request("evm_increaseTime", [self.rng.choice((3_600, 86_400, 30 * 86_400))])
+        for _ in range(self.rng.randint(1, 4)):
+            txs.append(self._action(follower))
+        txs += self._absorbs(follower)
+        block, ok = mine_block(self.net.client, [t for _, t in txs])
+        for (kind, _), good in zip(txs, ok, strict=True):
+            if good:
+                self.done[kind] = self.done.get(kind, 0) + 1
+        if any(good and kind == "transfer_hidden" for (kind, _), good in zip(txs, ok, strict=True)):
+            self.hidden_blocks.add(block)
+        return block
+
+    def _balance(self, follower: CometFollower, account: str) -> int:
+        """The account's present base balance at the follower's indices (signed, base units)."""
+        acct = follower.book.get(account)
+        totals = follower.totals
+        return present(acct.principal, totals.base_supply_index, totals.base_borrow_index) if acct else 0
+
+    def _action(self, follower: CometFollower) -> tuple[str, Tx]:
+        owner, comet = self.dep.owner, self.dep.comet
+        who = self.rng.choice(self.actors)
+        acct = follower.book.get(who)
+        c = self.rng.choice(self.dep.collaterals)
+        usd = 10**self.dep.base.decimals
+        kind = self.rng.choice(("supply", "borrow", "borrow", "collateral_in", "collateral_out", "transfer",
+                                "transfer", "transfer_collateral", "accrue"))  # fmt: skip
+        if kind == "supply":
+            return kind, Tx(owner, comet, cm.SUPPLY.encode(who, self.rng.randint(10, 20_000) * usd), GAS, kind)
+        if kind == "borrow":
+            return kind, Tx(owner, comet, cm.BORROW.encode(who, self.rng.randint(100, 8_000) * usd), GAS, kind)
+        if kind in ("collateral_in", "collateral_out"):
+            held = acct.balances.get(c.address, 0) if acct else 0
+            unit = 10**c.decimals * 100 * 10**8 // max(1, self.answers[c.symbol])  # ~100 USD
+            more = held + self.rng.randint(1, 100) * unit
+            new = more if kind == "collateral_in" else held * self.rng.randint(0, 2) // 3
+            return kind, Tx(owner, comet, cm.SET_COLLATERAL.encode(who, c.address, new), GAS, kind)
+        if kind == "transfer_collateral":
+            held = acct.balances.get(c.address, 0) if acct else 0
+            to = self.rng.choice([a for a in self.actors if a != who])
+            amount = max(1, held // self.rng.choice((2, 5, 20)))
+            return kind, Tx(who, comet, cm.TRANSFER_ASSET.encode(to, c.address, amount), GAS, kind)
+        if kind == "accrue":
+            return kind, Tx(who, comet, cm.ACCRUE_ACCOUNT.encode(who), GAS, kind)
+        # a base transfer: visible when the sender only spends supply and the recipient owes nothing;
+        # a debt grown or repaid by it names no one (never between two borrowers here: see the other test)
+        to = self.rng.choice([a for a in self.actors if a != who])
+        mine, theirs = self._balance(follower, who), self._balance(follower, to)
+        amount = self.rng.randint(10, 5_000) * usd
+        if mine > 0 and self.rng.random() < 0.6:
+            amount = max(1, min(amount, mine))
+        into_debt = amount > max(mine, 0)
+        repays = theirs < 0
+        if into_debt and repays:
+            amount = max(1, mine) if mine > 0 else amount
+            into_debt = amount > max(mine, 0)
+            if into_debt:
+                return "accrue", Tx(who, comet, cm.ACCRUE_ACCOUNT.encode(who), GAS, "accrue")
+        name = "transfer_hidden" if into_debt or repays else "transfer"
+        return name, Tx(who, comet, cm.TRANSFER.encode(to, amount), GAS, name)
+
+    def _absorbs(self, follower: CometFollower) -> list[tuple[str, Tx]]:
+        under = sorted(a for a, hf in follower.health_factors().items() if hf < WAD)
+        if not under or self.rng.random() < 0.4:
+            return []
+        picked = self.rng.sample(under, k=min(2, len(under)))
+        return [("absorb", Tx(LIQUIDATOR, self.dep.comet, cm.ABSORB.encode(LIQUIDATOR, picked), 2_000_000, "absorb"))]
+
+
+def test_follow_comet_by_events_without_drift(net: Net) -> None:
+    snapshot_id = net.node.snapshot()
+    try:
+        comet = net.deployment.comet
+        followed = [*net.accounts, LIQUIDATOR]
+        reader = _reader(net.url, comet)
+        checked = CometFollower(_reader(net.url, comet), followed, reconcile_sample=5, reconcile_all_every=25,
+                                complete=True, discover=True)  # fmt: skip
+        events_only = CometFollower(_reader(net.url, comet), followed, verify_touched=False, complete=True,
+                                    discover=True)  # fmt: skip
+        assert isinstance(checked, Follower)
+        start = block_ref(net.client)
+        checked.start(start)
+        events_only.start(start.number)
+        driver = Driver(net, net.accounts[:16], seed=SEED)
+        net.client.request("evm_setAutomine", [False])
+        steady: list[int] = []
+        caught: set[int] = set()
+        try:
+            for _ in range(BLOCKS):
+                block = driver.block(checked)
+                report = checked.step(block)
+                quiet = events_only.step(block)
+                for r in (report, quiet):  # a difference only where a transfer changed a debt unnamed:
+                    if r.differences:  # caught by the totals check (or the sample read in the same call)
+                        assert block in driver.hidden_blocks, (block, describe(r.differences))
+                        assert {d.source for d in r.differences} <= {"totals", "reconcile"}, describe(r.differences)
+                        caught.add(block)
+                if block not in driver.hidden_blocks and not report.discovered:
+                    steady.append(report.requests)
+                    assert report.requests == 2, report.requests_by_method  # the sample rides in the same call
+                ref = block_ref(reader.client, block)
+                full = position_rows(reader.snapshots(followed, ref))
+                assert position_rows(checked.snapshots(ref.hash, ref.timestamp)) == full, block
+                assert position_rows(events_only.snapshots(ref.hash, ref.timestamp)) == full, block
+        finally:
+            net.client.request("evm_setAutomine", [True])
+        for follower in (checked, events_only):
+            assert follower.reconcile() == []
+            assert follower.inexact == 0
+            assert follower.principal_sums() == (follower.totals.total_supply_base, follower.totals.total_borrow_base)
+        assert checked.difference_counts.keys() <= {"totals", "reconcile"}
+        assert checked.difference_counts["totals"] > 0 and events_only.difference_counts.keys() == {"totals"}
+        for kind in ("supply", "borrow", "collateral_in", "collateral_out", "transfer", "transfer_hidden",
+                     "transfer_collateral", "accrue", "price"):  # fmt: skip
+            assert driver.done.get(kind, 0) >= 2, (kind, driver.done)
+        assert driver.done.get("absorb", 0) >= 2, driver.done
+        assert caught, "no hidden debt change was caught by the totals check"
+        assert max(steady) == 2
+    finally:
+        net.node.revert(snapshot_id)
+
+
+def test_transfer_between_borrowers_names_no_one_and_reconciliation_finds_it(net: Net) -> None:
+    """Comet's limit: a base transfer between two accounts that both stay in debt emits no event.
+    The follower sees nothing in that block's events; the totals check catches it unless both
+    principal changes cancel exactly; reconciliation always does, and takes the chain's state."""
+    snapshot_id = net.node.snapshot()
+    try:
+        comet = net.deployment.comet
+        follower = CometFollower(_reader(net.url, comet), [*net.accounts, LIQUIDATOR], complete=True)
+        follower.start("latest")
+        hfs = follower.health_factors()
+        src, dst = sorted((a for a, acct in follower.book.items() if acct.principal < 0), key=lambda a: -hfs[a])[:2]
+        receipt = net.node.send(Tx(src, comet, cm.TRANSFER.encode(dst, 100 * 10**6), GAS, "transfer"))
+        block = int(receipt["blockNumber"], 16)
+        report = follower.step(block)
+        assert report.events == 0 and report.touched == ()
+        found = {d.account for d in report.differences} | {d.account for d in follower.reconcile()}
+        assert found == {src, dst}
+        assert follower.reconcile() == []
+        assert follower.principal_sums() == (follower.totals.total_supply_base, follower.totals.total_borrow_base)
+    finally:
+        net.node.revert(snapshot_id)
+
+
+def test_unwind_rereads_what_the_dropped_blocks_touched(net: Net) -> None:
+    snapshot_id = net.node.snapshot()
+    try:
+        comet = net.deployment.comet
+        follower = CometFollower(_reader(net.url, comet), net.accounts)
+        follower.start("latest")
+        base = follower.block
+        fork = net.node.snapshot()
+        who = net.accounts[0]
+        net.node.send(Tx(net.deployment.owner, comet, cm.SUPPLY.encode(who, 50 * 10**6), GAS, "supply"))
+        head = net.client.block_number()
+        assert follower.step(head).touched == (who,)
+        net.node.revert(fork)
+        net.client.request("anvil_mine", [hex(head - base + 1)])
+        assert follower.unwind(base) == {who}
+        report = follower.step(net.client.block_number())
+        assert who in report.read and report.differences == ()
+        assert follower.reconcile() == []
+    finally:
+        net.node.revert(snapshot_id)
