@@ -21,7 +21,7 @@ from typing import Any, Final
 from monitor.config.validate import Validator
 from monitor.errors import InputError
 from monitor.risk.anomalies import DEFAULT_FLOATING, DEFAULT_PEGGED, FEED_KINDS, FeedSpec, feed_spec
-from monitor.risk.policy import PolicyConfig
+from monitor.risk.policy import OptTriple, PolicyConfig, PolicyOverride
 
 SEVERITY_NAMES: Final = ("watch", "warning", "critical", "liquidatable")
 CHANNEL_TYPES: Final = ("telegram", "email", "console", "webhook", "slack", "discord")
@@ -33,6 +33,7 @@ _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 _ALERT_KEYS: Final = (
     "policy", "exit_margin", "min_dwell_s", "repeat_interval_s", "target_hf", "channels", "routes", "oracle",
+    "accounts", "markets",
     "grouping",
 )  # fmt: skip
 _GROUPING_KEYS: Final = ("group_wait_s", "repeat_interval_s", "max_per_message")
@@ -70,7 +71,13 @@ _CHANNEL_KEYS: Final = {
 }
 _ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER_NAME_RE: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-_ROUTE_KEYS: Final = ("channel", "to", "markets", "accounts", "min_severity", "anomalies", "hard_levels")
+_ROUTE_KEYS: Final = (
+    "channel", "to", "markets", "accounts", "min_severity", "anomalies", "hard_levels", "levels", "policy",
+)  # fmt: skip
+# alerts.accounts.<address> / alerts.markets.<name>: own levels (hard HF floors) and policy knobs
+_ACCOUNT_KEYS: Final = ("label", "levels", "policy")
+_MARKET_OVERRIDE_KEYS: Final = ("levels", "policy")
+_KNOB_KEYS: Final = ("reaction_hours", "alarm_cost_usd", "probability", "min_probability", "max_probability")
 _ORACLE_KEYS: Final = (
     "chainlink_feeds", "heartbeat_s", "stale_margin_s", "divergence_warning_bps", "divergence_critical_bps",
     "jump_z_warning", "jump_z_critical", "feeds", "resolve_dwell_blocks", "resolve_dwell_s", "exit_band",
@@ -137,6 +144,7 @@ class RouteConfig:
     min_severity: str
     anomalies: bool
     hard_levels: tuple[float, float, float] | None = None  # for the positions this route selects
+    policy: PolicyOverride | None = None  # own policy knobs for the positions this route selects
 
     def matches(self, market: str, account: str | None, severity: str) -> bool:
         if self.markets is not None and market not in self.markets:
@@ -146,6 +154,16 @@ class RouteConfig:
         if self.accounts is not None and account.lower() not in {a.lower() for a in self.accounts}:
             return False
         return severity_rank(severity) >= severity_rank(self.min_severity)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """``alerts.accounts.<address>``: a wallet's name and its own levels / policy knobs."""
+
+    account: str  # checksummed
+    label: str = ""
+    levels: tuple[float, float, float] | None = None  # hard HF levels (floors on the policy's)
+    policy: PolicyOverride | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +220,7 @@ class AlertsConfig:
     )
     routes: tuple[RouteConfig, ...] = (RouteConfig("console", "", None, None, "watch", True),)
     oracle: OracleConfig = field(default_factory=OracleConfig)
+    accounts: Mapping[str, AccountConfig] = field(default_factory=dict)  # lower-case address -> its entry
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
 
     @property
@@ -258,8 +277,11 @@ def parse_alerts(v: Validator, value: object, market_names: Sequence[str]) -> Al
     d = AlertsConfig()
     channels = _channels(v, raw.get("channels"))
     routes = _routes(v, raw.get("routes"), channels, market_names)
+    accounts = _accounts(v, raw.get("accounts"))
+    market_overrides = _market_overrides(v, raw.get("markets"), market_names)
     return AlertsConfig(
-        policy=_policy(v, raw, market_names, routes),
+        policy=_policy(v, raw, market_names, routes, accounts, market_overrides),
+        accounts={a.account.lower(): a for a in accounts},
         repeat_interval_s=_num(v, raw, "repeat_interval_s", "alerts", d.repeat_interval_s),
         target_hf=_target(v, raw),
         channels=channels,
@@ -330,7 +352,12 @@ def policy_config(alerts: AlertsConfig) -> PolicyConfig:
 
 
 def _policy(
-    v: Validator, alerts_raw: Mapping[Any, Any], market_names: Sequence[str], routes: Sequence[RouteConfig] = ()
+    v: Validator,
+    alerts_raw: Mapping[Any, Any],
+    market_names: Sequence[str],
+    routes: Sequence[RouteConfig] = (),
+    accounts: Sequence[AccountConfig] = (),
+    markets: Sequence[tuple[str, tuple[float, float, float] | None, PolicyOverride | None]] = (),
 ) -> PolicyConfig:
     """``alerts.policy`` (every key optional; defaults as :class:`PolicyConfig`). ``exit_margin``
     and ``min_dwell_s`` may also stand directly under ``alerts`` (their former place), not both.
@@ -370,10 +397,125 @@ def _policy(
         else:
             kw[key] = _num(v, raw, key, path, getattr(d, key), allow_zero=key in _POLICY_ZERO_OK)
     kw["route_levels"] = tuple((r.markets, r.accounts, r.hard_levels) for r in routes if r.hard_levels is not None)
+    _own_levels(v, kw, accounts, markets)
+    kw["overrides"] = (
+        *(o for _, _, o in markets if o is not None),
+        *(r.policy for r in routes if r.policy is not None),
+        *(a.policy for a in accounts if a.policy is not None),
+    )
     try:
         return PolicyConfig(**kw).validate()
     except InputError as exc:
+        if str(exc).startswith("alerts."):  # an override (or a combination of them) names its own keys
+            v.fail_top(str(exc))
         v.fail(path, str(exc))
+
+
+def _own_levels(
+    v: Validator,
+    kw: dict[str, Any],
+    accounts: Sequence[AccountConfig],
+    markets: Sequence[tuple[str, tuple[float, float, float] | None, PolicyOverride | None]],
+) -> None:
+    """``alerts.accounts.X.levels`` / ``alerts.markets.X.levels`` join ``account_levels`` /
+    ``market_levels`` (an entry given in both places is an error)."""
+    for key, extra, where in (
+        ("account_levels", [(a.account, a.levels) for a in accounts if a.levels is not None], "alerts.accounts"),
+        ("market_levels", [(n, lv) for n, lv, _ in markets if lv is not None], "alerts.markets"),
+    ):
+        have = tuple(kw.get(key, ()))
+        seen = {str(n).lower() for n, _ in have}
+        for name, _levels in extra:
+            if name.lower() in seen:
+                v.fail(f"{where}.{name}.levels", f"levels for {name} are also given in alerts.policy.{key}: keep one")
+        kw[key] = have + tuple(extra)
+
+
+def _accounts(v: Validator, value: object) -> list[AccountConfig]:
+    """``alerts.accounts``: address -> {label, levels, policy}."""
+    if value is None:
+        return []
+    raw = v.mapping(value, "alerts.accounts", "a mapping address -> {label, levels, policy}")
+    out: dict[str, AccountConfig] = {}
+    for key, entry in raw.items():
+        path = f"alerts.accounts.{key}"
+        account = v.address(key, path)
+        if account.lower() in out:
+            v.fail(path, f"account {account} is given twice (addresses are case-insensitive)")
+        body = v.mapping(entry, path, "a mapping with label, levels, policy")
+        v.check_keys(body, _ACCOUNT_KEYS, path)
+        if not body:
+            v.fail(path, "give at least one of label, levels, policy")
+        label = ""
+        if "label" in body:
+            label = v.string(body["label"], f"{path}.label").strip()
+            if not 1 <= len(label) <= 24 or any(ord(ch) < 32 for ch in label):
+                v.fail(f"{path}.label", "expected 1-24 printable characters")
+        levels = _hard_levels(v, body["levels"], f"{path}.levels") if "levels" in body else None
+        policy = _knobs(v, body["policy"], f"{path}.policy", "account", None, (account,)) if "policy" in body else None
+        out[account.lower()] = AccountConfig(account, label, levels, policy)
+    return list(out.values())
+
+
+def _market_overrides(
+    v: Validator, value: object, market_names: Sequence[str]
+) -> list[tuple[str, tuple[float, float, float] | None, PolicyOverride | None]]:
+    """``alerts.markets``: market name -> {levels, policy}."""
+    if value is None:
+        return []
+    raw = v.mapping(value, "alerts.markets", "a mapping market name -> {levels, policy}")
+    out = []
+    for name, entry in raw.items():
+        path = f"alerts.markets.{name}"
+        if name not in market_names:
+            v.fail(path, f"unknown market {name!r} (markets: {', '.join(market_names)})")
+        body = v.mapping(entry, path, "a mapping with levels, policy")
+        v.check_keys(body, _MARKET_OVERRIDE_KEYS, path)
+        if not body:
+            v.fail(path, "give levels, policy or both")
+        levels = _hard_levels(v, body["levels"], f"{path}.levels") if "levels" in body else None
+        policy = _knobs(v, body["policy"], f"{path}.policy", "market", (str(name),), None) if "policy" in body else None
+        out.append((str(name), levels, policy))
+    return out
+
+
+def _knobs(
+    v: Validator, value: object, path: str, kind: str, markets: tuple[str, ...] | None,
+    accounts: tuple[str, ...] | None,
+) -> PolicyOverride:  # fmt: skip
+    """An entry's own policy knobs: ``reaction_hours``, ``alarm_cost_usd``, ``min_probability``,
+    ``max_probability`` (each one number or some of watch / warning / critical), ``probability``
+    (the tolerance: min and max at once)."""
+    raw = v.mapping(value, path, f"a mapping with some of {', '.join(_KNOB_KEYS)}")
+    v.check_keys(raw, _KNOB_KEYS, path)
+    if not raw:
+        v.fail(path, f"give at least one of {', '.join(_KNOB_KEYS)}")
+    if "probability" in raw and ("min_probability" in raw or "max_probability" in raw):
+        v.fail(f"{path}.probability", "sets min_probability and max_probability at once: give one or the others")
+    got = {k: _opt_per_severity(v, raw[k], f"{path}.{k}") for k in _KNOB_KEYS if k in raw}
+    for k, triple in got.items():
+        if "probability" in k and any(x is not None and x > 1.0 for x in triple):
+            v.fail(f"{path}.{k}", "expected a probability in (0, 1]")
+    both = got.pop("probability", None)
+    empty: OptTriple = (None, None, None)
+    return PolicyOverride(
+        kind, markets, accounts, reaction_hours=got.get("reaction_hours", empty),
+        alarm_cost_usd=got.get("alarm_cost_usd", empty), min_probability=both or got.get("min_probability", empty),
+        max_probability=both or got.get("max_probability", empty), source=path,
+    )  # fmt: skip
+
+
+def _opt_per_severity(v: Validator, value: object, path: str) -> OptTriple:
+    """One positive number for every severity, or a mapping with some of watch, warning, critical."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        x = v.positive_number(value, path)
+        return x, x, x
+    raw = v.mapping(value, path, "a number or a mapping with watch, warning, critical")
+    v.check_keys(raw, _LEVEL_KEYS, path)
+    if not raw:
+        v.fail(path, "give a number, or at least one of watch, warning, critical")
+    a, b, c = (v.positive_number(raw[k], f"{path}.{k}") if k in raw else None for k in _LEVEL_KEYS)
+    return a, b, c
 
 
 def _per_severity(
@@ -606,8 +748,12 @@ def _routes(
         anomalies = raw.get("anomalies", accounts is None)  # a wallet-only route gets anomalies only if asked
         if not isinstance(anomalies, bool):
             v.fail(f"{path}.anomalies", f"expected true or false, got {anomalies!r}")
-        hard = _hard_levels(v, raw["hard_levels"], f"{path}.hard_levels") if "hard_levels" in raw else None
-        routes.append(RouteConfig(channel, to, markets, accounts, severity, anomalies, hard))
+        if "hard_levels" in raw and "levels" in raw:
+            v.fail(f"{path}.levels", "given with hard_levels (the same thing): keep levels")
+        key = "levels" if "levels" in raw else "hard_levels"
+        hard = _hard_levels(v, raw[key], f"{path}.{key}") if key in raw else None
+        own = _knobs(v, raw["policy"], f"{path}.policy", "route", markets, accounts) if "policy" in raw else None
+        routes.append(RouteConfig(channel, to, markets, accounts, severity, anomalies, hard, own))
     return tuple(routes)
 
 

@@ -101,7 +101,9 @@ __all__ = [
     "Liquidity",
     "MarketState",
     "PolicyConfig",
+    "PolicyKnobs",
     "PolicyLevels",
+    "PolicyOverride",
     "level_reason",
     "levels_for_costs",
     "market_state_for",
@@ -117,6 +119,9 @@ Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 FArray = NDArray[np.floating[Any]]  # float32 or float64
 Triple = tuple[float, float, float]
+OptTriple = tuple[float | None, float | None, float | None]  # None: not set here, the next layer decides
+KNOB_NAMES: tuple[str, str, str, str] = ("reaction_hours", "alarm_cost_usd", "min_probability", "max_probability")
+OVERRIDE_RANKS: dict[str, int] = {"market": 1, "route": 2, "account": 3}  # precedence: account > route > market
 
 LEVEL_NAMES: tuple[str, str, str] = ("watch", "warning", "critical")
 HOURS_PER_DAY = 24.0
@@ -136,6 +141,48 @@ _LN_PROB_GRID: Array = np.log(PROB_GRID)
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyOverride:
+    """Policy knobs of the positions one config entry selects (``alerts.accounts.<address>.policy``,
+    ``alerts.routes[i].policy``, ``alerts.markets.<name>.policy``), per severity; None where the
+    entry leaves the knob to the next layer. ``kind`` is ``account``, ``route`` or ``market``:
+    precedence account > route > market > ``alerts.policy`` per knob and severity; of several
+    routes selecting a position, the first in the list with a ``policy`` applies. ``markets`` /
+    ``accounts``: the selection (None: any). ``source``: the config path, for errors."""
+
+    kind: str
+    markets: tuple[str, ...] | None
+    accounts: tuple[str, ...] | None
+    reaction_hours: OptTriple = (None, None, None)
+    alarm_cost_usd: OptTriple = (None, None, None)
+    min_probability: OptTriple = (None, None, None)
+    max_probability: OptTriple = (None, None, None)
+    source: str = ""
+
+    def selects(self, market: str, account: str) -> bool:
+        if self.markets is not None and market not in self.markets:
+            return False
+        return self.accounts is None or account.lower() in {a.lower() for a in self.accounts}
+
+    def overlaps(self, other: PolicyOverride) -> bool:
+        """Whether some position could be selected by both (conservative: any common market and account)."""
+        if self.markets is not None and other.markets is not None and not set(self.markets) & set(other.markets):
+            return False
+        if self.accounts is not None and other.accounts is not None:
+            return bool({a.lower() for a in self.accounts} & {a.lower() for a in other.accounts})
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyKnobs:
+    """``[P, 3]`` per position and severity: the knobs in force after the overrides."""
+
+    reaction_hours: Array
+    alarm_cost_usd: Array
+    min_probability: Array
+    max_probability: Array
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyConfig:
     """How levels are chosen (defaults are the shipped ``alerts.policy``; README "Alerts")."""
 
@@ -151,6 +198,8 @@ class PolicyConfig:
     account_levels: tuple[tuple[str, Triple], ...] = ()  # per account (matched case-insensitively)
     # per alert route: (its markets or None, its accounts or None, levels) for the positions it selects
     route_levels: tuple[tuple[tuple[str, ...] | None, tuple[str, ...] | None, Triple], ...] = ()
+    # per account / route / market policy knobs on top of the global ones (see PolicyOverride)
+    overrides: tuple[PolicyOverride, ...] = ()
     close_factor: float = 0.5  # share of the debt one liquidation repays under a 50 % rule (see miss_costs)
     exit_margin: float = 0.02  # hysteresis: leave a level only above level * (1 + exit_margin)
     min_dwell_s: float = 300.0  # ... and after this long at it
@@ -171,20 +220,8 @@ class PolicyConfig:
 
     def validate(self) -> PolicyConfig:
         """``self`` if consistent, else an :class:`InputError` naming the field."""
-        for name in ("reaction_hours", "alarm_cost_usd"):
-            vals = _triple(getattr(self, name), name)
-            if not all(v > 0 for v in vals):
-                raise InputError(f"{name} must be > 0 for watch, warning, critical, got {vals}")
-        r = self.reaction_hours
-        if not r[0] >= r[1] >= r[2]:
-            raise InputError(f"reaction_hours must not increase from watch to critical, got {r}")
-        p_lo = _triple(self.min_probability, "min_probability")
-        p_hi = _triple(self.max_probability, "max_probability")
-        for name, p_vals in (("min_probability", p_lo), ("max_probability", p_hi)):
-            if not all(0.0 < v <= 1.0 for v in p_vals):
-                raise InputError(f"{name} must be in (0, 1] for watch, warning, critical, got {p_vals}")
-        if not all(a <= b for a, b in zip(p_lo, p_hi, strict=True)):
-            raise InputError(f"min_probability must not exceed max_probability, got {p_lo} and {p_hi}")
+        _check_knobs(self.reaction_hours, self.alarm_cost_usd, self.min_probability, self.max_probability)
+        self._check_overrides()
         for name, levels in (
             ("hard_levels", [self.hard_levels] if self.hard_levels is not None else []),
             ("market_levels", [lv for _, lv in self.market_levels]),
@@ -221,6 +258,47 @@ class PolicyConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"seed must be an integer >= 0, got {self.seed!r}")
         return self
+
+    def _check_overrides(self) -> None:
+        """Every combination of overrides that can select one position (at most one per kind:
+        the first route applies) gives consistent knobs; the error names the entries."""
+        by_kind: dict[str, list[PolicyOverride | None]] = {k: [None] for k in OVERRIDE_RANKS}
+        for o in self.overrides:
+            if o.kind not in OVERRIDE_RANKS:
+                raise InputError(f"{o.source or 'override'}: unknown kind {o.kind!r}")
+            by_kind[o.kind].append(o)
+        for market in by_kind["market"]:
+            for route in by_kind["route"]:
+                for account in by_kind["account"]:
+                    chosen = [o for o in (market, route, account) if o is not None]
+                    if not chosen or any(not a.overlaps(b) for a in chosen for b in chosen if a is not b):
+                        continue
+                    merged = [_merge(getattr(self, k), [getattr(o, k) for o in chosen]) for k in KNOB_NAMES]
+                    try:
+                        _check_knobs(*merged)
+                    except InputError as exc:
+                        raise InputError(f"{' with '.join(o.source for o in chosen)}: {exc}") from None
+
+    def knobs_for(self, market: str, accounts: Sequence[str]) -> PolicyKnobs:
+        """``[P, 3]`` knobs per position: per knob and severity the most specific entry that sets
+        it (account > route > market > global; of the routes, the first with a policy that selects
+        the position)."""
+        rows: dict[tuple[int, ...], list[int]] = {}
+        for i, acc in enumerate(accounts):
+            chosen: list[int] = []
+            for kind in ("market", "route", "account"):
+                j = next((j for j, o in enumerate(self.overrides) if o.kind == kind and o.selects(market, acc)), None)
+                if j is not None:
+                    chosen.append(j)
+            rows.setdefault(tuple(chosen), []).append(i)
+        out = [np.broadcast_to(np.asarray(getattr(self, k), dtype=np.float64), (len(accounts), 3)).copy()
+               for k in KNOB_NAMES]  # fmt: skip
+        for layers, idx in rows.items():
+            if not layers:
+                continue
+            for n, k in enumerate(KNOB_NAMES):
+                out[n][idx] = _merge(getattr(self, k), [getattr(self.overrides[j], k) for j in layers])
+        return PolicyKnobs(*out)
 
     def hard_for(self, market: str, accounts: Sequence[str]) -> Array:
         """``[P, 3]`` explicit levels per position: the largest of those that apply to it (global,
@@ -875,8 +953,8 @@ def position_levels(
     comp = _composition(book, market, cfg)
     miss = miss_costs(book, market, cfg)
     hard = cfg.hard_for(book.market, book.accounts)
-    reaction = np.asarray(cfg.reaction_hours, dtype=np.float64)
-    horizons = comp.util_mult[:, None] * reaction[None, :] + observe  # [P, 3] hours
+    knobs = cfg.knobs_for(book.market, book.accounts)  # the global knobs, or a wallet's / route's own
+    horizons = comp.util_mult[:, None] * knobs.reaction_hours + observe  # [P, 3] hours
     curves = np.zeros((p_count, 3, PROB_GRID.size))
     vol = np.zeros(p_count)
     live = np.flatnonzero(comp.has_debt)
@@ -894,8 +972,8 @@ def position_levels(
         for s in range(3):
             curves[live, s] = sim.curves[inverse, h_index[:, s], :]  # [L, G]
         vol[live] = sim.vol_daily[inverse]
-    levels, binding = levels_for_costs(curves, miss, cfg.alarm_cost_usd, hard,
-                                       bounds=(cfg.min_probability, cfg.max_probability))  # fmt: skip
+    levels, binding = levels_for_costs(curves, miss, knobs.alarm_cost_usd, hard,
+                                       bounds=(knobs.min_probability, knobs.max_probability))  # fmt: skip
     labels = _labels(book, comp, emode)
     pl = PolicyLevels(
         levels=levels, probability=np.zeros((p_count, 3)), reasons=(), classes=labels, horizons_hours=horizons,
@@ -913,7 +991,7 @@ def levels_for_costs(
     alarm_cost_usd: Triple | Array,
     hard: Array | None = None,
     *,
-    bounds: tuple[Triple, Triple] | None = None,
+    bounds: tuple[Triple | Array, Triple | Array] | None = None,
 ) -> tuple[Array, NDArray[np.bool_]]:
     """The levels (``[P, 3]``) and where a hard level binds (``[P, 3]``) from simulated curves
     (``PolicyLevels.curves``) and costs: severity ``s`` starts where
@@ -928,9 +1006,9 @@ def levels_for_costs(
     alarm = np.broadcast_to(np.asarray(alarm_cost_usd, dtype=np.float64), (miss.size, 3))
     with np.errstate(divide="ignore", invalid="ignore"):
         target = np.where(miss[:, None] > 0, alarm / np.where(miss > 0, miss, 1.0)[:, None], np.inf)
-    if bounds is not None:
-        lo, hi = (np.asarray(b, dtype=np.float64) for b in bounds)
-        target = np.clip(target, lo[None, :], hi[None, :])
+    if bounds is not None:  # [3] or [P, 3] (per-position knobs)
+        lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), target.shape) for b in bounds)
+        target = np.clip(target, lo, hi)
     levels = np.ones((miss.size, 3))
     for s in range(3):
         lv = np.exp(_interp_level(curves[:, s, :], np.minimum(target[:, s], 1.0)))
@@ -1086,6 +1164,35 @@ def _debt_moved(before: float, after: float, cfg: PolicyConfig) -> bool:
 
 
 # -- internals ------------------------------------------------------------------------------
+
+
+def _check_knobs(reaction: object, alarm: object, p_min: object, p_max: object) -> None:
+    """The four per-severity knobs are consistent (positive, horizons not increasing towards
+    critical, probabilities in (0, 1] with min <= max)."""
+    for name, values in (("reaction_hours", reaction), ("alarm_cost_usd", alarm)):
+        vals = _triple(values, name)
+        if not all(v > 0 for v in vals):
+            raise InputError(f"{name} must be > 0 for watch, warning, critical, got {vals}")
+    r = _triple(reaction, "reaction_hours")
+    if not r[0] >= r[1] >= r[2]:
+        raise InputError(f"reaction_hours must not increase from watch to critical, got {r}")
+    p_lo = _triple(p_min, "min_probability")
+    p_hi = _triple(p_max, "max_probability")
+    for name, p_vals in (("min_probability", p_lo), ("max_probability", p_hi)):
+        if not all(0.0 < v <= 1.0 for v in p_vals):
+            raise InputError(f"{name} must be in (0, 1] for watch, warning, critical, got {p_vals}")
+    if not all(a <= b for a, b in zip(p_lo, p_hi, strict=True)):
+        raise InputError(f"min_probability must not exceed max_probability, got {p_lo} and {p_hi}")
+
+
+def _merge(base: Triple, layers: Sequence[OptTriple]) -> Triple:
+    """``base`` with each layer's set values on top, later layers (more specific) winning."""
+    out = list(base)
+    for layer in layers:
+        for s, value in enumerate(layer):
+            if value is not None:
+                out[s] = float(value)
+    return out[0], out[1], out[2]
 
 
 def _triple(values: object, what: str) -> Triple:
