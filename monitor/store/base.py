@@ -11,16 +11,26 @@ from types import TracebackType
 from typing import Any, Self
 
 from monitor.errors import StoreError
+from monitor.store.history import History, HistoryPolicy, SqliteExecutor
 from monitor.store.schema import _immediate_transaction, _open
 
 
 class StoreBase:
     """An open history database: WAL mode, migrated; every public write is atomic."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], float] = time.time, history: HistoryPolicy | None = None
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._db = _open(self.path)
+        self._history = History(SqliteExecutor(self._db.conn), history)
+        self._params_cache: dict[str, tuple[int, tuple[str, str]]] = {}  # market -> (block, params) last written
+
+    def _forget_written(self, market: str) -> None:
+        """What this store remembers of its last writes is no longer what is live (a reorg)."""
+        self._history.invalidate(market)
+        self._params_cache.pop(market, None)
 
     def close(self) -> None:
         self._db.close()

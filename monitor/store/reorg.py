@@ -32,6 +32,7 @@ class ReorgMixin(StoreBase):
                 ({"market": market, "block": b, "hash": h, "marked_at": now, "reason": reason} for b, h in blocks),
                 ignore=True,
             )
+            self._forget_written(market)
             return self._count("orphaned_blocks", market) - before
 
     def unmark_orphaned(self, market: str, blocks: Sequence[int]) -> None:
@@ -41,6 +42,7 @@ class ReorgMixin(StoreBase):
         marks = ",".join("?" * len(blocks))
         with self.transaction():
             self._db.execute(f"DELETE FROM orphaned_blocks WHERE market = ? AND block IN ({marks})", [market, *blocks])
+            self._forget_written(market)
 
     def orphaned_blocks(self, market: str) -> list[tuple[int, str]]:
         rows = self._rows("SELECT block, hash FROM orphaned_blocks WHERE market = ? ORDER BY block", [market])
@@ -52,8 +54,10 @@ class ReorgMixin(StoreBase):
             "SELECT 1 FROM orphaned_blocks WHERE market = ? AND block = ?", [market, block]
         ).fetchone():
             return
-        for table in ("positions", "prices", "scans", "market_params"):
+        self._history.delete_blocks(market, [block])
+        for table in ("scans", "market_params"):
             self._db.execute(f"DELETE FROM {table} WHERE market = ? AND block = ?", [market, block])
+        self._forget_written(market)
         self._db.execute("DELETE FROM orphaned_blocks WHERE market = ? AND block = ?", [market, block])
 
     def _check_same_block(self, snapshot: MarketSnapshot) -> None:
@@ -72,10 +76,13 @@ class ReorgMixin(StoreBase):
             )
 
     def drop_blocks(self, market: str, blocks: Sequence[int]) -> None:
-        """ONE transaction: positions, prices and scans of blocks no longer canonical."""
+        """ONE transaction: every history row (positions, legs, prices, indexes, parameters, scans)
+        of blocks no longer canonical."""
         if not blocks:
             return
         marks = ",".join("?" * len(blocks))
         with self.transaction():
-            for table in ("positions", "prices", "scans", "market_params"):
+            self._history.delete_blocks(market, blocks)
+            for table in ("scans", "market_params"):
                 self._db.execute(f"DELETE FROM {table} WHERE market = ? AND block IN ({marks})", [market, *blocks])
+            self._forget_written(market)

@@ -23,6 +23,8 @@ from monitor.models import (
     Reserve,
     format_wad,
 )
+from monitor.protocols.aave_revisions import AaveRules, a_token_balance, rules_for, variable_debt_balance
+from monitor.store.history import reason_names
 from monitor.store.schema import ADDRESS_KEYS
 
 
@@ -211,4 +213,103 @@ def _position_from_row(p: dict[str, Any], reserves: Sequence[Reserve]) -> Positi
         available_borrows_base=int(p["available_borrows_base"]),
         current_liquidation_threshold=p["liquidation_threshold"], ltv=p["ltv"], emode_category=p["emode_category"],
         user_configuration=int(p["user_configuration"]), legs=tuple(legs),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- change-only rows
+
+
+def _rules(revision: int) -> AaveRules:
+    """The Aave rounding of a stored revision (0, "not read", is 3.0)."""
+    return rules_for(revision or 1)
+
+
+def _leg_amounts(leg: dict[str, Any], reserve_state: dict[str, Any], rules: AaveRules) -> tuple[int, int]:
+    """(collateral, variable debt) of a stored leg at a block: as stored (other protocols,
+    migrated rows), else the scaled balances times the block's indexes (Aave's rounding)."""
+    if leg["collateral"] is not None:
+        collateral = int(leg["collateral"])
+    else:
+        index = reserve_state.get("liquidity_index")
+        collateral = a_token_balance(int(leg["scaled_collateral"]), int(index), rules) if index is not None else 0
+    if leg["variable_debt"] is not None:
+        debt = int(leg["variable_debt"])
+    else:
+        index = reserve_state.get("variable_borrow_index")
+        debt = variable_debt_balance(int(leg["scaled_variable_debt"]), int(index), rules) if index is not None else 0
+    return collateral, debt
+
+
+def _leg_dict(asset: tuple[str, str, int], leg: dict[str, Any], reserve_state: dict[str, Any],
+              rules: AaveRules) -> dict[str, Any]:  # fmt: skip
+    """A leg as :meth:`AssetLeg.as_dict` gives it."""
+    collateral, debt = _leg_amounts(leg, reserve_state, rules)
+    return {
+        "asset": asset[0], "symbol": asset[1], "scaled_collateral": str(leg["scaled_collateral"]),
+        "collateral": str(collateral), "scaled_variable_debt": str(leg["scaled_variable_debt"]),
+        "variable_debt": str(debt), "stable_debt": str(leg["stable_debt"]),
+        "used_as_collateral": bool(leg["used_as_collateral"]),
+    }  # fmt: skip
+
+
+def _held(leg: dict[str, Any]) -> bool:
+    return bool(leg["collateral"] != "0" or leg["variable_debt"] != "0" or leg["stable_debt"] != "0")
+
+
+def _position_dict(
+    market: str, account: str, row: dict[str, Any], unit: int, legs: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """A stored position row in the shape ``history`` has always printed (schema <= 8 columns)."""
+    hf = MAX_UINT256 if row["health_factor"] is None else int(row["health_factor"])
+    return {
+        "market": market,
+        "account": account,
+        "block": row["block"],
+        "timestamp": row["timestamp"],
+        "health_factor": format_wad(hf),
+        "health_factor_wad": str(hf),
+        "hf": None if hf == MAX_UINT256 else hf / WAD,
+        "collateral_base": row["collateral_base"],
+        "debt_base": row["debt_base"],
+        "collateral_usd": _usd(int(row["collateral_base"]), unit),
+        "debt_usd": _usd(int(row["debt_base"]), unit),
+        "available_borrows_base": row["available_borrows_base"],
+        "liquidation_threshold": row["liquidation_threshold"],
+        "ltv": row["ltv"],
+        "emode_category": row["emode_category"],
+        "user_configuration": row["user_configuration"],
+        "legs": [leg for leg in legs if _held(leg)],
+        "written_because": reason_names(row["reason"]),
+    }
+
+
+def _position_at(
+    market: str,
+    block: int,
+    row: dict[str, Any],
+    reserves: Sequence[Reserve],
+    legs: dict[str, dict[str, Any]],
+    rules: AaveRules,
+) -> Position:
+    """The position in force at ``block``: the legs at that block (exact: scaled balances and
+    the block's indexes), HF and totals from the account's last written row."""
+    out = []
+    for r in reserves:
+        leg = legs.get(r.asset)
+        if leg is None:
+            out.append(AssetLeg(r.asset, r.symbol, 0, 0, 0, 0, 0, False))
+            continue
+        state = {"liquidity_index": r.liquidity_index, "variable_borrow_index": r.variable_borrow_index}
+        collateral, debt = _leg_amounts(leg, state, rules)
+        out.append(AssetLeg(r.asset, r.symbol, int(leg["scaled_collateral"]), collateral,
+                            int(leg["scaled_variable_debt"]), debt, int(leg["stable_debt"]),
+                            bool(leg["used_as_collateral"])))  # fmt: skip
+    return Position(
+        market=market, account=row["account"], block=block,
+        health_factor=MAX_UINT256 if row["health_factor"] is None else int(row["health_factor"]),
+        total_collateral_base=int(row["collateral_base"]), total_debt_base=int(row["debt_base"]),
+        available_borrows_base=int(row["available_borrows_base"]),
+        current_liquidation_threshold=row["liquidation_threshold"], ltv=row["ltv"],
+        emode_category=row["emode_category"], user_configuration=int(row["user_configuration"]), legs=tuple(out),
+        health_factor_stored_index=None if row["hf_stored_index"] is None else int(row["hf_stored_index"]),
     )  # fmt: skip

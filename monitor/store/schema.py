@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlite_utils
 
 from monitor.errors import StoreError
+from monitor.store.history_migration import schema_v9_compact_history
 from monitor.store.schema_silences import schema_v8_silences
 
 Migration = Callable[[sqlite_utils.Database], None]
@@ -331,6 +332,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
     _schema_v6_market_params,
     _schema_v7_orphans_and_lease,
     schema_v8_silences,
+    schema_v9_compact_history,
 )
 
 

@@ -10,8 +10,6 @@ from monitor.store.rows import (
     _emode_row,
     _market_row,
     _params_json,
-    _position_row,
-    _price_row,
     _reserve_row,
     _scan_row,
 )
@@ -32,11 +30,10 @@ class WritesMixin(ReorgMixin):
             self._replace_orphaned(snapshot.market, snapshot.block)
             self._check_same_block(snapshot)
             self._upsert_market(snapshot)
-            self._upsert_reserves(snapshot)
-            self._upsert_emode_categories(snapshot)
-            self._record_params(snapshot)
-            self._upsert_prices(snapshot)
-            self._upsert_positions(snapshot)
+            if self._record_params(snapshot):
+                self._upsert_reserves(snapshot)
+                self._upsert_emode_categories(snapshot)
+            self._history.write(snapshot)
             return self._insert_scan(snapshot)
 
     def _upsert_market(self, snapshot: MarketSnapshot) -> None:
@@ -53,31 +50,30 @@ class WritesMixin(ReorgMixin):
         rows = [_emode_row(snapshot.market, snapshot.block, category) for category in snapshot.emode_categories]
         self._db.table("emode_categories").upsert_all(rows, pk=("market", "id"))
 
-    def _record_params(self, snapshot: MarketSnapshot) -> None:
+    def _record_params(self, snapshot: MarketSnapshot) -> bool:
         """Change-only: a ``market_params`` row at this block only if the parameters differ
-        from those in force just before it (a reorg drops a suffix of blocks, rows included)."""
-        reserves, categories = _params_json(snapshot)
+        from those in force just before it (a reorg drops a suffix of blocks, rows included).
+        True when they differ from what this store last wrote (so the newest-parameter tables
+        ``reserves`` / ``emode_categories`` need writing); compared in memory."""
+        params = _params_json(snapshot)
+        cached = self._params_cache.get(snapshot.market)
+        if cached is not None and cached[0] < snapshot.block and cached[1] == params:
+            return False
+        reserves, categories = params
         before = self._db.execute(
             "SELECT reserves, emode_categories FROM market_params AS mp"
             f" WHERE market = ? AND block < ? AND {_live('mp')} ORDER BY block DESC LIMIT 1",
             [snapshot.market, snapshot.block],
         ).fetchone()
-        table = self._db.table("market_params")
+        self._params_cache[snapshot.market] = (snapshot.block, params)
         if before is not None and tuple(before) == (reserves, categories):
             self._db.execute(
                 "DELETE FROM market_params WHERE market = ? AND block = ?", [snapshot.market, snapshot.block]
             )
-            return
+            return cached is None or cached[1] != params
         row = {"market": snapshot.market, "block": snapshot.block, "reserves": reserves, "emode_categories": categories}
-        table.upsert(row, pk=("market", "block"))
-
-    def _upsert_prices(self, snapshot: MarketSnapshot) -> None:
-        rows = [_price_row(snapshot, reserve) for reserve in snapshot.reserves]
-        self._db.table("prices").upsert_all(rows, pk=("market", "asset", "block"))
-
-    def _upsert_positions(self, snapshot: MarketSnapshot) -> None:
-        rows = [_position_row(snapshot, position) for position in snapshot.positions]
-        self._db.table("positions").upsert_all(rows, pk=("market", "account", "block"))
+        self._db.table("market_params").upsert(row, pk=("market", "block"))
+        return True
 
     def _insert_scan(self, snapshot: MarketSnapshot) -> int:
         scan_id = self._db.table("scans").insert(_scan_row(snapshot, self._clock())).last_pk

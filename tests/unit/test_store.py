@@ -23,6 +23,7 @@ from monitor.models import (
     Position,
     Reserve,
 )
+from monitor.protocols.aave_revisions import a_token_balance, rules_for, variable_debt_balance
 from monitor.store import Checkpoint, Store
 
 MARKET = "aave-v3-ethereum"
@@ -241,15 +242,25 @@ def test_records_schema_version_and_indexes(store: Store, db_path: Path) -> None
     db = sqlite_utils.Database(db_path)
     try:
         index_columns = {
-            (table, tuple(index.columns)) for table in ("positions", "prices") for index in db.table(table).indexes
+            (table, tuple(index.columns))
+            for table in ("position_rows", "price_rows", "account_ids")
+            for index in db.table(table).indexes
         }
-        scans_sql = db.table("scans").schema
+        sql = {table: db.table(table).schema for table in ("scans", "position_rows", "position_legs", "price_rows")}
+        foreign = {
+            (fk.table, fk.column, fk.other_table)
+            for t in ("position_rows", "position_legs")
+            for fk in db[t].foreign_keys
+        }
     finally:
         db.close()
-    assert ("positions", ("account", "block")) in index_columns
-    assert ("positions", ("market", "block")) in index_columns
-    assert ("prices", ("market", "asset", "block")) in index_columns  # the primary key
-    assert "AUTOINCREMENT" in scans_sql
+    assert ("price_rows", ("asset_id", "timestamp")) in index_columns  # the volatility window's time index
+    assert ("account_ids", ("market", "account")) in index_columns
+    assert "AUTOINCREMENT" in sql["scans"]
+    for table in ("position_rows", "position_legs", "price_rows"):  # the primary key is the table
+        assert "WITHOUT ROWID" in sql[table], table
+    assert ("position_legs", "asset_id", "asset_ids") in foreign
+    assert ("position_rows", "account_id", "account_ids") in foreign
 
 
 def test_reopen_keeps_data_and_does_not_rerun_migrations(
@@ -436,9 +447,9 @@ def test_reserves_and_emode_categories_are_upserted(store: Store, db_path: Path)
         categories = list(db.query("SELECT * FROM emode_categories"))
     finally:
         db.close()
-    assert [(r["symbol"], r["updated_block"]) for r in reserves] == [
-        ("WETH", BLOCK + 1),
-        ("USDC", BLOCK + 1),
+    assert [(r["symbol"], r["updated_block"]) for r in reserves] == [  # change-only: written when they change
+        ("WETH", BLOCK),
+        ("USDC", BLOCK),
     ]
     assert reserves[0]["active"] == 1 and reserves[0]["frozen"] == 0
     assert reserves[0]["emode_category"] == 1
@@ -451,7 +462,7 @@ def test_reserves_and_emode_categories_are_upserted(store: Store, db_path: Path)
             "liquidation_bonus": 10100,
             "price_source": "0x0000000000000000000000000000000000000000",
             "label": "ETH correlated",
-            "updated_block": BLOCK + 1,
+            "updated_block": BLOCK,
             "collateral_bitmap": None,  # pre-3.2: membership by the reserve eMode bits
             "borrowable_bitmap": None,
             "ltv_zero_bitmap": "0",
@@ -464,7 +475,7 @@ def test_saving_the_same_block_again_replaces(store: Store, db_path: Path) -> No
     riskier = make_position(ALICE, health_factor=1_010_000_000_000_000_000)
     second = store.save_snapshot(make_snapshot(positions=(riskier,), weth_price=210_000_000_000))
 
-    assert table_count(db_path, "positions") == 2
+    assert table_count(db_path, "positions") == 1  # the block's rows are those of the snapshot saved last
     assert table_count(db_path, "prices") == 2
     assert table_count(db_path, "reserves") == 2
     assert store.position_history(ALICE)[0]["health_factor"] == "1.010000000000000000"
@@ -520,7 +531,7 @@ def test_failure_in_the_middle_of_save_snapshot_leaves_nothing(
     def crash(snapshot: MarketSnapshot) -> None:
         raise RuntimeError("process killed between reserves and positions")
 
-    monkeypatch.setattr(store, "_upsert_positions", crash, raising=False)
+    monkeypatch.setattr(store, "_insert_scan", crash)  # after the history rows, before the scan row
     with pytest.raises(RuntimeError, match="process killed"):
         store.save_snapshot(make_snapshot())
     for table in DATA_TABLES:
@@ -707,13 +718,13 @@ def test_price_history_by_symbol_or_address(store: Store) -> None:
     ]
     assert store.price_history(MARKET, WETH.lower()) == by_symbol
     assert [row["price_usd"] for row in by_symbol] == [2300.0, 2310.0]
-    assert [row["block"] for row in store.price_history(MARKET, since_block=BLOCK + 1)] == [
-        BLOCK + 1,
-        BLOCK + 1,
+    assert [(row["symbol"], row["block"]) for row in store.price_history(MARKET, since_block=BLOCK + 1)] == [
+        ("WETH", BLOCK + 1),  # change-only: USDC's price did not change
     ]
     later = store.price_history(MARKET, "weth", since_time=BLOCK_TIME + 1)  # the second block is 12 s later
     assert [row["block"] for row in later] == [BLOCK + 1]
-    assert len(store.price_history(MARKET)) == 4
+    assert len(store.price_history(MARKET)) == 3  # WETH twice, USDC once
+    assert [r["block"] for r in store.price_history(MARKET, after_block=BLOCK)] == [BLOCK + 1]  # incremental
     assert store.price_history("unknown") == []
 
 
@@ -758,10 +769,12 @@ def liquid_snapshot(revision: int = 10) -> MarketSnapshot:
     )  # fmt: skip
 
     def position(account: str, emode: int, hf: int) -> Position:
+        rules = rules_for(revision)  # Aave: the balances are the scaled ones at the block's indexes
         legs = tuple(
-            AssetLeg(r.asset, r.symbol, ALICE_SCALED + i, ALICE_COLLATERAL + i, 7 * i, 8 * i, 0, i != 1)
+            AssetLeg(r.asset, r.symbol, ALICE_SCALED + i, a_token_balance(ALICE_SCALED + i, r.liquidity_index, rules),
+                     7 * i, variable_debt_balance(7 * i, r.variable_borrow_index, rules), 0, i != 1)
             for i, r in enumerate(reserves)
-        )
+        )  # fmt: skip
         return replace(make_position(account, health_factor=hf), emode_category=emode, legs=legs)
 
     return replace(
