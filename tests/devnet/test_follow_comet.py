@@ -19,7 +19,6 @@ principal-totals check (source ``"totals"``). Steady state: 2 requests a block.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,11 +31,11 @@ from monitor.devnet import comet as cm
 from monitor.devnet.anvil import Anvil
 from monitor.devnet.deploy import install_multicall
 from monitor.devnet.node import DevnetNode, Tx
-from monitor.models import WAD
 from monitor.positions.base import Follower
-from monitor.positions.comet_follow import CometFollower, present
+from monitor.positions.comet_follow import CometFollower
+from monitor.positions.devnet_activity import CometActivity
 from monitor.protocols.compound_v3 import CompoundV3Reader
-from tests.devnet.support_follow import describe, mine_block, position_rows
+from tests.devnet.support_follow import describe, position_rows
 
 pytestmark = pytest.mark.devnet
 
@@ -73,97 +72,6 @@ def _reader(url: str, comet: str) -> CompoundV3Reader:
     return CompoundV3Reader(client, market="comet", comet=comet, chain_id=31337, multicall=Multicall(client))
 
 
-class Driver:
-    """Random Comet activity, one block at a time; knows which base transfers no event shows."""
-
-    def __init__(self, net: Net, actors: list[str], seed: int) -> None:
-        self.net = net
-        self.dep = net.deployment
-        self.actors = actors
-        self.rng = random.Random(seed)
-        self.answers = {s: p for s, p in cm.comet_prices(net.node, self.dep).items() if s != self.dep.base.symbol}
-        self.done: dict[str, int] = {}
-        self.hidden_blocks: set[int] = set()  # blocks with a base transfer whose debt change no event names
-        self.blocks = 0
-
-    def block(self, follower: CometFollower) -> int:
-        self.blocks += 1
-        txs: list[tuple[str, Tx]] = []
-        owner = self.dep.owner
-        if self.blocks % 4 == 0:
-            c = self.rng.choice(self.dep.collaterals)
-            move = self.rng.choice((-0.2, -0.08, -0.03, 0.02, 0.05, 0.1))
-            self.answers[c.symbol] = max(1, int(self.answers[c.symbol] * (1 + move)))
-            txs.append(("price", Tx(owner, c.feed, cm.SET_ANSWER.encode(self.answers[c.symbol]), 200_000, "price")))
-        if self.blocks % 6 == 0:
-            self.net.client.request("evm_increaseTime", [self.rng.choice((3_600, 86_400, 30 * 86_400))])
-        for _ in range(self.rng.randint(1, 4)):
-            txs.append(self._action(follower))
-        txs += self._absorbs(follower)
-        block, ok = mine_block(self.net.client, [t for _, t in txs])
-        for (kind, _), good in zip(txs, ok, strict=True):
-            if good:
-                self.done[kind] = self.done.get(kind, 0) + 1
-        if any(good and kind == "transfer_hidden" for (kind, _), good in zip(txs, ok, strict=True)):
-            self.hidden_blocks.add(block)
-        return block
-
-    def _balance(self, follower: CometFollower, account: str) -> int:
-        """The account's present base balance at the follower's indices (signed, base units)."""
-        acct = follower.book.get(account)
-        totals = follower.totals
-        return present(acct.principal, totals.base_supply_index, totals.base_borrow_index) if acct else 0
-
-    def _action(self, follower: CometFollower) -> tuple[str, Tx]:
-        owner, comet = self.dep.owner, self.dep.comet
-        who = self.rng.choice(self.actors)
-        acct = follower.book.get(who)
-        c = self.rng.choice(self.dep.collaterals)
-        usd = 10**self.dep.base.decimals
-        kind = self.rng.choice(("supply", "borrow", "borrow", "collateral_in", "collateral_out", "transfer",
-                                "transfer", "transfer_collateral", "accrue"))  # fmt: skip
-        if kind == "supply":
-            return kind, Tx(owner, comet, cm.SUPPLY.encode(who, self.rng.randint(10, 20_000) * usd), GAS, kind)
-        if kind == "borrow":
-            return kind, Tx(owner, comet, cm.BORROW.encode(who, self.rng.randint(100, 8_000) * usd), GAS, kind)
-        if kind in ("collateral_in", "collateral_out"):
-            held = acct.balances.get(c.address, 0) if acct else 0
-            unit = 10**c.decimals * 100 * 10**8 // max(1, self.answers[c.symbol])  # ~100 USD
-            more = held + self.rng.randint(1, 100) * unit
-            new = more if kind == "collateral_in" else held * self.rng.randint(0, 2) // 3
-            return kind, Tx(owner, comet, cm.SET_COLLATERAL.encode(who, c.address, new), GAS, kind)
-        if kind == "transfer_collateral":
-            held = acct.balances.get(c.address, 0) if acct else 0
-            to = self.rng.choice([a for a in self.actors if a != who])
-            amount = max(1, held // self.rng.choice((2, 5, 20)))
-            return kind, Tx(who, comet, cm.TRANSFER_ASSET.encode(to, c.address, amount), GAS, kind)
-        if kind == "accrue":
-            return kind, Tx(who, comet, cm.ACCRUE_ACCOUNT.encode(who), GAS, kind)
-        # a base transfer: visible when the sender only spends supply and the recipient owes nothing;
-        # a debt grown or repaid by it names no one (never between two borrowers here: see the other test)
-        to = self.rng.choice([a for a in self.actors if a != who])
-        mine, theirs = self._balance(follower, who), self._balance(follower, to)
-        amount = self.rng.randint(10, 5_000) * usd
-        if mine > 0 and self.rng.random() < 0.6:
-            amount = max(1, min(amount, mine))
-        into_debt = amount > max(mine, 0)
-        repays = theirs < 0
-        if into_debt and repays:
-            amount = max(1, mine) if mine > 0 else amount
-            into_debt = amount > max(mine, 0)
-            if into_debt:
-                return "accrue", Tx(who, comet, cm.ACCRUE_ACCOUNT.encode(who), GAS, "accrue")
-        name = "transfer_hidden" if into_debt or repays else "transfer"
-        return name, Tx(who, comet, cm.TRANSFER.encode(to, amount), GAS, name)
-
-    def _absorbs(self, follower: CometFollower) -> list[tuple[str, Tx]]:
-        under = sorted(a for a, hf in follower.health_factors().items() if hf < WAD)
-        if not under or self.rng.random() < 0.4:
-            return []
-        picked = self.rng.sample(under, k=min(2, len(under)))
-        return [("absorb", Tx(LIQUIDATOR, self.dep.comet, cm.ABSORB.encode(LIQUIDATOR, picked), 2_000_000, "absorb"))]
-
-
 def test_follow_comet_by_events_without_drift(net: Net) -> None:
     snapshot_id = net.node.snapshot()
     try:
@@ -178,7 +86,7 @@ def test_follow_comet_by_events_without_drift(net: Net) -> None:
         start = block_ref(net.client)
         checked.start(start)
         events_only.start(start.number)
-        driver = Driver(net, net.accounts[:16], seed=SEED)
+        driver = CometActivity(net.node, net.deployment, net.accounts[:16], liquidator=LIQUIDATOR, seed=SEED)
         net.client.request("evm_setAutomine", [False])
         steady: list[int] = []
         caught: set[int] = set()

@@ -17,47 +17,28 @@ full re-read exactly, and no difference may ever be found. Steady state: 2 reque
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from monitor.chain.abi import fn
 from monitor.chain.blocks import block_ref
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.devnet.anvil import Anvil
-from monitor.devnet.morpho import (
-    BORROW,
-    ERC20_APPROVE,
-    ERC20_MINT,
-    LIQUIDATE,
-    MARKET_PARAMS,
-    ORACLE_SET_PRICE,
-    SUPPLY,
-    SUPPLY_COLLATERAL,
-    MorphoDeployment,
-    MorphoMarket,
-    deploy_morpho,
-    seed_morpho,
-)
+from monitor.devnet.morpho import ERC20_APPROVE, ERC20_MINT, MorphoDeployment, deploy_morpho, seed_morpho
 from monitor.devnet.node import DevnetNode, Tx
-from monitor.models import MAX_UINT256, WAD
+from monitor.models import MAX_UINT256
 from monitor.positions import morpho_events as ev
 from monitor.positions.base import Follower
+from monitor.positions.devnet_activity import GAS, REPAY, MorphoActivity
 from monitor.positions.morpho_follow import MorphoFollower
-from monitor.protocols.morpho_blue import ORACLE_PRICE_SCALE, MorphoBlueReader
-from tests.devnet.support_follow import describe, mine_block, position_rows
+from monitor.protocols.morpho_blue import MorphoBlueReader
+from tests.devnet.support_follow import describe, position_rows
 
 pytestmark = pytest.mark.devnet
 
-WITHDRAW = fn(f"withdraw({MARKET_PARAMS},uint256,uint256,address,address)", "uint256,uint256")
-REPAY = fn(f"repay({MARKET_PARAMS},uint256,uint256,address,bytes)", "uint256,uint256")
-WITHDRAW_COLLATERAL = fn(f"withdrawCollateral({MARKET_PARAMS},uint256,address,address)")
-SET_AUTHORIZATION = fn("setAuthorization(address,bool)")
 LIQUIDATOR = "0x000000000000000000000000000000000000bEEF"
-GAS = 1_500_000
 BLOCKS = 120
 
 
@@ -88,101 +69,6 @@ def _reader(url: str, deployment: MorphoDeployment) -> MorphoBlueReader:
                             multicall=Multicall(client))  # fmt: skip
 
 
-class Driver:
-    """Random Morpho activity of ``actors`` (and the liquidator), one block at a time."""
-
-    def __init__(self, net: Net, actors: list[str], seed: int) -> None:
-        self.net = net
-        self.dep = net.deployment
-        self.actors = actors
-        self.rng = random.Random(seed)
-        self.prices = {m.id: int(net.node.call(m.oracle, fn("price()", "uint256"))) for m in self.dep.markets}
-        self.done: dict[str, int] = {}
-        self.blocks = 0
-
-    def fund(self) -> None:
-        txs: list[Tx] = []
-        for who in [*self.actors, LIQUIDATOR]:
-            for symbol, (token, decimals) in self.dep.tokens.items():
-                amount = 10**9 * 10**decimals
-                approve = ERC20_APPROVE.encode(self.dep.morpho, MAX_UINT256)
-                txs += [Tx(who, token, ERC20_MINT.encode(who, amount), 200_000, f"mint {symbol}"),
-                        Tx(who, token, approve, 100_000, "approve")]  # fmt: skip
-        # every actor may act for every other (repay / withdraw on behalf)
-        txs += [Tx(a, self.dep.morpho, SET_AUTHORIZATION.encode(b, True), 100_000, "auth")
-                for a in self.actors for b in self.actors if a != b][:200]  # fmt: skip
-        self.net.node.set_balances([*self.actors, LIQUIDATOR], 10**21)
-        self.net.node.send_many(txs)
-
-    def _loan(self, m: MorphoMarket, low: float, high: float) -> int:
-        return max(1, int(self.rng.uniform(low, high) * 10**m.loan_decimals))
-
-    def _collateral(self, m: MorphoMarket, low: float, high: float) -> int:
-        loan_units = self._loan(m, low, high)
-        return max(1, loan_units * ORACLE_PRICE_SCALE // self.prices[m.id])
-
-    def block(self, follower: MorphoFollower) -> int:
-        self.blocks += 1
-        txs: list[tuple[str, Tx]] = []
-        owner = self.dep.owner
-        if self.blocks % 4 == 0:
-            m = self.rng.choice(self.dep.markets)
-            move = self.rng.choice((-0.3, -0.12, -0.06, -0.02, 0.02, 0.05, 0.1))
-            self.prices[m.id] = max(1, int(self.prices[m.id] * (1 + move)))
-            txs.append(("price", Tx(owner, m.oracle, ORACLE_SET_PRICE.encode(self.prices[m.id]), 100_000, "price")))
-        if self.blocks % 7 == 0:
-            self.net.client.request("evm_increaseTime", [self.rng.choice((600, 86_400, 30 * 86_400))])
-        for _ in range(self.rng.randint(1, 4)):
-            txs.append(self._action(follower))
-        txs += self._liquidations(follower)
-        block, ok = mine_block(self.net.client, [t for _, t in txs])
-        for (kind, _), good in zip(txs, ok, strict=True):
-            if good:
-                self.done[kind] = self.done.get(kind, 0) + 1
-        return block
-
-    def _action(self, follower: MorphoFollower) -> tuple[str, Tx]:
-        who = self.rng.choice(self.actors)
-        other = self.rng.choice(self.actors) if self.rng.random() < 0.25 else who
-        m = self.rng.choice(self.dep.markets)
-        p = m.params()
-        pos = follower.positions.get((m.id, other))
-        kind = self.rng.choice(("supply", "withdraw", "borrow", "borrow", "repay", "repay_all", "collateral_in",
-                                "collateral_in", "collateral_out"))  # fmt: skip
-        if kind == "supply":
-            data = SUPPLY.encode(p, self._loan(m, 10, 50_000), 0, other, b"")
-        elif kind == "withdraw":
-            shares = pos.supply_shares // self.rng.choice((1, 2, 5)) if pos and pos.supply_shares else 10**12
-            data = WITHDRAW.encode(p, 0, shares, other, who)
-        elif kind == "borrow":
-            data = BORROW.encode(p, self._loan(m, 10, 20_000), 0, other, who)
-        elif kind == "repay":
-            data = REPAY.encode(p, self._loan(m, 1, 5_000), 0, other, b"")
-        elif kind == "repay_all":
-            data = REPAY.encode(p, 0, pos.borrow_shares if pos and pos.borrow_shares else 1, other, b"")
-        elif kind == "collateral_in":
-            data = SUPPLY_COLLATERAL.encode(p, self._collateral(m, 50, 40_000), other, b"")
-        else:
-            amount = pos.collateral // self.rng.choice((1, 3, 10)) if pos and pos.collateral else 1
-            data = WITHDRAW_COLLATERAL.encode(p, max(1, amount), other, who)
-        return kind, Tx(who, self.dep.morpho, data, GAS, kind)
-
-    def _liquidations(self, follower: MorphoFollower) -> list[tuple[str, Tx]]:
-        out: list[tuple[str, Tx]] = []
-        for m in self.dep.markets:
-            hfs = follower.health_factors(m.id)
-            under = sorted(a for a, hf in hfs.items() if hf < WAD)
-            for borrower in under[:2] if self.rng.random() < 0.5 else []:  # some sink deeper first
-                pos = follower.positions[(m.id, borrower)]
-                if self.rng.random() < 0.5:  # seize everything: bad debt when it does not cover the debt
-                    seized = pos.collateral if self.rng.random() < 0.5 else max(1, pos.collateral // 4)
-                    data = LIQUIDATE.encode(m.params(), borrower, seized, 0, b"")
-                else:
-                    data = LIQUIDATE.encode(m.params(), borrower, 0, max(1, pos.borrow_shares // 3), b"")
-                out.append(("liquidate", Tx(LIQUIDATOR, self.dep.morpho, data, GAS, "liquidate")))
-        return out
-
-
 def test_follow_morpho_by_events_without_drift(net: Net) -> None:
     snapshot_id = net.node.snapshot()
     try:
@@ -193,7 +79,7 @@ def test_follow_morpho_by_events_without_drift(net: Net) -> None:
                                  reconcile_all_every=25)  # fmt: skip
         events_only = MorphoFollower(_reader(net.url, net.deployment), followed, verify_touched=False)
         assert isinstance(checked, Follower)
-        driver = Driver(net, actors, seed=3)
+        driver = MorphoActivity(net.node, net.deployment, actors, liquidator=LIQUIDATOR, seed=3)
         driver.fund()
         start = block_ref(net.client)
         checked.start(start)
