@@ -1,8 +1,10 @@
 """``liqmon run``: the monitoring daemon on APScheduler 3.
 
 Two jobs on ONE worker thread (so the SQLite connection stays on the thread that opened
-it): ``scan`` polls the head every ``interval_s`` and runs a tick on each new block (mode
-``block``) or on every run (mode ``interval``); ``deliver`` drains the outbox every
+it): ``scan`` polls the head every ``interval_s`` (ONE request per endpoint, through the
+position tracker's own clients) and runs a tick on each new block (mode ``block``) or on every
+run (mode ``interval``); a tick follows the positions by their events
+(:mod:`monitor.positions.tracker`), not a full re-read; ``deliver`` drains the outbox every
 ``deliver_interval_s``. coalesce=True and max_instances=1: a slow scan never piles up.
 SIGTERM and Ctrl-C stop the scheduler and let the running job finish; nothing is lost
 because state, alerts and outbox rows are committed together and delivery is retried.
@@ -54,7 +56,7 @@ class _Worker:
     channels: Mapping[str, Channel]
     metrics: Metrics
     monitor: Monitor | None = None
-    last_head: int | None = None
+    last_head: dict[str, tuple[int, str]] | None = None
     ticks: int = 0
 
     @contextmanager
@@ -66,13 +68,13 @@ class _Worker:
             yield self.monitor
 
     def scan(self) -> None:
-        if self.config.daemon.mode == "block":
-            head = self._head()
-            if head == self.last_head:
-                return
-            self.last_head = head
         started = time.monotonic()
         with self._monitor() as monitor:
+            if self.config.daemon.mode == "block":
+                head = monitor.poll()  # the tick below follows to this head without asking again
+                if head == self.last_head:
+                    return
+                self.last_head = head
             tick = monitor.tick()
         self.ticks += 1
         log.info("tick", extra={**describe(tick), "seconds": round(time.monotonic() - started, 3)})
@@ -81,15 +83,9 @@ class _Worker:
         with self._monitor() as monitor:
             monitor.deliver()
 
-    def _head(self) -> int:
-        heads = []
-        for chain in {self.config.chain_for(m).name: self.config.chain_for(m) for m in self.config.markets}.values():
-            client = open_client(chain, str(self.config.source))
-            try:
-                heads.append(client.block_number())
-            finally:
-                client.close()
-        return max(heads)
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
 
 
 def take_lease(config: Config) -> Lease:
@@ -178,6 +174,7 @@ def _run(
             signal.signal(sig, handler)
         if scheduler.running:
             scheduler.shutdown(wait=True)
+    worker.close()
     metrics.close()
     log.info("stopped", extra={"ticks": worker.ticks})
     return 1 if lost else 0

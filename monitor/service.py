@@ -1,9 +1,14 @@
-"""One monitoring tick: scan every market, assess the policy's levels and oracle anomalies,
-record alerts (state + log + outbox in one transaction), deliver what is due.
+"""One monitoring tick: advance the followed positions of every market to the head
+(:class:`~monitor.positions.tracker.PositionTracker`), store what changed, assess the policy's
+levels and oracle anomalies, record alerts (state + log + outbox in one transaction), deliver
+what is due.
 
 Levels come from :func:`monitor.risk.policy.position_levels` through one
 :class:`~monitor.risk.policy.LevelCache` per monitor: recomputed when a position's composition
 or the market's volatility moves, compared with the HF at every block.
+
+The volatility window of each market (:class:`~monitor.risk.price_window.PriceWindow`) is read
+from the store once, then kept in memory and appended with each block's prices.
 
 Used by ``liqmon run`` (the daemon), ``liqmon demo`` and the tests; the clock is injected.
 """
@@ -24,12 +29,15 @@ from monitor.alerts.hysteresis import near_subjects
 from monitor.alerts.outbox import DeliveryStats, deliver_due
 from monitor.alerts.pipeline import EvaluationResult, evaluate_snapshot
 from monitor.config import Config
+from monitor.errors import StoreError
 from monitor.metrics import NULL_METRICS, Metrics
 from monitor.models import MarketSnapshot
+from monitor.positions.tracker import PositionTracker, Tracked
 from monitor.risk.anomalies import Anomaly, JumpDetector, divergence, stale_feeds
 from monitor.risk.policy import LevelCache, MarketState, market_state_for
+from monitor.risk.price_window import PriceWindow
 from monitor.risk.thresholds import covariance_for
-from monitor.scan import ScanResult, scan_all
+from monitor.scan import ScanResult
 from monitor.store import Store
 
 log = logging.getLogger("liqmon")
@@ -46,7 +54,8 @@ class TickResult:
 
 @dataclass
 class Monitor:
-    """Long-lived state across ticks: the jump detectors (one per market) and the level cache."""
+    """Long-lived state across ticks: the followed positions (``tracker``), the jump detectors
+    and volatility windows (one per market) and the level cache."""
 
     config: Config
     store: Store
@@ -55,10 +64,34 @@ class Monitor:
     metrics: Metrics = NULL_METRICS
     _detectors: dict[str, JumpDetector] = field(default_factory=dict)
     levels: LevelCache = field(default_factory=LevelCache)
+    tracker: PositionTracker | None = None  # default: one for ``config``, made at construction
+    _windows: dict[str, PriceWindow] = field(default_factory=dict)
     _near: dict[str, frozenset[str]] = field(default_factory=dict)  # oracle subjects within their exit band
 
+    def __post_init__(self) -> None:
+        if self.tracker is None:
+            self.tracker = PositionTracker(self.config, metrics=self.metrics, clock=self.clock)
+
+    @property
+    def positions(self) -> PositionTracker:
+        """The one home of the followed positions."""
+        assert self.tracker is not None
+        return self.tracker
+
+    def poll(self) -> dict[str, tuple[int, str]]:
+        """Every chain's head (number, hash); the next :meth:`tick` uses it without asking again."""
+        return self.positions.poll()
+
+    def close(self) -> None:
+        self.positions.close()
+
     def tick(self) -> TickResult:
-        scans = scan_all(self.config, self.store, metrics=self.metrics, clock=self.clock)
+        with self.store.writer("scan", self.config.store.lease_ttl_s):  # `liqmon scan` on it: refused
+            tracked = self.positions.advance(self.store)
+            for t in tracked:
+                if t.new_block:
+                    self._save(t)
+        scans = [ScanResult(t.snapshot, t.new_accounts, None, t.feeds) for t in tracked]
         evaluations = []
         anomalies: list[Anomaly] = []
         for result in scans:
@@ -68,9 +101,38 @@ class Monitor:
         delivery = self.deliver()
         return TickResult(tuple(scans), tuple(evaluations), delivery, tuple(anomalies))
 
+    def _save(self, tracked: Tracked) -> None:
+        snapshot = tracked.snapshot
+        try:
+            self.store.save_snapshot(snapshot)
+        except StoreError as exc:
+            if "not proven yet" not in str(exc):
+                raise
+            log.warning("not stored: %s", exc, extra={"market": snapshot.market, "block": snapshot.block})
+            return
+        window = self._windows.get(snapshot.market)
+        if window is not None:
+            window.append(snapshot)
+
+    def window(self, snapshot: MarketSnapshot) -> PriceWindow:
+        """The market's volatility window: the store's prices of the last ``HISTORY_DAYS``,
+        read ONCE, then appended by each tick."""
+        window = self._windows.get(snapshot.market)
+        if window is None:
+            since = snapshot.timestamp - HISTORY_DAYS * 86_400
+            window = PriceWindow.of_rows(HISTORY_DAYS, self.store.price_history(snapshot.market, since_time=since))
+            self._windows[snapshot.market] = window
+        return window
+
+    def market_state(self, snapshot: MarketSnapshot) -> MarketState:
+        """:func:`market_state_of` from the in-memory window (no store read)."""
+        symbols = [r.symbol for r in snapshot.reserves]
+        ts = float(snapshot.timestamp)
+        return market_state_for(symbols, self.window(snapshot).history(ts), ts)
+
     def assess(self, snapshot: MarketSnapshot, anomalies: list[Anomaly]) -> EvaluationResult:
         now = self.clock()
-        market = market_state_of(self.store, snapshot)
+        market = self.market_state(snapshot)
         result = evaluate_snapshot(
             snapshot, self.store, self.config.alerts, market, now=now, anomalies=anomalies, cache=self.levels,
             observe_hours=self.config.daemon.interval_s / 3600.0, near=self._near.pop(snapshot.market, frozenset()),
@@ -90,6 +152,7 @@ class Monitor:
             self.store, self.channels, self.clock(), max_attempts=self.config.daemon.max_attempts,
             on_result=lambda channel, ok: self.metrics.alerts_delivered(channel, int(ok), int(not ok)),
             on_failure=lambda channel, kind, _reason: self.metrics.delivery_failed(channel, kind),
+            grouping=self.config.alerts.grouping,  # one message per destination (alerts/grouping.py)
         )  # fmt: skip
         self.metrics.alerts_queued(len(self.store.outbox("pending")))
         if stats.sent or stats.retried or stats.failed:

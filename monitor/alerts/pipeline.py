@@ -139,10 +139,10 @@ def _assess_book(
     liq_price, _distance = liquidation_prices(book)
     main = np.argmax(book.collateral, axis=1)
     repay = repay_to_target(book, cfg.target_hf)
-    rows = np.arange(book.size)
-    add = np.array(
-        [add_collateral_to_target(book, cfg.target_hf, book.symbols[j])[i] for i, j in zip(rows, main, strict=True)]
-    )
+    add = np.zeros(book.size)
+    for j in np.unique(main):  # once per main collateral (was once per row: O(N^2), 2.7 s at 10,000)
+        rows = main == j
+        add[rows] = add_collateral_to_target(book, cfg.target_hf, book.symbols[j])[rows]
     out = []
     for i, a in enumerate(book.accounts):
         sev = int(severity[i])

@@ -83,7 +83,8 @@ _ORACLE_KEYS: Final = (
     "jump_z_warning", "jump_z_critical", "feeds", "resolve_dwell_blocks", "resolve_dwell_s", "exit_band",
 )  # fmt: skip
 _FEED_KEYS: Final = ("kind", "deviation", "heartbeat_s", "peg")
-_DAEMON_KEYS: Final = ("mode", "interval_s", "deliver_interval_s", "max_attempts", "log_format", "metrics_port")
+_DAEMON_KEYS: Final = ("mode", "interval_s", "deliver_interval_s", "max_attempts", "log_format", "metrics_port",
+                       "reconcile_sample", "reconcile_all_every", "catch_up_blocks")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -257,6 +258,10 @@ class DaemonConfig:
     max_attempts: int = 50
     log_format: str = "json"
     metrics_port: int | None = None
+    # following positions by their events (monitor.positions.tracker):
+    reconcile_sample: int = 16  # accounts re-read in full and compared every block (rotating)
+    reconcile_all_every: int = 1800  # every account re-read and compared every N blocks (0: never)
+    catch_up_blocks: int = 500  # blocks one step may span when the daemon fell behind
 
 
 def severity_rank(name: str) -> int:
@@ -326,7 +331,13 @@ def parse_daemon(v: Validator, value: object) -> DaemonConfig:
         max_attempts=v.integer(raw.get("max_attempts", d.max_attempts), "daemon.max_attempts", 1),
         log_format=log_format,
         metrics_port=None if port is None else _port(v, port, "daemon.metrics_port"),
-    )
+        reconcile_sample=v.bounded_integer(raw.get("reconcile_sample", d.reconcile_sample), "daemon.reconcile_sample",
+                                           0, 100_000),
+        reconcile_all_every=v.bounded_integer(raw.get("reconcile_all_every", d.reconcile_all_every),
+                                              "daemon.reconcile_all_every", 0, 10_000_000),
+        catch_up_blocks=v.bounded_integer(raw.get("catch_up_blocks", d.catch_up_blocks), "daemon.catch_up_blocks",
+                                          1, 100_000),
+    )  # fmt: skip
 
 
 def _num(v: Validator, raw: Mapping[Any, Any], key: str, path: str, default: float, allow_zero: bool = False) -> float:

@@ -150,6 +150,9 @@ class FollowedMarket:
         self.rules = rules_for(revision) if revision else rules_for(1)
         self.base_currency_unit = base_currency_unit
         self.reserves: dict[str, Reserve] = {r.asset: r for r in reserves}
+        self._zero_legs = {  # the leg of a reserve an account does not use (shared: legs are frozen)
+            r.asset: AssetLeg(r.asset, r.symbol, 0, 0, 0, 0, 0, False) for r in reserves
+        }  # fmt: skip
         self.categories: dict[int, EModeCategory] = {c.id: c for c in categories}
         self.price_sources: dict[str, int] = {}
         self._prices = {r.asset: r.price for r in reserves}
@@ -504,6 +507,9 @@ class FollowedMarket:
         acct = self.accounts[account]
         legs, reserves = self._legs(acct)
         data = self._data_of(acct, legs, reserves)  # the legs built once, the HF computed once
+        used = {leg.asset: leg for leg in legs}
+        zero = self._zero_legs
+        every = tuple(used.get(a) or zero[a] for a in self.reserves)  # one leg a reserve, as the readers give
         return Position(
             market=self.market,
             account=account,
@@ -516,7 +522,7 @@ class FollowedMarket:
             ltv=data.ltv,
             emode_category=acct.emode,
             user_configuration=acct.configuration,
-            legs=tuple(legs),
+            legs=every,
         )
 
     def snapshot(self, block_hash: str = "", timestamp: int = 0) -> MarketSnapshot:

@@ -459,7 +459,7 @@ def market_state_from_history(
     first = t_now
     for name in names:
         rows = by_key.get(name.upper())
-        if not rows:
+        if rows is None or len(rows) == 0:  # a list of pairs or an [n, 2] array (PriceWindow)
             series.append(None)
             continue
         arr = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
