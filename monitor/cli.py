@@ -21,6 +21,7 @@ from monitor.cli_args import Parser, count, number, say_broken_pipe, seed
 from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
 from monitor.cli_setup import add_setup_parsers
+from monitor.cli_silence import add_silence_parsers
 from monitor.config import Config, OfflineEnv, load_config
 from monitor.errors import InputError, MonitorError
 from monitor.models import MarketSnapshot, Position
@@ -286,6 +287,8 @@ def _delivery_summary(rows: list[dict[str, Any]]) -> str:
         return "no route"
 
     def one(r: dict[str, Any]) -> str:
+        if r["status"] == "silenced":  # recorded, not sent (liqmon silence list)
+            return f"silenced by #{r['silence_id']}"
         failed = r["status"] == "failed" and r["last_error"]
         return f"failed: {r['last_error']}" if failed else str(r["status"])
 
@@ -482,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_alert_parsers(sub)
     add_ops_parsers(sub)
     add_setup_parsers(sub)
+    add_silence_parsers(sub)
 
     demo = sub.add_parser("demo", help="the embedded default: devnet + seeded positions + the 2020-03-12 crash")
     demo.add_argument(

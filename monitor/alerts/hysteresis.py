@@ -59,9 +59,7 @@ def step_oracle(
     return OracleStep(previous, False, True)
 
 
-def near_subjects(
-    protocol: Mapping[str, float], reference: Mapping[str, float], cfg: OracleConfig
-) -> frozenset[str]:
+def near_subjects(protocol: Mapping[str, float], reference: Mapping[str, float], cfg: OracleConfig) -> frozenset[str]:
     """``oracle:divergence:SYMBOL`` for each asset whose protocol price is within the exit band
     of the divergence warning level (``|p / ref - 1| >= (1 - exit_band) x warning``)."""
     floor = (1.0 - cfg.exit_band) * cfg.divergence_warning_bps

@@ -207,7 +207,10 @@ def _parts(
 
 
 def _waiting(
-    store: Store, grouping: GroupingConfig, rows: list[dict[str, Any]], alerts: Mapping[int, Mapping[str, Any]],
+    store: Store,
+    grouping: GroupingConfig,
+    rows: list[dict[str, Any]],
+    alerts: Mapping[int, Mapping[str, Any]],
     now: float,
 ) -> bool:
     """A destination's rows wait: ``group_wait_s`` after the oldest for company, or (repeat

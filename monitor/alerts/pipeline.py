@@ -22,8 +22,11 @@ from monitor.alerts.assessment import Assessment
 from monitor.alerts.dedup import decide
 from monitor.alerts.hysteresis import step_oracle
 from monitor.alerts.inhibit import attach_causes
+from monitor.alerts.hysteresis import step_oracle
+from monitor.alerts.inhibit import attach_causes
 from monitor.alerts.message import Message, verdicts_line
 from monitor.alerts.render import render, render_anomaly
+from monitor.alerts.silences import acknowledged
 from monitor.config.alerts import AlertsConfig
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot
 from monitor.risk.anomalies import Anomaly
@@ -196,6 +199,7 @@ def evaluate_snapshot(
     near: Collection[str] = (),  # oracle subjects within their exit band (monitor.alerts.hysteresis)
 ) -> EvaluationResult:
     previous = store.alert_states(snapshot.market)
+    acks = store.active_acks(snapshot.market)
     assessments = assess(snapshot, market, cfg, previous, now, cache=cache, observe_hours=observe_hours)
     verdicts = {p.account: (p.liquidatable_now, p.liquidatable_after_accrual) for p in snapshot.positions}
     states: list[dict[str, Any]] = []
@@ -207,6 +211,8 @@ def evaluate_snapshot(
         reason = decide(
             prev_severity, before["last_sent_at"] if before else None, a.severity, now, cfg.repeat_interval_s
         )
+        if reason == "repeat" and acknowledged(acks.get(a.account), a.severity):
+            reason = None  # acknowledged: no reminder until the episode escalates (alerts/silences.py)
         if before is None and a.severity == "ok":
             continue  # never alerted, still fine: nothing to remember
         sent_at = before["last_sent_at"] if before else None
@@ -224,7 +230,7 @@ def evaluate_snapshot(
             sent_at = now
         if reason is not None or before is None or before["severity"] != a.severity or before["since"] != a.since:
             states.append({"subject": a.account, "severity": a.severity, "since": a.since, "last_sent_at": sent_at})
-    _anomaly_alerts(snapshot, cfg, previous, anomalies, now, states, alerts, reasons, frozenset(near))
+    _anomaly_alerts(snapshot, cfg, previous, anomalies, now, states, alerts, reasons, frozenset(near), acks)
     attach_causes(snapshot, alerts)  # an oracle alert lists the positions it moved (alerts/inhibit.py)
     ids = store.record_alerts(snapshot.market, snapshot.block, states, alerts) if states or alerts else []
     return EvaluationResult(tuple(assessments), reasons, tuple(ids))
@@ -240,7 +246,9 @@ def _anomaly_alerts(
     alerts: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     reasons: Counter[str],
     near: frozenset[str] = frozenset(),
+    acks: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
+    acks = acks or {}
     current = {f"oracle:{x.kind}:{x.asset}": x for x in anomalies}
     subjects = set(current) | {s for s in previous if s.startswith("oracle:") and previous[s]["severity"] != "ok"}
     for subject in sorted(subjects):
@@ -250,6 +258,8 @@ def _anomaly_alerts(
         severity = step.severity
         prev_severity = before["severity"] if before else None
         reason = decide(prev_severity, before["last_sent_at"] if before else None, severity, now, cfg.repeat_interval_s)
+        if reason == "repeat" and acknowledged(acks.get(subject), severity):
+            reason = None
         if reason is None or (reason == "repeat" and (step.held or anomaly is None)):
             if step.seen and before is not None:  # still there: the dwell restarts
                 states.append({**_state_keys(before), "seen_at": now, "seen_block": snapshot.block})
