@@ -19,7 +19,10 @@ emits them:
 - ``AbsorbCollateral(absorber, borrower, asset, amount, usd)``: the borrower's ``asset`` seized;
   ``AbsorbDebt(absorber, borrower, basePaidOut, usd)``: its balance + ``basePaidOut`` (floored at
   0 by Comet), ``assetsIn`` cleared;
-- ``BuyCollateral``, ``WithdrawReserves``: protocol reserves only (no account changes).
+- ``BuyCollateral``, ``WithdrawReserves``: protocol reserves only (no account changes);
+- ``Upgraded(implementation)`` of the Comet's proxy (``TransparentUpgradeableProxy``, the
+  address users call): a new implementation, i.e. new asset infos, feeds or rate model from the
+  Configurator; the follower reads the whole market again.
 
 Every decoder checks the topic count and the data length: a log that does not fit is a
 :class:`~monitor.errors.DecodeError`, never a guess.
@@ -49,6 +52,7 @@ ABSORB_DEBT = "AbsorbDebt(address,address,uint256,uint256)"
 ABSORB_COLLATERAL = "AbsorbCollateral(address,address,address,uint256,uint256)"
 BUY_COLLATERAL = "BuyCollateral(address,address,uint256,uint256)"
 WITHDRAW_RESERVES = "WithdrawReserves(address,uint256)"
+UPGRADED = "Upgraded(address)"  # ERC1967 / TransparentUpgradeableProxy
 
 T_SUPPLY = event_topic(SUPPLY)
 T_TRANSFER = event_topic(TRANSFER)
@@ -60,11 +64,12 @@ T_ABSORB_DEBT = event_topic(ABSORB_DEBT)
 T_ABSORB_COLLATERAL = event_topic(ABSORB_COLLATERAL)
 T_BUY_COLLATERAL = event_topic(BUY_COLLATERAL)
 T_WITHDRAW_RESERVES = event_topic(WITHDRAW_RESERVES)
+T_UPGRADED = event_topic(UPGRADED)
 
 # ONE eth_getLogs on the Comet asks for all of them (topic0 OR-list)
 WATCHED_TOPICS: tuple[str, ...] = (
     T_SUPPLY, T_TRANSFER, T_WITHDRAW, T_SUPPLY_COLLATERAL, T_TRANSFER_COLLATERAL, T_WITHDRAW_COLLATERAL,
-    T_ABSORB_DEBT, T_ABSORB_COLLATERAL, T_BUY_COLLATERAL, T_WITHDRAW_RESERVES,
+    T_ABSORB_DEBT, T_ABSORB_COLLATERAL, T_BUY_COLLATERAL, T_WITHDRAW_RESERVES, T_UPGRADED,
 )  # fmt: skip
 BASE_KINDS = frozenset({"supply", "withdraw", "transfer_in", "transfer_out", "absorb_debt"})  # move a principal
 
@@ -147,6 +152,10 @@ def decode_log(log: Log) -> CometEvent | None:
         topics = _topics(log, 2, "WithdrawReserves")
         (amount,) = _words(log, 1, "WithdrawReserves")
         return CometEvent("withdraw_reserves", *at, account="", other=_address(topics[1]), amount=amount)
+    if t0 == T_UPGRADED:
+        topics = _topics(log, 2, "Upgraded")
+        _words(log, 0, "Upgraded")
+        return CometEvent("upgraded", *at, account="", other=_address(topics[1]))
     return None
 
 

@@ -13,6 +13,9 @@ After ONE full read (:meth:`CometFollower.start`: the market through
    the sender of a lone base ``Transfer(src, 0)``, which may have gone into debt) and the
    reconciliation sample — reconciliation rides in the same ``eth_call``.
 
+An ``Upgraded`` event of the Comet's proxy (a Configurator deployment: new asset infos, feeds or
+rate model) makes that step a full read again.
+
 Events are applied exactly with Comet's integer rules (``presentValue`` / ``principalValue``,
 borrow rounding up) at the block's indices: every base movement accrues first, so the indices
 all of a block's base events used are the stored indices at the end of the block
@@ -155,6 +158,7 @@ class CometFollower:
         self.differences: list[Difference] = []
         self._block = -1
         self._cursor = 0
+        self._accrued: tuple[tuple[CometTotals, int], int] | None = None  # (totals, timestamp) -> borrow index
 
     # -- the Follower protocol's accessors --------------------------------------------------
 
@@ -220,6 +224,12 @@ class CometFollower:
             return StepReport(first, to_block, 0, 0, (), (), 0, (), 0, {}, 0.0)
         logs = self.logs(first, to_block)
         events = ev.decode_logs(logs, self.comet)
+        if any(e.kind == "upgraded" for e in events):  # a new implementation: read everything again
+            self.start(to_block)
+            by_method = {m: n - before.get(m, 0) for m, n in Counter(self.client.method_counts).items()
+                         if n - before.get(m, 0)}  # fmt: skip
+            return StepReport(first, to_block, len(logs), len(events), (), tuple(self.accounts), 0, (),
+                              sum(by_method.values()), by_method, time.process_time() - cpu, resynced=True)  # fmt: skip
         followed = set(self.accounts)
         touched: set[str] = set()
         discovered: list[str] = []
@@ -284,7 +294,7 @@ class CometFollower:
     def _apply(self, event: ev.CometEvent, followed: set[str], full: set[str], late: set[str]) -> None:
         """Apply ``event`` to the followed accounts it changes that are not read in full this step."""
         kind = event.kind
-        if event.companion or kind in ("buy_collateral", "withdraw_reserves"):
+        if event.companion or kind in ("buy_collateral", "withdraw_reserves", "upgraded"):
             return
         if kind == "transfer_collateral":
             for account, delta in ((event.account, -event.amount), (event.other, event.amount)):
@@ -501,7 +511,10 @@ class CometFollower:
         state, totals = self.market, self.totals
         if state.rates is None:
             raise DecodeError(f"{self.reader.market}: Comet rate model missing")
-        _, accrued = accrued_indices(totals, state.rates, self.timestamp)
+        key = (totals, self.timestamp)
+        if self._accrued is None or self._accrued[0] != key:
+            self._accrued = (key, accrued_indices(totals, state.rates, self.timestamp)[1])
+        accrued = self._accrued[1]
         owed = -acct.principal if acct.principal < 0 else 0
         balances = [acct.balances.get(x.asset, 0) for x in state.assets]
         return self.reader._position(state, account, present_value(owed, accrued),

@@ -33,8 +33,10 @@ INDEXED = {
     ev.ABSORB_COLLATERAL: (True, True, True, False, False),
     ev.BUY_COLLATERAL: (True, True, False, False),
     ev.WITHDRAW_RESERVES: (True, False),
+    ev.UPGRADED: (True,),
 }
-NOT_IN_COMET_LIKE = {ev.BUY_COLLATERAL, ev.WITHDRAW_RESERVES}  # it models neither buyCollateral nor reserves
+# CometLike models neither buyCollateral, nor reserves, nor a proxy
+NOT_IN_COMET_LIKE = {ev.BUY_COLLATERAL, ev.WITHDRAW_RESERVES, ev.UPGRADED}
 
 
 def _t(address: str) -> str:
@@ -76,6 +78,8 @@ def test_events_decode_to_the_account_they_change() -> None:
     assert debt.moves_base and not moved.moves_base
     bought = ev.decode_log(_log(ev.BUY_COLLATERAL, [_t(BOB), _t(ASSET)], [5, 6]))
     assert bought is not None and bought.kind == "buy_collateral" and bought.account == ""
+    upgraded = ev.decode_log(_log(ev.UPGRADED, [_t(BOB)], []))
+    assert upgraded == ev.CometEvent("upgraded", 3, 0, account="", other=BOB)
 
 
 def test_a_transfer_right_after_its_supply_withdraw_or_absorb_is_a_companion() -> None:
