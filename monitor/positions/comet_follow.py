@@ -32,6 +32,11 @@ source ``"totals"``). A transfer between two borrowers whose principal changes c
 leaves the totals unchanged: only reconciliation finds it (the protocol's limit, not this
 follower's).
 
+With ``discover``, an account an event names that may now be a borrower (``Withdraw`` src, a
+lone ``Transfer(src, 0)``, ``SupplyCollateral`` dst, ``TransferCollateral`` to, ``AbsorbDebt``)
+is followed from then on (read in full in that block); with ``complete`` too, every account an
+event names (suppliers too).
+
 Every health factor then comes from the local principal and balances with the reader's own
 exact math (:meth:`CompoundV3Reader._position`): the debt at the indices accrued to the block's
 timestamp (what ``absorb`` sees) and at the stored ones (what ``isLiquidatable`` answers now).
@@ -75,6 +80,9 @@ from monitor.protocols.compound_v3 import (
 log = logging.getLogger("liqmon")
 GET_CURRENT_BLOCK_TIMESTAMP = fn("getCurrentBlockTimestamp()", "uint256")  # Multicall3
 TOUCHED_KEPT_BLOCKS = 256
+# events after which the account they name may be a borrower (the reader's discovery set); with
+# ``complete`` every account an event names is followed (suppliers too: the totals need them)
+BORROWER_KINDS = frozenset({"withdraw", "transfer_out", "supply_collateral", "transfer_collateral", "absorb_debt"})
 
 
 @dataclass(slots=True)
@@ -238,7 +246,7 @@ class CometFollower:
             for account in (event.account, event.other if event.kind == "transfer_collateral" else ""):
                 if not account or account == ev.ZERO:
                     continue
-                if account not in followed and self.discover:
+                if account not in followed and self.discover and (self.complete or event.kind in BORROWER_KINDS):
                     followed.add(account)
                     self.accounts.append(account)
                     discovered.append(account)

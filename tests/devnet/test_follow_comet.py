@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from eth_utils import to_checksum_address
 
 from monitor.chain.blocks import block_ref
 from monitor.chain.multicall import Multicall
@@ -165,6 +166,34 @@ def test_unwind_rereads_what_the_dropped_blocks_touched(net: Net) -> None:
         assert follower.unwind(base) == {who}
         report = follower.step(net.client.block_number())
         assert who in report.read and report.differences == ()
+        assert follower.reconcile() == []
+    finally:
+        net.node.revert(snapshot_id)
+
+
+def test_a_new_borrower_is_discovered_from_its_events(net: Net) -> None:
+    """``discover``: an account no one followed supplies collateral and borrows; the step names it
+    in ``discovered``, reads it in full, and its HF equals the reader's; a supplier only is not
+    followed (without ``complete`` the totals do not need it)."""
+    snapshot_id = net.node.snapshot()
+    try:
+        comet, owner = net.deployment.comet, net.deployment.owner
+        follower = CometFollower(_reader(net.url, comet), net.accounts[:3], discover=True)
+        follower.start("latest")
+        newcomer = to_checksum_address("0x00000000000000000000000000000000000c0ffe")
+        saver = to_checksum_address("0x0000000000000000000000000000000000005afe")
+        weth = net.deployment.collateral("WETH")
+        net.node.send_many([
+            Tx(owner, comet, cm.SET_COLLATERAL.encode(newcomer, weth.address, 10 * 10**18), GAS, "collateral"),
+            Tx(owner, comet, cm.BORROW.encode(newcomer, 5_000 * 10**6), GAS, "borrow"),
+            Tx(owner, comet, cm.SUPPLY.encode(saver, 1_000 * 10**6), GAS, "supply"),
+        ])  # fmt: skip
+        report = follower.step(net.client.block_number())
+        assert newcomer in report.discovered and saver not in follower.followed
+        ref = block_ref(net.client)
+        ours = position_rows(follower.snapshots(ref.hash, ref.timestamp))
+        theirs = position_rows(_reader(net.url, comet).snapshots(follower.followed, ref))
+        assert ours == theirs and any(account == newcomer for _market, account in ours)
         assert follower.reconcile() == []
     finally:
         net.node.revert(snapshot_id)

@@ -21,12 +21,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from eth_utils import to_checksum_address
 
 from monitor.chain.blocks import block_ref
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.devnet.anvil import Anvil
-from monitor.devnet.morpho import ERC20_APPROVE, ERC20_MINT, MorphoDeployment, deploy_morpho, seed_morpho
+from monitor.devnet.morpho import (
+    BORROW,
+    ERC20_APPROVE,
+    ERC20_MINT,
+    SUPPLY_COLLATERAL,
+    MorphoDeployment,
+    deploy_morpho,
+    seed_morpho,
+)
 from monitor.devnet.node import DevnetNode, Tx
 from monitor.models import MAX_UINT256
 from monitor.positions import morpho_events as ev
@@ -142,6 +151,35 @@ def test_unwind_rereads_what_the_dropped_blocks_touched(net: Net) -> None:
         assert follower.unwind(base) == {who}
         report = follower.step(net.client.block_number())
         assert who in report.read and report.differences == ()
+        assert follower.reconcile() == []
+    finally:
+        net.node.revert(snapshot_id)
+
+
+def test_a_new_borrower_is_discovered_from_its_events(net: Net) -> None:
+    """``discover``: an account no one followed supplies collateral and borrows; the step names it
+    in ``discovered``, reads it in full, and its HF equals the reader's."""
+    snapshot_id = net.node.snapshot()
+    try:
+        follower = MorphoFollower(_reader(net.url, net.deployment), net.accounts[:3], discover=True)
+        follower.start("latest")
+        newcomer = to_checksum_address("0x00000000000000000000000000000000000c0ffe")
+        activity = MorphoActivity(net.node, net.deployment, [newcomer], liquidator=LIQUIDATOR, seed=1)
+        activity.fund()
+        m = net.deployment.markets[0]
+        collateral = 10 * 10**m.collateral_decimals
+        net.node.send_many([
+            Tx(newcomer, net.deployment.morpho, SUPPLY_COLLATERAL.encode(m.params(), collateral, newcomer, b""), GAS,
+               "collateral"),
+            Tx(newcomer, net.deployment.morpho, BORROW.encode(m.params(), 1_000 * 10**m.loan_decimals, 0, newcomer,
+               newcomer), GAS, "borrow"),
+        ])  # fmt: skip
+        report = follower.step(net.client.block_number())
+        assert newcomer in report.discovered and newcomer in follower.followed
+        ref = block_ref(net.client)
+        ours = position_rows(follower.snapshots(ref.hash, ref.timestamp))
+        theirs = position_rows(_reader(net.url, net.deployment).snapshots(follower.followed, ref))
+        assert ours == theirs and any(account == newcomer for _market, account in ours)
         assert follower.reconcile() == []
     finally:
         net.node.revert(snapshot_id)
