@@ -66,7 +66,7 @@ def _say(message: str) -> None:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    with Store(config.store.path) as store:
+    with Store(config.store.path, history=config.store.history, retention=config.store.retention) as store:
         results = scan_all(config, store, market_name=args.market, progress=_say if args.verbose else _quiet)
         levels = {r.snapshot.market: scan_levels(config, store, r.snapshot) for r in results}
     if args.json:
@@ -378,7 +378,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print("liqmon demo: Black Thursday (2020-03-12) replayed on a local devnet (Aave V3, Morpho Blue, Compound V3)\n")
     rows: list[Any] = []
-    walk = run_demo(positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say)
+    walk = run_demo(positions=args.positions, seed=args.seed, substeps=args.substeps, db_path=args.db, say=_say,
+                    verbose=args.verbose)  # fmt: skip
     with _terminated_unwinds(), closing(walk):  # SIGTERM / SIGHUP unwind: the demo's anvil is stopped
         last = _demo_walk(walk, rows)
     assert last is not None
@@ -496,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--substeps", type=count(1, 24), default=2, help="price steps between real data points (1-24, default 2)"
     )
     demo.add_argument("--db", type=Path, help="keep the history in this SQLite file")
+    demo.add_argument("-v", "--verbose", action="store_true", help="print each alert in full (default: one line each)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -88,9 +88,11 @@ def run_demo(
     substeps: int = 2,
     db_path: Path | None = None,
     say: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> Generator[tuple[StepSummary, list[ScanResult], TickResult], None, None]:
     """Yields one summary per price step; alerts go to the console channel as they are
-    delivered; the devnet is stopped when the walk ends."""
+    delivered, one line each (``verbose``: the whole message); the devnet is stopped when the
+    walk ends."""
     steps = crash_steps(substeps)
     with Anvil() as anvil, tempfile.TemporaryDirectory(prefix="liqmon-demo-") as tmp:
         client = RpcClient([anvil.url], timeout=120, max_retries=0)
@@ -107,7 +109,8 @@ def run_demo(
         store_path = db_path or Path(tmp) / "demo.db"
         config = _config(anvil.url, world, store_path)
         with Store(store_path) as store:
-            monitor = Monitor(config, store, {"console": ConsoleChannel()}, clock=lambda: _chain_time(client))
+            console = ConsoleChannel(verbose=verbose)
+            monitor = Monitor(config, store, {"console": console}, clock=lambda: _chain_time(client))
             for step in steps:
                 client.request("evm_increaseTime", [SECONDS_PER_REAL_STEP // substeps])
                 _set_prices(node, world, step.prices)

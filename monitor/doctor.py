@@ -42,7 +42,7 @@ from eth_utils.address import to_checksum_address
 from monitor.alerts.channels import Channel
 from monitor.alerts.console import ConsoleChannel
 from monitor.alerts.factory import build_channel
-from monitor.alerts.message import Message
+from monitor.alerts.render import render_test
 from monitor.chain.rpc import RpcClient, to_int
 from monitor.config import ChainConfig, Config, MarketConfig, RpcEndpoint, load_config, redact
 from monitor.errors import ConfigError, RpcError, RpcResponseError
@@ -307,16 +307,8 @@ class _Doctor:
                 return "FAIL", f"{where}: {exc}"
         if not self.send_test:
             return "OK", f"{where}: destination valid; not sent; use --send-test"
-        message = Message(
-            key=f"doctor-{index}-{int(self.clock())}",
-            severity="watch",
-            title="liqmon doctor test message",
-            lines=(
-                f"sent by `liqmon doctor --send-test` through alerts.routes[{index}] ({where})",
-                f"host {socket.gethostname()}, config {self.config.source.name}",
-                "no action needed: alerts for this route will arrive here",
-            ),
-        )
+        message = render_test(f"alerts.routes[{index}] ({where})", socket.gethostname(), self.config.source.name,
+                              self.config.alerts, key=f"doctor-{index}-{int(self.clock())}")  # fmt: skip
         channel.send(message, route.to)  # DeliveryError -> FAIL with its (secret-free) message
         return "OK", f"{where}: test message delivered"
 

@@ -1,4 +1,4 @@
-"""SMTP channel: one plain-text email per alert, over STARTTLS, implicit TLS or (local relays) none.
+"""SMTP channel: one email per alert (plain text + HTML), over STARTTLS, implicit TLS or (local relays) none.
 
 TLS verifies the server by default (``ssl.create_default_context()``: CERT_REQUIRED and
 hostname check); pass ``ssl_context`` to trust a private CA. A password is never sent
@@ -110,16 +110,18 @@ class EmailChannel:
         parse_addresses(destination)
 
     def build(self, message: Message, recipients: list[str]) -> EmailMessage:
-        """The email for ``message`` (subject ``[liqmon] severity: title``, plain-text body)."""
+        """The email for ``message``: the headline as subject (what a phone's preview shows), the
+        body (not repeating it) as plain text with an HTML alternative holding the links."""
         mail = EmailMessage()
-        mail["Subject"] = f"[liqmon] {message.severity}: {one_line(message.title)}"
+        mail["Subject"] = message.headline
         mail["From"] = self.sender
         mail["To"] = ", ".join(recipients)
         mail["Date"] = formatdate(usegmt=True)
         digest = hashlib.sha256(message.key.encode()).hexdigest()[:32]
         mail["Message-ID"] = f"<{digest}.liqmon@{self.sender.rpartition('@')[2]}>"
         mail["X-Liqmon-Key"] = one_line(message.key)
-        mail.set_content(message.plain())
+        mail.set_content(message.body_text() or one_line(message.title))
+        mail.add_alternative(message.email_html(), subtype="html")
         return mail
 
     def send(self, message: Message, destination: str) -> None:

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-SEVERITIES: Final = ("ok", "watch", "warning", "critical", "liquidatable", "resolved", "anomaly")
+SEVERITIES: Final = ("ok", "watch", "warning", "critical", "liquidatable", "resolved", "anomaly", "test")
 TELEGRAM_TEXT_LIMIT: Final = 4096
+FIRST_LINE_MAX: Final = 80  # what a phone's notification preview shows
 ELLIPSIS: Final = "…"
+BADGES: Final = {
+    "ok": "✅ OK", "watch": "👀 WATCH", "warning": "⚠️ WARNING", "critical": "🔴 CRITICAL",
+    "liquidatable": "🚨 LIQUIDATABLE", "resolved": "✅ RESOLVED", "anomaly": "⚠️ ORACLE", "test": "🧪 TEST",
+}  # fmt: skip
+# the structured form's keys (webhooks, Slack / Discord fields); a message may leave some out
+FIELD_KEYS: Final = ("severity", "account", "label", "chain", "market", "hf", "level", "link", "block", "time")
 
 # An EVM address (20 bytes) or a transaction / block hash (32 bytes).
 _HEX_ID_RE: Final = re.compile(r"\b0x(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40})\b")
@@ -28,39 +36,120 @@ _SPACES_RE: Final = re.compile(r"\s+")
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One alert as plain text; channels render it (escaped) in their own format."""
+    """One alert as plain text; channels render it (escaped) in their own format.
+
+    ``title`` is the first line without the severity badge (``headline`` adds it); ``lines`` the
+    body, plain text, never repeating the first line; ``links`` (label, URL) pairs shown after
+    the body; ``fields`` the structured form (keys of :data:`FIELD_KEYS`) for machine channels;
+    ``summary`` one compact line (no badge) for a grouped message or the demo's stream.
+    """
 
     key: str  # idempotency key (the outbox id), passed through to the channel
     severity: str  # one of SEVERITIES
     title: str  # one line
     lines: tuple[str, ...] = ()  # body lines, plain text
+    links: tuple[tuple[str, str], ...] = ()  # (label, URL)
+    fields: tuple[tuple[str, str], ...] = ()  # (key, value), keys from FIELD_KEYS
+    summary: str = ""  # one line for a group / the demo; the title when empty
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"unknown alert severity {self.severity!r}; expected one of {', '.join(SEVERITIES)}")
-        if not isinstance(self.lines, tuple):  # a list would make the frozen message mutable
-            object.__setattr__(self, "lines", tuple(self.lines))
+        for name in ("lines", "links", "fields"):  # a list would make the frozen message mutable
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or any(not isinstance(x, str | tuple) for x in value):
+                object.__setattr__(self, name, tuple(x if isinstance(x, str) else tuple(x) for x in value))
+
+    @property
+    def badge(self) -> str:
+        """Emoji and severity in capitals: ``⚠️ WARNING``."""
+        return BADGES.get(self.severity, self.severity.upper())
 
     @property
     def headline(self) -> str:
-        """``[SEVERITY] title`` on one line (newlines in the title become spaces)."""
-        return f"[{self.severity.upper()}] {one_line(self.title)}"
+        """``badge title`` on one line (newlines in the title become spaces): the phone preview."""
+        return f"{self.badge} {one_line(self.title)}"
+
+    @property
+    def field_map(self) -> dict[str, str]:
+        return dict(self.fields)
+
+    def summary_line(self) -> str:
+        """``badge summary`` on one line: one position of a grouped message, one line of the demo."""
+        return f"{self.badge} {one_line(self.summary or self.title)}"
+
+    def body(self) -> list[str]:
+        """The body lines then one ``label: URL`` line per link (no headline)."""
+        return [*self.lines, *(f"{label}: {url}" for label, url in self.links)]
 
     def plain(self) -> str:
-        """The title, a blank line, then one body line per line (for email and logs)."""
-        title = one_line(self.title)
-        return "\n".join([title, "", *self.lines]) if self.lines else title
+        """The headline then the body, one line each (logs, plain-text channels)."""
+        return "\n".join([self.headline, *self.body()])
+
+    def body_text(self) -> str:
+        """The body without the headline (an email body, whose subject is the headline)."""
+        return "\n".join(self.body())
+
+    def markdown(self) -> str:
+        """CommonMark (Discord, most chat webhooks): the headline in bold, links as ``[label](URL)``."""
+        links = " · ".join(f"[{_md(label)}]({url})" for label, url in self.links)
+        return "\n".join(
+            [f"**{_md(self.headline)}**", *(_md(line) for line in self.lines), *([links] if links else [])]
+        )
 
     def html(self) -> str:
-        """Telegram ``parse_mode=HTML``: ``[SEVERITY] title`` in ``<b>``, addresses and hashes in ``<code>``,
-        the rest escaped."""
+        """Telegram ``parse_mode=HTML``: the headline in ``<b>``, addresses and hashes in ``<code>``,
+        links as ``<a href>``, the rest escaped."""
         head = f"<b>{_escape(self.headline)}</b>"
-        return "\n".join([head, "", *(_html_line(line) for line in self.lines)]) if self.lines else head
+        links = _html_links(self.links)
+        return "\n".join([head, *(_html_line(line) for line in self.lines), *([links] if links else [])])
+
+    def email_html(self) -> str:
+        """The HTML part of an email: one paragraph of body lines and the links (no headline)."""
+        body = "<br>\n".join(_html_line(line) for line in self.lines)
+        links = _html_links(self.links)
+        return f"<html><body><p>{body}</p>{f'<p>{links}</p>' if links else ''}</body></html>\n"
+
+    def to_json(self) -> dict[str, object]:
+        """The outbox form; :func:`message_from_dict` reads it back (and rows written before
+        links / fields / summary existed)."""
+        data: dict[str, object] = {"severity": self.severity, "title": self.title, "lines": list(self.lines)}
+        if self.links:
+            data["links"] = [list(x) for x in self.links]
+        if self.fields:
+            data["fields"] = dict(self.fields)
+        if self.summary:
+            data["summary"] = self.summary
+        return data
+
+
+def message_from_dict(key: str, data: Mapping[str, Any]) -> Message:
+    """The message of an outbox row's JSON (``Message.to_json``); old rows lack the new keys."""
+    fields = data.get("fields") or {}
+    return Message(
+        key=key, severity=data["severity"], title=data["title"], lines=tuple(data.get("lines") or ()),
+        links=tuple((str(a), str(b)) for a, b in data.get("links") or ()),
+        fields=tuple((str(k), str(v)) for k, v in fields.items()), summary=str(data.get("summary") or ""),
+    )  # fmt: skip
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with ``…`` when longer."""
+    text = one_line(text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
 
 
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace (newlines included) replaced by one space."""
     return _SPACES_RE.sub(" ", text).strip()
+
+
+def _html_links(links: tuple[tuple[str, str], ...]) -> str:
+    return " · ".join(f'<a href="{html.escape(url, quote=True)}">{_escape(label)}</a>' for label, url in links)
+
+
+def _md(text: str) -> str:
+    return re.sub(r"([\\*_`\[\]~|<>])", r"\\\1", text)
 
 
 def _escape(text: str) -> str:

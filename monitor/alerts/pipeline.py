@@ -22,10 +22,8 @@ from monitor.alerts.assessment import Assessment
 from monitor.alerts.dedup import decide
 from monitor.alerts.hysteresis import step_oracle
 from monitor.alerts.inhibit import attach_causes
-from monitor.alerts.hysteresis import step_oracle
-from monitor.alerts.inhibit import attach_causes
-from monitor.alerts.message import Message, verdicts_line
-from monitor.alerts.render import render, render_anomaly
+from monitor.alerts.message import Message, message_from_dict, verdicts_line
+from monitor.alerts.render import episode_start, render, render_anomaly
 from monitor.alerts.silences import acknowledged
 from monitor.config.alerts import AlertsConfig
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot
@@ -178,12 +176,11 @@ def _level_column(severity: int) -> int:
 
 
 def message_json(message: Message) -> str:
-    return json.dumps({"severity": message.severity, "title": message.title, "lines": list(message.lines)})
+    return json.dumps(message.to_json())
 
 
 def message_from_json(key: str, text: str) -> Message:
-    data = json.loads(text)
-    return Message(key=key, severity=data["severity"], title=data["title"], lines=tuple(data["lines"]))
+    return message_from_dict(key, json.loads(text))  # rows written before links / fields load too
 
 
 def evaluate_snapshot(
@@ -217,7 +214,8 @@ def evaluate_snapshot(
             continue  # never alerted, still fine: nothing to remember
         sent_at = before["last_sent_at"] if before else None
         if reason is not None:
-            message = render(snapshot.market, snapshot.block, a, reason, prev_severity or "ok", cfg)
+            started = episode_start(store, snapshot.market, a.account) if reason == "resolved" else None
+            message = render(snapshot, a, reason, prev_severity or "ok", cfg, started=started)
             note = verdicts_line(*verdicts.get(a.account, (False, None)))
             if note and reason != "resolved":
                 message = replace(message, lines=(*message.lines[:-1], note, message.lines[-1]))
@@ -264,7 +262,7 @@ def _anomaly_alerts(
             if step.seen and before is not None:  # still there: the dwell restarts
                 states.append({**_state_keys(before), "seen_at": now, "seen_block": snapshot.block})
             continue
-        message = render_anomaly(snapshot.market, snapshot.block, anomaly, subject, reason)
+        message = render_anomaly(snapshot, anomaly, subject, reason, cfg, previous=prev_severity or "ok")
         alerts.append(({"subject": subject, "severity": severity, "previous": prev_severity or "ok", "reason": reason,
                         "hf": None, "threshold": None, "detail": message_json(message)},
                        _deliveries(cfg, snapshot.market, None, prev_severity if anomaly is None else severity,

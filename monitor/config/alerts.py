@@ -18,14 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from monitor.config.messages import MessageConfig, parse_messages
 from monitor.config.validate import Validator
 from monitor.errors import InputError
 from monitor.risk.anomalies import DEFAULT_FLOATING, DEFAULT_PEGGED, FEED_KINDS, FeedSpec, feed_spec
 from monitor.risk.policy import OptTriple, PolicyConfig, PolicyOverride
 
 SEVERITY_NAMES: Final = ("watch", "warning", "critical", "liquidatable")
-CHANNEL_TYPES: Final = ("telegram", "email", "console", "webhook", "slack", "discord")
-WEBHOOK_TYPES: Final = ("webhook", "slack", "discord")  # post where their URL points: routes have no `to`
+CHANNEL_TYPES: Final = ("telegram", "email", "console", "webhook", "slack", "discord", "pagerduty")
+# post where their URL points: routes have no `to`
+WEBHOOK_TYPES: Final = ("webhook", "slack", "discord", "pagerduty")
+PAGERDUTY_URL: Final = "https://events.pagerduty.com/v2/enqueue"
 _CHAT_ID_RE: Final = re.compile(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
 _EMAIL_RE: Final = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -34,7 +37,7 @@ _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _ALERT_KEYS: Final = (
     "policy", "exit_margin", "min_dwell_s", "repeat_interval_s", "target_hf", "channels", "routes", "oracle",
     "accounts", "markets",
-    "grouping",
+    "grouping", "labels", "links", "templates",
 )  # fmt: skip
 _GROUPING_KEYS: Final = ("group_wait_s", "repeat_interval_s", "max_per_message")
 # keys of the old lognormal rule: refused with what replaced them (their meaning changed)
@@ -68,6 +71,7 @@ _CHANNEL_KEYS: Final = {
     "webhook": ("type", "url", "secret_env", "headers", "min_interval_s", "timeout_s"),
     "slack": ("type", "url", "min_interval_s", "timeout_s"),
     "discord": ("type", "url", "username", "min_interval_s", "timeout_s"),
+    "pagerduty": ("type", "routing_key_env", "url", "min_interval_s", "timeout_s"),
 }
 _ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER_NAME_RE: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
@@ -223,6 +227,7 @@ class AlertsConfig:
     oracle: OracleConfig = field(default_factory=OracleConfig)
     accounts: Mapping[str, AccountConfig] = field(default_factory=dict)  # lower-case address -> its entry
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
+    messages: MessageConfig = field(default_factory=MessageConfig)  # alerts.labels / links / templates
 
     @property
     def exit_margin(self) -> float:
@@ -293,6 +298,7 @@ def parse_alerts(v: Validator, value: object, market_names: Sequence[str]) -> Al
         routes=routes,
         oracle=_oracle(v, raw.get("oracle")),
         grouping=_grouping(v, raw.get("grouping")),
+        messages=parse_messages(v, raw),
     )
 
 
@@ -607,6 +613,8 @@ def _channel(v: Validator, name: str, kind: str, body: Mapping[Any, Any], path: 
     timeout = _num(v, body, "timeout_s", path, 10.0)
     if kind == "console":
         return ChannelConfig(name, kind)
+    if kind == "pagerduty":
+        return _pagerduty_channel(v, name, body, path, timeout)
     if kind in WEBHOOK_TYPES:
         return _webhook_channel(v, name, kind, body, path, timeout)
     if kind == "telegram":
@@ -668,6 +676,19 @@ def _webhook_channel(
         signing_secret=_secret(v, body, "secret_env", path, required=False) if kind == "webhook" else None,
         display_name=display_name,
     )  # fmt: skip
+
+
+def _pagerduty_channel(v: Validator, name: str, body: Mapping[Any, Any], path: str, timeout: float) -> ChannelConfig:
+    """``pagerduty``: the Events API v2 integration key from ``routing_key_env``; ``url`` (default
+    PagerDuty's endpoint) configurable for an EU account or a local peer."""
+    key = _secret(v, body, "routing_key_env", path, required=True)
+    assert key is not None
+    if not re.fullmatch(r"[A-Za-z0-9]{32}", key.value):  # never echo the value
+        v.fail(f"{path}.routing_key_env", f"{key.env} does not hold a 32-character PagerDuty integration key")
+    url = _env_text(v, body.get("url", PAGERDUTY_URL), f"{path}.url", whole=False)
+    _check_url(v, url, f"{path}.url", secret_url=True)  # the body carries the key: https (or loopback)
+    return ChannelConfig(name, "pagerduty", token=key, url=url, timeout_s=timeout,
+                         min_interval_s=_num(v, body, "min_interval_s", path, 0.0, allow_zero=True))  # fmt: skip
 
 
 def _env_text(v: Validator, value: object, path: str, *, whole: bool) -> SecretText:

@@ -54,9 +54,11 @@ def test_history_over_two_scans_in_three_formats(devnet: Devnet, tmp_path: Path,
 
 def test_demo_walks_the_crash_and_flags_positions(capsys: Any, tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    assert main(["demo", "--positions", "30", "--substeps", "1", "--db", str(db)]) == 0
+    assert main(["demo", "--positions", "30", "--substeps", "1", "--db", str(db), "-v"]) == 0
     out = capsys.readouterr().out
     assert "2020-03-12 low" in out and "ETH   111.21" in out
+    # -v: each alert in full (headline, what to do in token units, the block)
+    assert "\nTo reach HF 1.5: repay " in out and "\nLiquidated if " in out and "\nBlock " in out
     steps = [line for line in out.splitlines() if line.startswith("2020-03-")]
     first_liq = int(steps[0].split("HF<1:")[1].split()[0])
     worst_liq = max(int(line.split("HF<1:")[1].split()[0]) for line in steps)
@@ -71,7 +73,10 @@ def test_demo_history_lists_alerts_prices_and_plots(capsys: Any, tmp_path: Path)
     db = tmp_path / "demo.db"
     assert main(["demo", "--positions", "30", "--substeps", "1", "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "[LIQUIDATABLE]" in out and "[RESOLVED]" in out and "oracle jump on WETH" in out
+    assert "🚨 LIQUIDATABLE " in out and "✅ RESOLVED " in out and "oracle jump on WETH" in out
+    alert_lines = [line for line in out.splitlines() if line.split(" ", 1)[0] in ("👀", "⚠️", "🔴", "🚨", "✅")]
+    assert len(alert_lines) > 20 and max(map(len, alert_lines)) <= 120  # one compact line per alert
+    assert not any("To reach HF" in line or "reason:" in line for line in out.splitlines())  # not the full text
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({
         "chains": {"devnet": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:1"]}},

@@ -106,7 +106,7 @@ def test_crash_walk_warns_before_liquidation_once_per_change_and_resolves(
     assert max(keys.values()) == 1  # no duplicate message
     # each position alert names the policy's level in force and why ("WETH/USDC, 48 h: warn at ...")
     position_alerts = [m.plain for m in telegram.messages if " HF " in m.plain.split("\n", 1)[0]]
-    assert position_alerts and all("level in force: " in text and " h: " in text for text in position_alerts)
+    assert position_alerts and all("Why this level: " in text and " h: " in text for text in position_alerts)
     # 3. recovery: every alert episode (first ... resolved) is well formed, and every position
     #    back to ok at the end got exactly one resolved message for its last episode
     for subject, rows in by_subject.items():
@@ -119,10 +119,10 @@ def test_crash_walk_warns_before_liquidation_once_per_change_and_resolves(
     for account in recovered:
         assert by_subject[account][-1]["reason"] == "resolved"
     [a for a in alerts if a["reason"] == "resolved" and not a["subject"].startswith("oracle:")]
-    assert sum(1 for m in telegram.messages if m.plain.startswith("[RESOLVED]")) == sum(
+    assert sum(1 for m in telegram.messages if m.plain.startswith("✅ RESOLVED")) == sum(
         1 for a in alerts if a["reason"] == "resolved"
     )
     # 4. the owner's wallets went to the owner's mailbox, and only those
     mail = [row for row in outbox if row["channel"] == "mail"]
     assert len(smtp.messages) == len(mail) == sum(len(by_subject.get(a, [])) for a in mine)
-    assert all(any(a in m.get_content() for a in mine) for m in smtp.messages)
+    assert all(any(a in m.get_body(("plain",)).get_content() for a in mine) for m in smtp.messages)

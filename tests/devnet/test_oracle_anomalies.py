@@ -73,4 +73,4 @@ def test_divergence_and_stale_feed_alert_and_resolve(devnet: Devnet, tmp_path: P
         ("oracle:stale:WETH", "ok", "resolved"),
     ]
     out = capsys.readouterr().out
-    assert "[CRITICAL] aave-v3-devnet: oracle divergence on WETH" in out and "[RESOLVED]" in out
+    assert "🔴 CRITICAL oracle divergence on WETH · aave-v3-devnet · " in out and "✅ RESOLVED " in out

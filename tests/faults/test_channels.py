@@ -42,10 +42,10 @@ def test_html_escapes_every_piece_and_marks_addresses() -> None:
     msg = alert("a <b>& title", f"account {ADDRESS} <i>x</i> & y", "plain")
     html_text = msg.html()
     assert html_text == (
-        "<b>[CRITICAL] a &lt;b&gt;&amp; title</b>\n\n"
+        "<b>🔴 CRITICAL a &lt;b&gt;&amp; title</b>\n"
         f"account <code>{ADDRESS}</code> &lt;i&gt;x&lt;/i&gt; &amp; y\nplain"
     )
-    assert telegram_html_to_text(html_text) == f"[{msg.severity.upper()}] {msg.plain()}"
+    assert telegram_html_to_text(html_text) == msg.plain()  # the headline (badge + title), then the body
 
 
 def test_message_rejects_unknown_severity() -> None:
@@ -105,9 +105,9 @@ def test_telegram_delivers_escaped_html(tg: TelegramServer) -> None:
     assert first.chat_id == CHAT  # sent as an integer
     assert first.parse_mode == "HTML"
     assert first.disable_web_page_preview is True
-    assert first.text.startswith("<b>[CRITICAL] a &lt;b&gt;&amp; title</b>")
+    assert first.text.startswith("<b>🔴 CRITICAL a &lt;b&gt;&amp; title</b>")
     assert f"<code>{ADDRESS}</code>" in first.text
-    assert first.plain.startswith("[CRITICAL] a <b>& title")  # what the user sees
+    assert first.plain.startswith("🔴 CRITICAL a <b>& title")  # what the user sees
     assert second.chat_id == GROUP
     assert third.chat_id == "@liqmon_alerts"
 
@@ -120,7 +120,7 @@ def test_telegram_truncates_to_4096_with_valid_markup(tg: TelegramServer) -> Non
     assert len(got.text) <= 4096
     assert got.text.endswith("…") or got.text.endswith("…</code>")
     assert len(got.plain) <= 4096
-    assert got.plain.startswith("[CRITICAL] long & <loud>")
+    assert got.plain.startswith("🔴 CRITICAL long & <loud>")
 
 
 def test_telegram_429_is_retryable_with_retry_after(tg: TelegramServer) -> None:
@@ -257,11 +257,11 @@ def test_email_starttls_with_verified_certificate() -> None:
         (got,) = server.deliveries
     assert got.tls is True
     assert got.rcpt_tos == ("ops@example.com", "b@x.org")
-    assert got.message["Subject"] == "[liqmon] critical: HF <1.05> & falling"
+    assert got.message["Subject"] == "🔴 CRITICAL HF <1.05> & falling"  # the headline: what a phone previews
     assert got.message["From"] == "liqmon@example.com"
-    body = got.message.get_content()
-    assert body.startswith("HF <1.05> & falling\n\n")  # plain text, not escaped
-    assert f"account {ADDRESS}\nline 2" in body
+    body = got.message.get_body(("plain",)).get_content()
+    assert body == f"account {ADDRESS}\nline 2\n"  # plain text, not escaped, the headline not repeated
+    assert f"<code>{ADDRESS}</code>" in got.message.get_body(("html",)).get_content()
 
 
 def test_email_untrusted_certificate_is_final() -> None:
@@ -398,14 +398,14 @@ def test_console_prints_one_line() -> None:
     ch.send(alert("CRITICAL main: HF 1.01", "market main, block 7", "account 0xabc"), "")
     ch.send(alert("two\nlines", severity="resolved"), "ignored")
     assert out.getvalue() == (
-        "[CRITICAL] CRITICAL main: HF 1.01 — market main, block 7; account 0xabc\n[RESOLVED] two lines\n"
+        "🔴 CRITICAL CRITICAL main: HF 1.01 — market main, block 7; account 0xabc\n✅ RESOLVED two lines\n"
     )
     assert ch.name == "console"
 
 
 def test_console_defaults_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     ConsoleChannel().send(alert("t", "a", severity="watch"), "")
-    assert capsys.readouterr().out == "[WATCH] t — a\n"
+    assert capsys.readouterr().out == "👀 WATCH t — a\n"
 
 
 def test_delivery_error_is_a_monitor_error() -> None:
