@@ -16,7 +16,6 @@ from monitor.config import ChainConfig, Config, MarketConfig
 from monitor.errors import ConfigError, RpcError
 from monitor.metrics import NULL_METRICS, Metrics
 from monitor.models import MarketSnapshot
-from monitor.progress import BlockProgress
 from monitor.protocols.aave_v3 import DISCOVERY, AaveV3Reader, block_ref
 from monitor.protocols.base import ProtocolReader
 from monitor.protocols.compound_v3 import CompoundV3Reader
@@ -106,7 +105,6 @@ def discover_accounts(
     if start > end:
         return 0, None
     new = 0
-    bar = BlockProgress(f"{market.name}: borrowers", start, end)  # a bar on a terminal, log lines otherwise
 
     def on_chunk(chunk_from: int, chunk_to: int, borrowers: list[str]) -> None:
         nonlocal new
@@ -116,13 +114,10 @@ def discover_accounts(
                 f"{market.name}: block {chunk_to} has a different hash each time it is asked"
                 f" ({reader.client.active_endpoint.display}): the node's answers are not believed; nothing stored"
             )
-        added = store.record_discovery(market.name, DISCOVERY, chunk_to, block_hash, borrowers)
-        new += added
-        bar.advance(chunk_to, added)
-        progress(f"{market.name}: blocks {chunk_from:,}-{chunk_to:,}: {len(borrowers)} borrowers; {bar.summary()}")
+        new += store.record_discovery(market.name, DISCOVERY, chunk_to, block_hash, borrowers)
+        progress(f"{market.name}: Borrow events {chunk_from}-{chunk_to}: {len(borrowers)} borrowers")
 
-    with bar:
-        reader.discover(start, end, on_chunk)
+    reader.discover(start, end, on_chunk)
     return new, LogRange(start, end)
 
 
