@@ -18,7 +18,7 @@ from eth_utils import is_address, to_checksum_address
 
 from monitor.alerts.silences import parse_duration
 from monitor.cli_args import count
-from monitor.config import load_config
+from monitor.config import Config, OfflineEnv, load_config
 from monitor.errors import InputError
 from monitor.render import table, to_json
 from monitor.store import Store
@@ -47,8 +47,12 @@ def _iso(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, env=OfflineEnv())  # the database only: no token or RPC key needed
+
+
 def _store(args: argparse.Namespace) -> Store:
-    return Store(load_config(args.config).store.path)
+    return Store(_config(args).store.path)
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
@@ -56,7 +60,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
         raise InputError("silence add: give at least one of --account, --market, --severity (what to mute)")
     seconds = parse_duration(args.duration)
     account = parse_subject(args.account) if args.account else None
-    config = load_config(args.config)
+    config = _config(args)
     markets = [m.name for m in config.markets]
     if args.market and args.market not in markets:
         raise InputError(f"--market {args.market!r} is not in the config (markets: {', '.join(markets)})")
