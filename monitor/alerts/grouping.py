@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from monitor.alerts.dedup import rank
@@ -72,8 +72,9 @@ class Entry:
 
 
 def entry_line(message: Message) -> str:
-    """The one line an alert takes in a grouped message (its headline)."""
-    return message.headline
+    """The one line an alert takes in a grouped message: its summary line (badge, who, market,
+    HF -> level, the liquidation price; <= 120 characters), the headline for a message without one."""
+    return message.summary_line()
 
 
 def urgency(entry: Entry) -> tuple[int, float, int]:
@@ -98,8 +99,8 @@ def compose(entries: Sequence[Entry], limit: SizeLimit, max_per_message: int) ->
     blocks = _blocks(entries)
     if len(entries) == 1:
         only = entries[0]
-        return [(Message(batch_key([only.outbox_id]), only.message.severity, only.message.title,
-                         only.message.lines), [only.outbox_id])]  # fmt: skip
+        # alone: the message itself (links, fields and summary kept), under the batch key
+        return [(replace(only.message, key=batch_key([only.outbox_id])), [only.outbox_id])]
     parts = _pack(blocks, limit, max_per_message)
     out = []
     for i, part in enumerate(parts):
