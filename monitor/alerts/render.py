@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -189,12 +189,15 @@ def short_address(account: str) -> str:
 
 
 def hf_text(hf: float) -> str:
-    """2 decimals, more near 1 so that a liquidatable HF never reads 1.00; ``∞`` without debt."""
+    """2 decimals, more near 1 (0.9996, 1.004) so that HF 1.00 never hides which side of 1 it is;
+    ``∞`` without debt."""
     if not math.isfinite(hf):
         return "∞"
     text = f"{hf:.2f}"
     if hf < 1 <= float(text):
         return f"{math.floor(hf * 10_000) / 10_000:.4f}"
+    if text == "1.00":  # just above 1: 1.004, not a 1.00 that reads as liquidatable
+        return f"{math.floor(hf * 1_000) / 1_000:.3f}"
     return text
 
 
@@ -229,7 +232,7 @@ def pct_text(move: float) -> str:
 # -- parts ---------------------------------------------------------------------------------
 
 
-def _pegged(cfg: AlertsConfig) -> Any:
+def _pegged(cfg: AlertsConfig) -> Callable[[str], bool]:
     return lambda symbol: cfg.oracle.feed(symbol).kind == "pegged"
 
 
