@@ -38,14 +38,19 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from monitor.alerts.telegram import TelegramChannel
 from monitor.chain.blocks import block_ref
 from monitor.chain.multicall import Multicall
 from monitor.chain.rpc import RpcClient, to_int
-from monitor.devnet.aave_origin import FEED_SET_ANSWER, GAS_MINT, OriginDevnet, OriginPosition
+from monitor.config import parse_config
+from monitor.devnet.aave_origin import FEED_SET_ANSWER, GAS_MINT, OriginDevnet, OriginPosition, set_origin_answer
 from monitor.devnet.aave_wide import start_wide_devnet
 from monitor.devnet.node import Tx
 from monitor.models import MAX_UINT256
@@ -53,6 +58,11 @@ from monitor.positions import AaveFollower
 from monitor.positions.devnet_replay import TRANSFER, WITHDRAW
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_v3 import AaveV3Reader
+from monitor.service import Monitor
+from monitor.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support_peers import TELEGRAM_TEST_TOKEN, TelegramServer
 
 GAS = 2_000_000
 PUBLIC_NODE_CAP = 50_000_000  # sent as every aggregate3's gas: a batch over it fails, as on a public node
@@ -174,6 +184,96 @@ class Activity:
         return to_int(self.client.request("eth_blockNumber"), "eth_blockNumber"), moved
 
 
+def chain_time(client: RpcClient) -> float:
+    """Dwell and repeat intervals run on chain time (moved 10 min a round)."""
+    return float(int(client.get_block("latest")["timestamp"], 16))
+
+
+def alert_latency(origin: OriginDevnet, rounds: int, poll_s: float = 0.05) -> dict[str, Any]:
+    """The daemon's path: ``Monitor.tick`` (the tracker follows the market by its events, stores,
+    assesses, delivers) in block mode against a local Telegram Bot API peer. Each round mines ONE
+    block moving WETH (-8 %, then back); the time from that block to the round's first message."""
+    with TelegramServer() as telegram, tempfile.TemporaryDirectory() as tmp:
+        data = origin.config_data(str(Path(tmp) / "scale.db"))
+        data["chains"]["devnet"]["calls_per_batch"] = 5_000
+        data["alerts"] = {
+            "channels": {"tg": {"type": "telegram", "token_env": "TG", "base_url": telegram.base_url,
+                                "min_interval_s": 0}},
+            "routes": [{"channel": "tg", "to": "-100555", "min_severity": "watch"}],
+            "min_dwell_s": 60,
+        }  # fmt: skip
+        config = parse_config(data, Path(tmp) / "scale.yaml", env={"TG": TELEGRAM_TEST_TOKEN})
+        ready, stop = threading.Event(), threading.Event()
+        ticks: list[float] = []
+        warm: dict[str, float] = {}
+        errors: list[BaseException] = []
+
+        def loop() -> None:
+            store = Store(config.store.path)
+            clock_client = RpcClient([origin.url], timeout=60, max_retries=0)
+            watcher = RpcClient([origin.url], timeout=60, max_retries=0)
+            channels = {"tg": TelegramChannel("tg", TELEGRAM_TEST_TOKEN, base_url=telegram.base_url,
+                                              min_interval_per_chat_s=0)}  # fmt: skip
+            monitor = Monitor(config, store, channels, clock=lambda: chain_time(clock_client))
+            try:
+                started = time.perf_counter()
+                monitor.tick()  # discovery, the ONE full read, the initial alerts
+                warm["first_tick_s"] = time.perf_counter() - started
+                last = watcher.block_number()
+                ready.set()
+                while not stop.is_set():
+                    head = watcher.block_number()
+                    if head == last:
+                        time.sleep(poll_s)
+                        continue
+                    last = head
+                    started = time.perf_counter()
+                    monitor.tick()
+                    ticks.append(time.perf_counter() - started)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+                ready.set()
+            finally:
+                monitor.close()
+                store.close()
+                clock_client.close()
+                watcher.close()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        ready.wait(1_800)
+        if errors:
+            raise errors[0]
+        weth = origin.deployment.token("WETH")
+        answer = int(origin.client.eth_call(weth.feed, bytes.fromhex("50d25bcd"), "latest").hex(), 16)
+        latencies: list[float] = []
+        try:
+            for k in range(rounds):
+                time.sleep(1.0)
+                origin.client.request("evm_increaseTime", [600])
+                before = len(telegram.messages)
+                set_origin_answer(origin.node, origin.deployment, "WETH", answer * 92 // 100 if k % 2 == 0 else answer)
+                mined = time.monotonic()
+                got = telegram.wait_for(before + 1, timeout=60)
+                latencies.append(got[before].time - mined)
+                time.sleep(1.0)  # the round's other messages arrive before the next move
+                log(f"  latency round {k + 1}: first message after {latencies[-1] * 1000:.0f} ms "
+                    f"({len(telegram.messages) - before} messages)")  # fmt: skip
+        finally:
+            stop.set()
+            thread.join(120)
+        if errors:
+            raise errors[0]
+        return {
+            "rounds": rounds,
+            "latency_median_s": round(statistics.median(latencies), 3),
+            "latency_max_s": round(max(latencies), 3),
+            "tick_median_s": round(statistics.median(ticks), 3) if ticks else None,
+            "first_tick_s": round(warm.get("first_tick_s", 0.0), 1),
+            "messages": len(telegram.messages),
+        }
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     requests = [sum(r["requests"].values()) for r in rows]
     cpu = [r["cpu_s"] for r in rows]
@@ -260,6 +360,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             )
         final = checked.reconcile()
         differences += len(final)
+        latency = alert_latency(origin, args.latency_rounds) if args.latency_rounds else None
         result = {
             "machine": f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "positions": len(accounts),
@@ -289,6 +390,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             "gas_budget": args.gas_budget,
             "concurrency": args.concurrency,
             "follow_batches_split": follow.multicall.splits,
+            "alert_latency": latency,
         }
         return result, bool(differences or mismatches)
 
@@ -303,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full-blocks", type=int, default=2, help="blocks the full re-read is measured on")
     parser.add_argument("--gas-budget", type=int, default=30_000_000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--latency-rounds", type=int, default=6, help="price moves timed to Telegram (0: none)")
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -337,6 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"CPU {f['cpu_median_s'] / max(g['cpu_median_s'], 1e-9):.1f}x, "
                 f"wall {f['wall_median_s'] / max(g['wall_median_s'], 1e-9):.1f}x"
             )
+        if result["alert_latency"]:
+            lat = result["alert_latency"]
+            print(f"\nblock moving a price -> first Telegram message through Monitor.tick: median "
+                  f"{lat['latency_median_s']} s, max {lat['latency_max_s']} s over {lat['rounds']} rounds; tick median "
+                  f"{lat['tick_median_s']} s")  # fmt: skip
         print(
             f"\ntouched per block {result['touched_per_block']}; actions {result['actions']}; events applied "
             f"{result['events_applied']}; differences {result['differences']}; HF mismatches "
