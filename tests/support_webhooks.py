@@ -11,7 +11,12 @@ answers as the chosen ``flavour`` does:
   unknown path; 429 with ``Retry-After``;
 - ``"discord"``: 200 with the message object (``?wait=true``) or 204; 400 code 50035 beyond
   the limits (content 2,000, title 256, description 4,096, embed 6,000); 404 code 10015
-  ``Unknown Webhook``; 429 with ``retry_after`` in the JSON body and ``Retry-After``.
+  ``Unknown Webhook``; 429 with ``retry_after`` in the JSON body and ``Retry-After``;
+- ``"pagerduty"``: Events API v2 ``POST /v2/enqueue``: 202 ``{"status": "success", ...,
+  "dedup_key"}``, 400 ``invalid event`` with ``errors`` (a wrong routing key, a missing
+  summary / source / severity, a summary over 1,024 characters), 429 ``throttle event``;
+  :attr:`WebhookServer.incidents` keeps the open incidents by ``dedup_key`` (trigger opens or
+  joins, resolve closes).
 
 Faults are queued and consumed one per request: :meth:`answer` (any status, body,
 headers), :meth:`too_many_requests`, :meth:`server_error`, :meth:`stall`.
@@ -31,10 +36,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-Flavour = Literal["generic", "slack", "discord"]
+Flavour = Literal["generic", "slack", "discord", "pagerduty"]
 SLACK_PATH = "/services/T0000TEST/B0000TEST/liqmonSlackSecret000000"
 DISCORD_PATH = "/api/webhooks/123456789012345678/liqmon-discord-secret-token_0123456789"
 GENERIC_PATH = "/hooks/liqmon"
+PAGERDUTY_PATH = "/v2/enqueue"
+PAGERDUTY_KEY = "R0UT1NGKEYL1QM0NTEST0123456789AB"  # 32 characters, as PagerDuty's integration keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,10 @@ class WebhookServer:
         self, flavour: Flavour = "generic", *, path: str | None = None, secret: str | None = None, port: int = 0
     ) -> None:
         self.flavour = flavour
-        self.path = path or {"generic": GENERIC_PATH, "slack": SLACK_PATH, "discord": DISCORD_PATH}[flavour]
+        self.path = path or {"generic": GENERIC_PATH, "slack": SLACK_PATH, "discord": DISCORD_PATH,
+                             "pagerduty": PAGERDUTY_PATH}[flavour]  # fmt: skip
+        self.incidents: dict[str, list[dict[str, Any]]] = {}  # pagerduty: open incidents, their trigger events
+        self.resolved: list[str] = []  # pagerduty: dedup keys of closed incidents, in order
         self.secret = secret
         self.port = port
         self.requests = 0  # every request, faulted ones included
@@ -159,6 +169,9 @@ class WebhookServer:
             self.answer(429, body, header, times)
         elif self.flavour == "slack":
             self.answer(429, "rate_limited", header, times)
+        elif self.flavour == "pagerduty":
+            throttled = {"status": "throttle event", "message": "Requests for this service are arriving too quickly."}
+            self.answer(429, throttled, None, times)
         else:
             self.answer(429, {"error": "slow down"}, header, times)
 
@@ -195,6 +208,8 @@ class WebhookServer:
         headers = {k.lower(): v for k, v in req.headers.items()}
         if self.secret is not None and not self._signed(headers, raw):
             return _reply(req, 401, b'{"error": "bad signature"}', {"Content-Type": "application/json"})
+        if self.flavour == "pagerduty":
+            return self._pagerduty(req, parts.path, headers, raw, data)
         problem = _slack_problem(data) if self.flavour == "slack" else _discord_problem(data) if (
             self.flavour == "discord") else None  # fmt: skip
         if problem is not None:
@@ -217,6 +232,26 @@ class WebhookServer:
                        "embeds": sent.get("embeds", []), "webhook_id": "123456789012345678"}  # fmt: skip
             return _reply(req, 200, json.dumps(message).encode(), {"Content-Type": "application/json"})
         return _reply(req, 200, b'{"ok": true}', {"Content-Type": "application/json"})
+
+    def _pagerduty(
+        self, req: BaseHTTPRequestHandler, path: str, headers: dict[str, str], raw: bytes, data: Any
+    ) -> None:
+        errors = _pagerduty_problems(data)
+        if errors:
+            body = {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
+            return _reply(req, 400, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        key = data.get("dedup_key") or f"auto-{next(self._ids)}"
+        item = Received(req.command, path, {}, headers, raw, data, time.monotonic())
+        with self._cond:
+            self._received.append(item)
+            if data["event_action"] == "trigger":
+                self.incidents.setdefault(key, []).append(data)
+            elif data["event_action"] == "resolve" and key in self.incidents:
+                del self.incidents[key]
+                self.resolved.append(key)
+            self._cond.notify_all()
+        body = {"status": "success", "message": "Event processed", "dedup_key": key}
+        return _reply(req, 202, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     def _not_found(self, req: BaseHTTPRequestHandler) -> None:
         if self.flavour == "slack":
@@ -246,7 +281,15 @@ def _slack_problem(data: Any) -> str | None:
     for block in blocks:
         text = (block.get("text") or {}).get("text", "") if isinstance(block, dict) else ""
         kind = block.get("type") if isinstance(block, dict) else None
-        if (kind == "header" and len(text) > 150) or (kind == "section" and not 0 < len(text) <= 3000):
+        fields = block.get("fields") if isinstance(block, dict) else None
+        if kind == "section" and fields is not None:  # a section of fields: at most 10 of 2,000 characters
+            if (
+                not isinstance(fields, list)
+                or not 0 < len(fields) <= 10
+                or any(not 0 < len(f.get("text", "")) <= 2000 for f in fields)
+            ):
+                return "invalid_blocks"
+        elif (kind == "header" and len(text) > 150) or (kind == "section" and not 0 < len(text) <= 3000):
             return "invalid_blocks"
     return None
 
@@ -270,6 +313,33 @@ def _discord_problem(data: Any) -> str | None:
         if len(title) + len(desc) + len(footer) > 6000:
             return "embeds: Embed size exceeds maximum size of 6000"
     return None
+
+
+def _pagerduty_problems(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return ["Event object must be a JSON object"]
+    errors = []
+    if data.get("routing_key") != PAGERDUTY_KEY:
+        errors.append("'routing_key' is invalid")
+    action = data.get("event_action")
+    if action not in ("trigger", "acknowledge", "resolve"):
+        errors.append("'event_action' is missing or blank")
+    if action in ("acknowledge", "resolve") and not data.get("dedup_key"):
+        errors.append("'dedup_key' is required for acknowledge and resolve")
+    if action == "trigger":
+        payload = data.get("payload")
+        if not isinstance(payload, dict):
+            return [*errors, "'payload' is missing"]
+        summary = payload.get("summary")
+        if not isinstance(summary, str) or not summary:
+            errors.append("'payload.summary' is missing or blank")
+        elif len(summary) > 1024:
+            errors.append("'payload.summary' must be at most 1024 characters")
+        if not payload.get("source"):
+            errors.append("'payload.source' is missing or blank")
+        if payload.get("severity") not in ("critical", "error", "warning", "info"):
+            errors.append("'payload.severity' must be one of critical, error, warning, info")
+    return errors
 
 
 def _reply(req: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:

@@ -7,10 +7,12 @@ the message was stored. A webhook posts to the one channel it was created for: a
 has no ``to``.
 
 Within Discord's limits: ``content`` at most 2,000 characters, the embed's title 256,
-description 4,096 (lines kept whole where they fit, then ``…``), footer 2,048, the embed at
-most 6,000 in all. Markdown characters of the text are escaped (``\\*``), addresses and
-hashes are set in code spans, and ``allowed_mentions`` is empty, so no ``@everyone``, role
-or user in a market or token name pings anyone.
+description 4,096 (lines kept whole where they fit, then ``…``; the links after them as
+``[label](url)``), inline fields (wallet, market, chain, HF, level, block from the message's
+structured fields; 256 / 1,024 each), footer 2,048, the embed at most 6,000 in all.
+Markdown characters of the text are escaped (``\\*``), addresses and hashes are set in code
+spans, and ``allowed_mentions`` is empty, so no ``@everyone``, role or user in a market or
+token name pings anyone.
 
 Failure classes: 429 retryable with ``retry_after`` from the JSON body (seconds, fractional)
 or the ``Retry-After`` header; 5xx retryable; 400 (invalid body), 401 (invalid token), 403,
@@ -30,7 +32,15 @@ from typing import Any, Final
 import requests
 
 from monitor.alerts.message import ELLIPSIS, Message, one_line
-from monitor.alerts.webhook import USER_AGENT, HttpPoster, Pacer, no_destination
+from monitor.alerts.webhook import (
+    FIELD_NAMES,
+    USER_AGENT,
+    HttpPoster,
+    Pacer,
+    message_fields,
+    message_links,
+    no_destination,
+)
 
 CONTENT_LIMIT: Final = 2000
 TITLE_LIMIT: Final = 256
@@ -38,6 +48,9 @@ DESCRIPTION_LIMIT: Final = 4096
 FOOTER_LIMIT: Final = 2048
 EMBED_TOTAL_LIMIT: Final = 6000
 USERNAME_LIMIT: Final = 80
+FIELD_NAME_LIMIT: Final = 256
+FIELD_VALUE_LIMIT: Final = 1024
+MAX_FIELDS: Final = 25
 COLOURS: Final = {
     "ok": 0x2ECC71, "resolved": 0x2ECC71, "watch": 0x3498DB, "warning": 0xF1C40F, "critical": 0xE67E22,
     "liquidatable": 0xE74C3C, "anomaly": 0x9B59B6,
@@ -91,15 +104,35 @@ def description(lines: tuple[str, ...], limit: int) -> str:
     return "\n".join(out)
 
 
+def embed_fields(message: Message) -> list[dict[str, Any]]:
+    """Inline embed fields (wallet, market, chain, HF, level, block) from the message's structured fields."""
+    fields = message_fields(message)
+    return [
+        {"name": name[:FIELD_NAME_LIMIT], "value": cut(markdown_line(fields[key]), FIELD_VALUE_LIMIT), "inline": True}
+        for key, name in FIELD_NAMES.items()
+        if fields.get(key)
+    ][:MAX_FIELDS]
+
+
 def payload(message: Message, username: str | None = None) -> dict[str, Any]:
     """The webhook JSON for ``message``."""
     headline = one_line(message.headline)
     title = cut(escape(one_line(message.title)), TITLE_LIMIT)
     footer = cut(f"liqmon {one_line(message.key)}", FOOTER_LIMIT)
-    room = min(DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT - len(title) - len(footer))
+    fields = embed_fields(message)
+    links = " · ".join(f"[{escape(label)}]({url.replace(')', '%29').replace(' ', '%20')})"
+                       for label, url in message_links(message))  # fmt: skip
+    used = len(title) + len(footer) + sum(len(f["name"]) + len(f["value"]) for f in fields)
+    if links and len(links) + used + 1 > EMBED_TOTAL_LIMIT - 500:
+        links = ""  # links never crowd out the body
+    room = min(DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT - used) - (len(links) + 1 if links else 0)
     embed: dict[str, Any] = {"title": title, "color": COLOURS.get(message.severity, 0x95A5A6),
                              "footer": {"text": footer}}  # fmt: skip
-    body = description(message.lines, room)
+    if message_links(message):
+        embed["url"] = message_links(message)[0][1]
+    if fields:
+        embed["fields"] = fields
+    body = "\n".join(x for x in (description(message.lines, room), links) if x)
     if body:
         embed["description"] = body
     out: dict[str, Any] = {

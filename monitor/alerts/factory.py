@@ -9,6 +9,7 @@ from monitor.alerts.channels import Channel
 from monitor.alerts.console import ConsoleChannel
 from monitor.alerts.discord import DiscordChannel
 from monitor.alerts.email import EmailChannel
+from monitor.alerts.pagerduty import PagerDutyChannel
 from monitor.alerts.slack import SlackChannel
 from monitor.alerts.telegram import TelegramChannel
 from monitor.alerts.webhook import WebhookChannel
@@ -29,13 +30,17 @@ def build_channel(cfg: ChannelConfig, *, ssl_context: ssl.SSLContext | None = No
             sender=cfg.sender, username=cfg.username.value if cfg.username else None,
             password=cfg.password.value if cfg.password else None, timeout=cfg.timeout_s, ssl_context=ssl_context,
         )  # fmt: skip
-    if cfg.type in ("webhook", "slack", "discord"):
+    if cfg.type in ("webhook", "slack", "discord", "pagerduty"):
         return _webhook_channel(cfg)
     return ConsoleChannel(cfg.name)
 
 
 def _webhook_channel(cfg: ChannelConfig) -> Channel:
     assert cfg.url is not None  # guaranteed by config validation
+    if cfg.type == "pagerduty":
+        assert cfg.token is not None
+        return PagerDutyChannel(cfg.name, cfg.token.value, url=cfg.url.value, timeout=cfg.timeout_s,
+                                min_interval_s=cfg.min_interval_s)  # fmt: skip
     url, display = cfg.url.value, cfg.url.display
     if cfg.type == "slack":
         return SlackChannel(cfg.name, url, display=display, timeout=cfg.timeout_s, min_interval_s=cfg.min_interval_s)

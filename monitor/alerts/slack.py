@@ -7,9 +7,11 @@ for, so a route to it has no ``to``.
 
 Within Slack's limits: a ``header`` block of at most 150 characters, ``section`` blocks of at
 most 3,000 characters of ``mrkdwn`` (lines packed, an over-long line cut with ``…``), at most
-50 blocks, ``text`` at most 3,000 characters. ``&``, ``<`` and ``>`` are escaped as Slack
-asks, so a market or token name can neither mention ``<!channel>`` nor forge a link;
-addresses and hashes are set in code spans. Link unfurling is off.
+50 blocks, a fields section of at most 10 fields (wallet, market, chain, HF, level, block
+from the message's structured fields), the links as ``<url|label>``, ``text`` at most 3,000
+characters. ``&``, ``<`` and ``>`` are escaped as Slack asks, so a market or token name can
+neither mention ``<!channel>`` nor forge a link; addresses and hashes are set in code spans.
+Link unfurling is off.
 
 Failure classes: 429 (``Retry-After`` honoured) and 5xx retryable; 400 ``invalid_payload``,
 403 ``action_prohibited``, 404 ``no_service`` / ``channel_not_found``, 410
@@ -27,12 +29,22 @@ from typing import Any, Final
 import requests
 
 from monitor.alerts.message import ELLIPSIS, Message, one_line
-from monitor.alerts.webhook import USER_AGENT, HttpPoster, Pacer, no_destination
+from monitor.alerts.webhook import (
+    FIELD_NAMES,
+    USER_AGENT,
+    HttpPoster,
+    Pacer,
+    message_fields,
+    message_links,
+    no_destination,
+)
 
 HEADER_LIMIT: Final = 150
 SECTION_LIMIT: Final = 3000
 TEXT_LIMIT: Final = 3000
 MAX_BLOCKS: Final = 50
+MAX_FIELDS: Final = 10  # per section block
+FIELD_LIMIT: Final = 2000
 _HEX_ID_RE: Final = re.compile(r"\b0x(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40})\b")
 
 
@@ -83,16 +95,43 @@ def sections(lines: tuple[str, ...], budget: int) -> list[str]:
     return out
 
 
+def link(url: str, label: str) -> str:
+    """``<url|label>``: the URL's own ``|``, ``<``, ``>`` and spaces percent-encoded, the label escaped."""
+    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace(" ", "%20")
+    return f"<{safe}|{escape(label).replace('|', '¦')}>"
+
+
+def links_line(message: Message) -> str:
+    return " · ".join(link(url, label) for label, url in message_links(message))
+
+
+def fields_block(message: Message) -> dict[str, Any] | None:
+    """A section of ``*name*\\nvalue`` fields (wallet, market, HF, level...), or None."""
+    fields = message_fields(message)
+    items = [
+        {"type": "mrkdwn", "text": cut(f"*{name}*\n{mrkdwn_line(fields[key])}", FIELD_LIMIT)}
+        for key, name in FIELD_NAMES.items()
+        if fields.get(key)
+    ][:MAX_FIELDS]
+    return {"type": "section", "fields": items} if items else None
+
+
 def payload(message: Message) -> dict[str, Any]:
     """The incoming-webhook JSON for ``message``."""
     headline = one_line(message.headline)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": cut(headline, HEADER_LIMIT), "emoji": False}}
     ]
+    fields = fields_block(message)
+    links = links_line(message)
+    room = MAX_BLOCKS - 2 - (1 if fields else 0) - (1 if links else 0)
     blocks.extend(
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-        for text in sections(message.lines, MAX_BLOCKS - 2)
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections(message.lines, room)
     )
+    if fields:
+        blocks.append(fields)
+    if links:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(links, SECTION_LIMIT)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(f"liqmon {message.key}")}]})
     preview = "\n".join([escape(headline), *(mrkdwn_line(x) for x in message.lines if x.strip())])
     return {"text": cut(preview, TEXT_LIMIT), "blocks": blocks, "unfurl_links": False, "unfurl_media": False}

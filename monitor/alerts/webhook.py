@@ -57,6 +57,9 @@ TIMESTAMP_HEADER: Final = "X-Liqmon-Timestamp"
 KEY_HEADER: Final = "Idempotency-Key"
 USER_AGENT: Final = "liqmon-alerts/1"
 _DESCRIPTION_MAX: Final = 300
+# the structured fields chat channels show (Slack section fields, Discord embed fields), in order
+FIELD_NAMES: Final = {"label": "Wallet", "account": "Account", "chain": "Chain", "market": "Market",
+                      "hf": "Health factor", "level": "Level", "block": "Block"}  # fmt: skip
 _RETRYABLE_4XX: Final = frozenset({408, 425, 429})
 
 
@@ -275,18 +278,12 @@ def no_destination(channel: str, service: str, destination: str) -> None:
 
 def message_fields(message: Message) -> dict[str, str]:
     """The message's structured fields (``account``, ``market``, ``hf``...), empty when it has none."""
-    fields = getattr(message, "fields", None)
-    if isinstance(fields, Mapping):
-        return {str(k): str(v) for k, v in fields.items()}
-    if isinstance(fields, tuple):
-        return {str(k): str(v) for k, v in fields}
-    return {}
+    return dict(message.fields)
 
 
 def message_links(message: Message) -> list[tuple[str, str]]:
-    """The message's (label, URL) links with an http(s) URL, empty when it has none."""
-    links = getattr(message, "links", None) or ()
-    return [(str(label), str(url)) for label, url in links if str(url).startswith(("https://", "http://"))]
+    """The message's (label, URL) links with an http(s) URL."""
+    return [(label, url) for label, url in message.links if url.startswith(("https://", "http://"))]
 
 
 def message_body(message: Message) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from monitor.alerts.discord import DiscordChannel
 from monitor.alerts.factory import build_channels
 from monitor.alerts.message import Message
 from monitor.alerts.outbox import deliver_due
+from monitor.alerts.pagerduty import PagerDutyChannel, dedup_key
 from monitor.alerts.slack import SlackChannel
 from monitor.alerts.webhook import WebhookChannel, seconds_from_header, signature
 from monitor.config import load_config, redact
 from monitor.errors import ConfigError
 from monitor.store import Store
-from tests.support_webhooks import DISCORD_PATH, SLACK_PATH, WebhookServer
+from tests.support_webhooks import DISCORD_PATH, PAGERDUTY_KEY, SLACK_PATH, WebhookServer
 
 ADDRESS = "0x" + "aB" * 20
 SLACK_SECRET = SLACK_PATH.rsplit("/", 1)[1]
@@ -425,3 +427,112 @@ def test_plain_http_webhook_without_secrets_is_allowed_inside_a_network(tmp_path
     path = config(tmp_path, {"am": {"type": "webhook", "url": "http://alertmanager:9093/api/v2/alerts"}})
     (ch,) = build_channels(load_config(path, env={}).alerts).values()
     assert "alertmanager:9093" in repr(ch)
+
+
+# --------------------------------------------------------------------------- structured fields and links
+
+
+def structured(severity: str = "warning", market: str = "m", account: str = ADDRESS) -> Message:
+    fields = (("severity", severity), ("account", account), ("label", "treasury"), ("chain", "Ethereum"),
+              ("market", market), ("hf", "1.4900"), ("level", "1.50"), ("block", "19,000,000"))  # fmt: skip
+    return Message(key="outbox:9", severity=severity, title="treasury · m · HF 1.49 → warning",
+                   lines=("Repay 10 USDC.",), links=(("Position", "https://app.aave.com/?a=b|c"),
+                                                      ("Explorer", f"https://etherscan.io/address/{account}")),
+                   fields=fields)  # fmt: skip
+
+
+def test_webhook_body_carries_the_structured_fields_and_links(generic: WebhookServer) -> None:
+    hook(generic).send(structured())
+    (got,) = generic.wait_for(1)
+    assert got.json["fields"]["account"] == ADDRESS and got.json["fields"]["hf"] == "1.4900"
+    assert got.json["links"][1] == {"label": "Explorer", "url": f"https://etherscan.io/address/{ADDRESS}"}
+
+
+def test_slack_and_discord_show_fields_and_links(slack: WebhookServer, discord: WebhookServer) -> None:
+    slack_channel(slack).send(structured(), "")
+    discord_channel(discord).send(structured(), "")
+    s = slack.wait_for(1)[0].json
+    (fields,) = [b["fields"] for b in s["blocks"] if "fields" in b]
+    assert fields[0]["text"] == "*Wallet*\ntreasury" and f"*Account*\n`{ADDRESS}`" in [f["text"] for f in fields]
+    links = s["blocks"][-2]["text"]["text"]
+    assert links.startswith("<https://app.aave.com/?a=b%7Cc|Position> · <https://etherscan.io/address/")
+    embed = discord.wait_for(1)[0].json["embeds"][0]
+    assert {"name": "Health factor", "value": "1.4900", "inline": True} in embed["fields"]
+    assert embed["url"] == "https://app.aave.com/?a=b|c"
+    assert embed["description"].endswith(f"[Explorer](https://etherscan.io/address/{ADDRESS})")
+
+
+# --------------------------------------------------------------------------- PagerDuty
+
+
+@pytest.fixture
+def pagerduty() -> Iterator[WebhookServer]:
+    with WebhookServer("pagerduty") as server:
+        yield server
+
+
+def pd(server: WebhookServer, key: str = PAGERDUTY_KEY) -> PagerDutyChannel:
+    return PagerDutyChannel("pd", key, url=server.url, wall_clock=lambda: 1_800_000_000.0)
+
+
+def test_pagerduty_one_incident_per_episode_resolved_by_its_message(pagerduty: WebhookServer) -> None:
+    ch = pd(pagerduty)
+    ch.send(structured("warning"))
+    ch.send(structured("warning"))  # an at-least-once retry of the same alert: the same incident
+    ch.send(structured("critical"))  # escalation within the episode: the same incident
+    ch.send(structured("warning", account="0x" + "cD" * 20))  # another position: its own incident
+    key = f"liqmon/m/{ADDRESS.lower()}"
+    assert set(pagerduty.incidents) == {key, f"liqmon/m/0x{'cd' * 20}"} and len(pagerduty.incidents[key]) == 3
+    first = pagerduty.incidents[key][0]
+    assert first["payload"]["severity"] == "warning" and first["payload"]["source"] == "liqmon"
+    assert first["payload"]["component"] == "m" and first["payload"]["group"] == "Ethereum"
+    assert first["payload"]["timestamp"] == "2027-01-15T08:00:00+00:00"
+    assert first["payload"]["custom_details"]["hf"] == "1.4900" and first["links"][0]["text"] == "Position"
+    assert pagerduty.incidents[key][2]["payload"]["severity"] == "critical"
+    resolved = replace(structured("warning"), severity="resolved")
+    ch.send(resolved)
+    assert key not in pagerduty.incidents and pagerduty.resolved == [key]
+    assert pagerduty.received[-1].json == {"routing_key": PAGERDUTY_KEY, "event_action": "resolve", "dedup_key": key}
+    ch.send(structured("warning"))  # the next episode: a new incident
+    assert len(pagerduty.incidents[key]) == 1
+    oracle = Message("outbox:3", "critical", "oracle", (), fields=(("severity", "critical"), ("market", "m")))
+    assert dedup_key(oracle) == "liqmon/m/oracle"
+    assert dedup_key(Message("k", "test", "t")) != dedup_key(Message("k2", "test", "t"))
+
+
+def test_pagerduty_errors(pagerduty: WebhookServer) -> None:
+    wrong = "X" * 32
+    with pytest.raises(DeliveryError) as info:
+        pd(pagerduty, key=wrong).send(structured())
+    assert info.value.retryable is False and "'routing_key' is invalid" in str(info.value)
+    assert wrong not in str(info.value) and wrong not in repr(pd(pagerduty, key=wrong))
+    pagerduty.too_many_requests(retry_after=1)
+    with pytest.raises(DeliveryError) as info:
+        pd(pagerduty).send(structured())
+    assert info.value.retryable is True and "throttle event" in str(info.value)
+    pagerduty.server_error(502)
+    with pytest.raises(DeliveryError) as info:
+        pd(pagerduty).send(structured())
+    assert info.value.retryable is True
+    with pytest.raises(ConfigError, match="32-character"):
+        PagerDutyChannel("pd", "short")
+    long_title = replace(structured(), title="x" * 3000)
+    pd(pagerduty).send(long_title)  # the summary is cut to PagerDuty's 1,024 characters
+    assert len(pagerduty.received[-1].json["payload"]["summary"]) == 1024
+
+
+def test_pagerduty_config(tmp_path: Path) -> None:
+    env = {"PD_KEY": PAGERDUTY_KEY}
+    a = load_config(config(tmp_path, {"pd": {"type": "pagerduty", "routing_key_env": "PD_KEY"}}), env=env).alerts
+    (ch,) = build_channels(a).values()
+    assert isinstance(ch, PagerDutyChannel) and "events.pagerduty.com" in repr(ch) and PAGERDUTY_KEY not in repr(a)
+    assert PAGERDUTY_KEY in a.secrets()
+    for body, env_, match in (
+        ({"type": "pagerduty"}, env, "routing_key_env: required"),
+        ({"type": "pagerduty", "routing_key_env": "PD_KEY"}, {"PD_KEY": "short"}, "32-character"),
+        ({"type": "pagerduty", "routing_key_env": "PD_KEY", "url": "http://events.example.com/v2/enqueue"}, env,
+         "use https"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=match) as info:
+            load_config(config(tmp_path, {"pd": body}), env=env_)
+        assert PAGERDUTY_KEY not in str(info.value)
