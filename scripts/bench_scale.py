@@ -174,14 +174,21 @@ class Activity:
         for tx in txs:
             calls.append(("eth_sendTransaction", [tx.as_rpc(nonce[tx.sender])]))
             nonce[tx.sender] += 1
-        hashes = [str(h) for h in self.client.batch(calls)]
-        self.client.request("evm_mine")
+        self.client.request("evm_setAutomine", [False])  # the block's transactions in ONE block
+        try:
+            hashes = [str(h) for h in self.client.batch(calls)]
+            self.client.request("evm_mine")
+        finally:
+            self.client.request("evm_setAutomine", [True])
         receipts = self.client.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
         if not all(isinstance(r, dict) for r in receipts):
             raise RuntimeError("a block's transactions did not fit in one block")
+        head = to_int(self.client.request("eth_blockNumber"), "eth_blockNumber")
+        if any(isinstance(r, dict) and to_int(r.get("blockNumber"), "blockNumber") != head for r in receipts):
+            raise RuntimeError("a block's transactions were mined in more than one block")
         self.sent += len(txs)
         self.succeeded += sum(1 for r in receipts if isinstance(r, dict) and to_int(r.get("status"), "status") == 1)
-        return to_int(self.client.request("eth_blockNumber"), "eth_blockNumber"), moved
+        return head, moved
 
 
 def chain_time(client: RpcClient) -> float:
