@@ -28,6 +28,7 @@ from monitor.alerts.channels import Channel
 from monitor.alerts.hysteresis import near_subjects
 from monitor.alerts.outbox import DeliveryStats, deliver_due
 from monitor.alerts.pipeline import EvaluationResult, evaluate_snapshot
+from monitor.alerts.telegram_bot import with_bot_routes
 from monitor.config import Config
 from monitor.errors import StoreError
 from monitor.metrics import NULL_METRICS, Metrics
@@ -66,6 +67,7 @@ class Monitor:
     levels: LevelCache = field(default_factory=LevelCache)
     tracker: PositionTracker | None = None  # default: one for ``config``, made at construction
     _windows: dict[str, PriceWindow] = field(default_factory=dict)
+    _seen_at: dict[str, float] = field(default_factory=dict)  # market -> the jump detector's last time
     _near: dict[str, frozenset[str]] = field(default_factory=dict)  # oracle subjects within their exit band
 
     def __post_init__(self) -> None:
@@ -89,6 +91,8 @@ class Monitor:
         with self.store.writer("scan", self.config.store.lease_ttl_s):  # `liqmon scan` on it: refused
             tracked = self.positions.advance(self.store)
             for t in tracked:
+                if t.orphaned:  # its rows are hidden now: the window is read again (a proven reorg is rare)
+                    self._windows.pop(t.snapshot.market, None)
                 if t.new_block:
                     self._save(t)
         scans = [ScanResult(t.snapshot, t.new_accounts, None, t.feeds) for t in tracked]
@@ -134,7 +138,8 @@ class Monitor:
         now = self.clock()
         market = self.market_state(snapshot)
         result = evaluate_snapshot(
-            snapshot, self.store, self.config.alerts, market, now=now, anomalies=anomalies, cache=self.levels,
+            snapshot, self.store, with_bot_routes(self.config, self.store, now), market, now=now, anomalies=anomalies,
+            cache=self.levels,
             observe_hours=self.config.daemon.interval_s / 3600.0, near=self._near.pop(snapshot.market, frozenset()),
         )  # fmt: skip
         source = market.source
@@ -176,7 +181,11 @@ class Monitor:
                 sigma, feeds=cfg.feed_specs(list(prices)), z_warning=cfg.jump_z_warning, z_critical=cfg.jump_z_critical
             )
             self._detectors[snapshot.market] = detector
-        return list(detector.observe(prices, float(snapshot.timestamp)))
+        # a reorg's new branch may carry an earlier timestamp than the block it replaced: the
+        # detector's clock does not go back (the observation counts as at the time last seen)
+        t = max(float(snapshot.timestamp), self._seen_at.get(snapshot.market, 0.0))
+        self._seen_at[snapshot.market] = t
+        return list(detector.observe(prices, t))
 
     def _feed_anomalies(self, result: ScanResult) -> list[Anomaly]:
         """Stale reference feeds, and divergence between the protocol oracle and them."""

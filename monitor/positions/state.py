@@ -274,6 +274,7 @@ class FollowedMarket:
             if acct is None:
                 if self.discover:
                     self.discovered.add(event.on_behalf_of)
+                    self.touched[event.block].add(event.on_behalf_of)  # an unwind past it reads it again
                 return
             self.named[acct.account].add(event.reserve)
             if event.reserve in self.reserves:

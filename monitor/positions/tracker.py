@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitor.chain.blocks import BlockRef
@@ -81,6 +81,7 @@ class Tracked:
     touched: frozenset[str] | None  # accounts the step read or its events touched; None: all read in full
     step: StepReport | None = None  # None: a full read
     new_accounts: int = 0
+    orphaned: bool = False  # stored blocks of this market were marked orphaned (a proven reorg) meanwhile
 
 
 FollowerFactory = Callable[[ProtocolReader, MarketConfig, ChainConfig, Sequence[str]], Follower | None]
@@ -102,6 +103,7 @@ class TrackedMarket:
     last: list[Tracked] = field(default_factory=list)
     checkpointed: int = -1  # the block of the last discovery-checkpoint move
     broken: bool = False  # a step failed half-way: the next advance starts again (full read)
+    orphaned: bool = False  # blocks marked orphaned since the last advance handed its state out
 
     def remember(self, header: Header) -> None:
         self.block = header.ref.number
@@ -216,7 +218,7 @@ class PositionTracker:
             )  # fmt: skip
             return []
         if number == last and head.ref.hash == tm.hashes.get(last):
-            return [replace_new(t) for t in tm.last]
+            return _hand_out(tm, [replace_new(t) for t in tm.last])
         if number == last + 1 and head.parent_hash == tm.hashes.get(last):
             forked = False
         elif number > last + 1:
@@ -325,7 +327,7 @@ class PositionTracker:
             touched = frozenset([*report.touched, *report.read, *(d.account for d in report.differences)])
         tm.names |= {s.market for s in snapshots}
         tm.last = [Tracked(s, feeds, True, touched, report, new_accounts) for s in snapshots]
-        return list(tm.last)
+        return _hand_out(tm, list(tm.last))
 
     def _feeds(self, tm: TrackedMarket, block: int) -> dict[str, FeedReading]:
         feeds = self.config.alerts.oracle.chainlink_feeds
@@ -385,9 +387,18 @@ class PositionTracker:
             gone = [(b, hashes[b]) for b in verdict.orphaned]
             for name in tm.names or {tm.config.name}:
                 store.mark_orphaned(name, gone, "reorg: another hash confirmed")
+            tm.orphaned = True
             log.warning("reorg", extra={"market": tm.config.name, "orphaned_blocks": verdict.orphaned})
         settled = set(verdict.orphaned) | set(verdict.canonical)
         tm.suspects = [(b, h) for b, h in tm.suspects if b not in settled]
+
+
+def _hand_out(tm: TrackedMarket, tracked: list[Tracked]) -> list[Tracked]:
+    """``tracked``, flagged when blocks were marked orphaned since the last hand-out."""
+    if not tm.orphaned:
+        return tracked
+    tm.orphaned = False
+    return [replace(t, orphaned=True) for t in tracked]
 
 
 def replace_new(tracked: Tracked) -> Tracked:
