@@ -295,7 +295,9 @@ class _Doctor:
         """Build channel ``name`` into ``channels`` (the console one writes to the doctor's console stream)."""
         cfg = self.config.alerts.channels[name]
         channels[name] = ConsoleChannel(name, stream=self.console) if cfg.type == "console" else build_channel(cfg)
-        return "OK", f"{cfg.type} channel built{_channel_where(cfg.type, cfg.base_url, cfg.host, cfg.port)}"
+        where = f" ({cfg.url.display})" if cfg.url is not None else _channel_where(cfg.type, cfg.base_url, cfg.host,
+                                                                                   cfg.port)  # fmt: skip
+        return "OK", f"{cfg.type} channel built{where}"
 
     def probe_route(self, channel: Channel, index: int) -> Outcome:
         route = self.config.alerts.routes[index]

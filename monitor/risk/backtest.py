@@ -630,18 +630,22 @@ def _policy_fn(
         market = _policy.MarketState(px.symbols, rets[max(0, end - hist) : end], step_h, None, px.source)
         pl = cache.levels_for(moved, market, cfg, float(px.times[end]), observe_hours=step_h)
         hard = cfg.hard_for(moved.market, moved.accounts)
-        return np.stack([pl.levels if k == 1.0 else levels_at_cost_multiple(pl, cfg, k, hard) for k in mults])
+        knobs = cfg.knobs_for(moved.market, moved.accounts) if cfg.overrides else None  # per-wallet / route
+        return np.stack([pl.levels if k == 1.0 else levels_at_cost_multiple(pl, cfg, k, hard, knobs) for k in mults])
 
     return fn
 
 
-def levels_at_cost_multiple(pl: _policy.PolicyLevels, cfg: _policy.PolicyConfig, k: float, hard: Array) -> Array:
+def levels_at_cost_multiple(
+    pl: _policy.PolicyLevels, cfg: _policy.PolicyConfig, k: float, hard: Array, knobs: _policy.PolicyKnobs | None = None
+) -> Array:
     """``[P, 3]``: the levels :func:`monitor.risk.policy.position_levels` gives with every alarm
     cost times ``k``, from the curves it simulated (they do not depend on the costs) through
     :func:`monitor.risk.policy.levels_for_costs` with the config's probability bounds (tested
     equal to a direct call with the scaled config)."""
-    alarm = k * np.asarray(cfg.alarm_cost_usd, dtype=np.float64)
-    bounds = (cfg.min_probability, cfg.max_probability)
+    alarm = k * np.asarray(cfg.alarm_cost_usd if knobs is None else knobs.alarm_cost_usd, dtype=np.float64)
+    bounds = (cfg.min_probability, cfg.max_probability) if knobs is None else (knobs.min_probability,
+                                                                               knobs.max_probability)  # fmt: skip
     levels, _binding = _policy.levels_for_costs(pl.curves, pl.miss_cost_usd, alarm, hard, bounds=bounds)
     return levels
 

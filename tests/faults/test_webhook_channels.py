@@ -536,3 +536,19 @@ def test_pagerduty_config(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=match) as info:
             load_config(config(tmp_path, {"pd": body}), env=env_)
         assert PAGERDUTY_KEY not in str(info.value)
+
+
+def test_doctor_builds_and_test_sends_through_a_webhook_channel_without_the_secret(
+    tmp_path: Path, slack: WebhookServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.doctor import run_doctor
+
+    monkeypatch.setenv("SLACK_URL", slack.url)
+    path = config(tmp_path, {"ops": {"type": "slack", "url": "${SLACK_URL}", "min_interval_s": 0}})
+    rows = run_doctor(path, send_test=True)  # the RPC check fails (nothing on :8545): not what is tested
+    text = " ".join(f"{r.check} {r.target} {r.status} {r.detail}" for r in rows)
+    assert "slack channel built (http://127.0.0.1:" in text and "/<secret>)" in text
+    assert SLACK_SECRET not in text
+    assert [r.status for r in rows if r.check == "route"] == ["OK"], text
+    (got,) = slack.wait_for(1)
+    assert "doctor" in json.dumps(got.json)

@@ -163,3 +163,21 @@ def test_config_errors_are_one_line_naming_the_key(tmp_path: Path, alerts: dict[
     with pytest.raises(ConfigError, match=match) as info:
         load(tmp_path, alerts)
     assert "\n" not in str(info.value)
+
+
+def test_backtest_cost_multiples_use_each_positions_own_alarm_costs() -> None:
+    from monitor.risk import backtest as bt
+
+    book = make_book([SOL_USDC, SOL_USDC])
+    market = market_state_from_prices(SYMBOLS, DAY)
+    own = (4.0, 40.0, 100.0)
+    cfg = replace(FAST, overrides=(override("account", None, (MINE,), alarm_cost_usd=own),))
+    pl = position_levels(book, market, cfg)
+    hard = cfg.hard_for(book.market, book.accounts)
+    for k in (0.1, 3.0):
+        g, o = FAST.alarm_cost_usd, own
+        mine = replace(cfg.overrides[0], alarm_cost_usd=(k * o[0], k * o[1], k * o[2]))
+        scaled = replace(cfg, alarm_cost_usd=(k * g[0], k * g[1], k * g[2]), overrides=(mine,))
+        direct = position_levels(book, market, scaled).levels
+        got = bt.levels_at_cost_multiple(pl, cfg, k, hard, cfg.knobs_for(book.market, book.accounts))
+        np.testing.assert_allclose(got, direct, rtol=0, atol=1e-12)
