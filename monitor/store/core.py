@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from monitor.store.accounts import AccountsMixin
 from monitor.store.alert_log import AlertLogMixin
+from monitor.store.bot import BotMixin
 from monitor.store.lease import LeaseMixin
 from monitor.store.queries import QueriesMixin
 from monitor.store.runs import RiskRunsMixin
@@ -11,5 +12,6 @@ from monitor.store.silences import SilencesMixin
 from monitor.store.writes import WritesMixin
 
 
-class Store(WritesMixin, QueriesMixin, AccountsMixin, LeaseMixin, AlertLogMixin, RiskRunsMixin, SilencesMixin):
+class Store(WritesMixin, QueriesMixin, AccountsMixin, LeaseMixin, AlertLogMixin, RiskRunsMixin, SilencesMixin,
+            BotMixin):
     """The history database. Open once per process; every public write is atomic."""
