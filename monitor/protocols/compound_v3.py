@@ -43,7 +43,7 @@ from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, MarketSnapshot, Position, Reserve
-from monitor.protocols.base import ZERO_ADDRESS, OnChunk, ReaderCore, required, token_symbol
+from monitor.protocols.base import ZERO_ADDRESS, OnChunk, ReaderCore, checksum, required, token_symbol
 
 PROTOCOL = "compound_v3"
 FACTOR_SCALE = 10**18
@@ -347,7 +347,7 @@ class CompoundV3Reader(ReaderCore):
         ]
         legs.append(AssetLeg(state.base, state.base_symbol, 0, 0, borrow, borrow, 0, False))
         return Position(
-            market=self.market, account=to_checksum_address(account), block=block,
+            market=self.market, account=checksum(account), block=block,
             health_factor=_hf(weighted, borrow, owed), total_collateral_base=collateral_value, total_debt_base=owed,
             available_borrows_base=max(0, borrowable - owed), current_liquidation_threshold=lt_bps,
             ltv=borrowable * 10_000 // collateral_value if collateral_value else 0,

@@ -24,7 +24,15 @@ from monitor.chain.multicall import Call, Multicall
 from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError
 from monitor.models import MAX_UINT256, RAY, WAD, AssetLeg, MarketSnapshot, Position, Reserve
-from monitor.protocols.base import ZERO_ADDRESS, OnChunk, ReaderCore, accounts_from_events, required, token_symbol
+from monitor.protocols.base import (
+    ZERO_ADDRESS,
+    OnChunk,
+    ReaderCore,
+    accounts_from_events,
+    checksum,
+    required,
+    token_symbol,
+)
 
 PROTOCOL = "morpho_blue"
 ORACLE_PRICE_SCALE = 10**36
@@ -182,7 +190,7 @@ class MorphoBlueReader(ReaderCore):
             AssetLeg(m.loan_token, m.loan_symbol, 0, 0, shares, borrowed, 0, False),
         )
         return Position(
-            market=name, account=to_checksum_address(account), block=block,
+            market=name, account=checksum(account), block=block,
             health_factor=health_factor(collateral, m.price, m.lltv, borrowed),
             total_collateral_base=coll_base, total_debt_base=debt_base,
             available_borrows_base=headroom * BASE_UNIT // 10**m.loan_decimals,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from monitor.store.accounts import AccountsMixin
 from monitor.store.alert_log import AlertLogMixin
-from monitor.store.bot import BotMixin
 from monitor.store.lease import LeaseMixin
 from monitor.store.queries import QueriesMixin
 from monitor.store.runs import RiskRunsMixin
@@ -12,6 +11,5 @@ from monitor.store.silences import SilencesMixin
 from monitor.store.writes import WritesMixin
 
 
-class Store(WritesMixin, QueriesMixin, AccountsMixin, LeaseMixin, AlertLogMixin, RiskRunsMixin, SilencesMixin,
-            BotMixin):
+class Store(WritesMixin, QueriesMixin, AccountsMixin, LeaseMixin, AlertLogMixin, RiskRunsMixin, SilencesMixin):
     """The history database. Open once per process; every public write is atomic."""

@@ -15,7 +15,6 @@ import sqlite_utils
 
 from monitor.errors import StoreError
 from monitor.store.history_migration import schema_v9_compact_history
-from monitor.store.schema_bot import schema_v10_telegram_bot
 from monitor.store.schema_silences import schema_v8_silences
 
 Migration = Callable[[sqlite_utils.Database], None]
@@ -334,7 +333,6 @@ _MIGRATIONS: tuple[Migration, ...] = (
     _schema_v7_orphans_and_lease,
     schema_v8_silences,
     schema_v9_compact_history,
-    schema_v10_telegram_bot,
 )
 
 
