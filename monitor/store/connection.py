@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -194,6 +195,8 @@ class SqlConnection:
         self._owned = owned
         self._depth = 0
         self._closed = False
+        # one statement or transaction at a time: threads of one process may share a connection
+        self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- lifetime
 
@@ -220,6 +223,15 @@ class SqlConnection:
         self.close()
 
     @property
+    def usable(self) -> bool:
+        """False once closed, or when the server dropped the connection (PostgreSQL)."""
+        if self._closed:
+            return False
+        if self.dialect == "postgresql":
+            return not (self._raw.closed or self._raw.broken)
+        return True
+
+    @property
     def raw(self) -> Any:
         """The driver's connection (sqlite3 or psycopg), for what this layer does not cover."""
         return self._raw
@@ -228,12 +240,17 @@ class SqlConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run one statement; its result rows (none for a write)."""
-        rows, _ = self._run(sql, params)
+        rows, _, _ = self._run(sql, params)
         return rows
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one query; its rows as dicts keyed by column name."""
+        rows, _, names = self._run(sql, params)
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write; how many rows it changed."""
-        _, count = self._run(sql, params)
+        _, count, _ = self._run(sql, params)
         return count
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -248,26 +265,36 @@ class SqlConnection:
             else:
                 self._raw.executemany(sql, batch)
 
-    def _run(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
+    def _run(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int, list[str]]:
+        """(rows, rows changed, column names) of one statement."""
         with self._autocommit("cannot read or write"):
             if self.dialect == "postgresql":
                 with self._raw.cursor() as cursor:
                     cursor.execute(to_pyformat(sql), tuple(params))
                     count = cursor.rowcount
                     if cursor.description is None:
-                        return [], count
-                    return [tuple(_plain(v) for v in row) for row in cursor.fetchall()], count
+                        return [], count, []
+                    names = [column.name for column in cursor.description]
+                    return [tuple(_plain(v) for v in row) for row in cursor.fetchall()], count, names
             cursor = self._raw.execute(sql, tuple(params))
             try:
-                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description is not None else []
-                return rows, cursor.rowcount
+                if cursor.description is None:
+                    return [], cursor.rowcount, []
+                names = [column[0] for column in cursor.description]
+                return [tuple(row) for row in cursor.fetchall()], cursor.rowcount, names
             finally:
                 cursor.close()
 
     @contextmanager
     def _autocommit(self, doing: str) -> Iterator[None]:
         """Driver errors -> StoreError; outside :meth:`transaction` a statement commits alone."""
-        outside = self._depth == 0
+        with self._lock:
+            outside = self._depth == 0
+            with self._driver_errors(doing, outside):
+                yield
+
+    @contextmanager
+    def _driver_errors(self, doing: str, outside: bool) -> Iterator[None]:
         try:
             yield
             if outside and self.dialect == "sqlite" and self._raw.in_transaction:
@@ -293,18 +320,19 @@ class SqlConnection:
 
         On SQLite the outermost block takes the write lock up front (``BEGIN IMMEDIATE``),
         so two writers wait for each other (busy timeout) instead of deadlocking."""
-        depth = self._depth
-        savepoint = f"liqmon_sp{depth}"
-        self._begin(depth, savepoint)
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
+        with self._lock:  # another thread's statements wait for the whole transaction
+            depth = self._depth
+            savepoint = f"liqmon_sp{depth}"
+            self._begin(depth, savepoint)
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                self._end(depth, savepoint, commit=False)
+                raise
             self._depth -= 1
-            self._end(depth, savepoint, commit=False)
-            raise
-        self._depth -= 1
-        self._end(depth, savepoint, commit=True)
+            self._end(depth, savepoint, commit=True)
 
     def _begin(self, depth: int, savepoint: str) -> None:
         try:

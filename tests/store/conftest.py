@@ -12,6 +12,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -77,17 +78,24 @@ def postgres_database(postgres_server: str) -> Iterator[str]:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-def postgres_url(postgres_database: str) -> Iterator[str]:
-    """A URL whose connections see only a fresh, empty schema (dropped after the test)."""
+@contextmanager
+def fresh_schema(database_url: str) -> Iterator[str]:
+    """A URL whose connections see only a fresh, empty schema (dropped at the end)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with connect(postgres_database) as admin:
+    with connect(database_url) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield with_schema(postgres_database, schema)
+        yield with_schema(database_url, schema)
     finally:
-        with connect(postgres_database) as admin:
+        with connect(database_url) as admin:
             admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A fresh, empty schema for this test."""
+    with fresh_schema(postgres_database) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
