@@ -111,12 +111,15 @@ def run_demo(
         with Store(store_path) as store:
             console = ConsoleChannel(verbose=verbose)
             monitor = Monitor(config, store, {"console": console}, clock=lambda: _chain_time(client))
-            for step in steps:
-                client.request("evm_increaseTime", [SECONDS_PER_REAL_STEP // substeps])
-                _set_prices(node, world, step.prices)
-                tick = monitor.tick()
-                scans = list(tick.scans)
-                yield summarize(step.label, step.prices, [r.snapshot for r in scans]), scans, tick
+            try:  # each tick follows the positions by their events (monitor.positions.tracker)
+                for step in steps:
+                    client.request("evm_increaseTime", [SECONDS_PER_REAL_STEP // substeps])
+                    _set_prices(node, world, step.prices)
+                    tick = monitor.tick()
+                    scans = list(tick.scans)
+                    yield summarize(step.label, step.prices, [r.snapshot for r in scans]), scans, tick
+            finally:
+                monitor.close()  # the tracker's clients
         client.close()
 
 

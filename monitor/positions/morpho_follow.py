@@ -50,7 +50,9 @@ from monitor.protocols.morpho_blue import (
     PROTOCOL,
     MorphoBlueReader,
     MorphoMarketState,
+    health_factor,
     market_name,
+    to_assets_up,
 )
 
 log = logging.getLogger("liqmon")
@@ -367,12 +369,16 @@ class MorphoFollower:
                                      pos.collateral, self._block)  # fmt: skip
 
     def health_factors(self, market_id: str) -> dict[str, int]:
-        """Every followed borrower's HF in ``market_id`` (WAD; MAX_UINT256 without debt)."""
+        """Every followed borrower's HF in ``market_id`` (WAD; MAX_UINT256 without debt), the
+        reader's math on the local shares without building Positions."""
+        m = self.markets[market_id]
         out: dict[str, int] = {}
         for account in self.accounts:
-            p = self.position(market_id, account)
-            if p is not None:
-                out[account] = p.health_factor
+            pos = self.positions.get((market_id, account))
+            if pos is None or not (pos.borrow_shares or pos.collateral):
+                continue
+            borrowed = to_assets_up(pos.borrow_shares, m.total_borrow_assets, m.total_borrow_shares)
+            out[account] = health_factor(pos.collateral, m.price, m.lltv, borrowed if pos.borrow_shares else 0)
         return out
 
     def snapshots(self, block_hash: str = "", timestamp: int = 0) -> list[MarketSnapshot]:

@@ -108,6 +108,8 @@ def test_follow_morpho_by_events_without_drift(net: Net) -> None:
                 full = position_rows(reader.snapshots(followed, ref))
                 assert position_rows(checked.snapshots(ref.hash, ref.timestamp)) == full, block
                 assert position_rows(events_only.snapshots(ref.hash, ref.timestamp)) == full, block
+                for snap, m in zip(checked.snapshots(), net.deployment.markets, strict=True):
+                    assert checked.health_factors(m.id) == {p.account: p.health_factor for p in snap.positions}
         finally:
             net.client.request("evm_setAutomine", [True])
         for follower in (checked, events_only):
