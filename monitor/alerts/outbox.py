@@ -183,7 +183,9 @@ def _deliver_rows(
                 for r in part:
                     give_up(r, r["attempts"] + 1, reason, kind)
                 continue
-            store.mark_deliveries(ids, status="sent", attempts=[r["attempts"] + 1 for r in part], next_attempt_at=now)
+            store.mark_deliveries(
+                ids, status="sent", attempts=[r["attempts"] + 1 for r in part], next_attempt_at=now, batch=message.key
+            )
             on_result(name, True)
             counts["sent"] += len(part)
             counts["messages"] += 1

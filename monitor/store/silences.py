@@ -122,15 +122,18 @@ class SilencesMixin(StoreBase):
         next_attempt_at: float,
         error: str | None = None,
         silence_id: int | None = None,
+        batch: str | None = None,
     ) -> None:
-        """Mark several rows at once, in ONE transaction (the rows of one grouped message)."""
+        """Mark several rows at once, in ONE transaction (the rows of one grouped message, ``batch``
+        its key)."""
         now = self._clock()
         sent_at = now if status == "sent" else None
         with self.transaction():
             self._db.conn.executemany(
                 "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
-                " sent_at = coalesce(?, sent_at), silence_id = coalesce(?, silence_id) WHERE id = ?",
-                [(status, n, next_attempt_at, error, sent_at, silence_id, i)
+                " sent_at = coalesce(?, sent_at), silence_id = coalesce(?, silence_id), batch = coalesce(?, batch)"
+                " WHERE id = ?",
+                [(status, n, next_attempt_at, error, sent_at, silence_id, batch, i)
                  for i, n in zip(outbox_ids, attempts, strict=True)],
             )  # fmt: skip
 

@@ -45,6 +45,7 @@ def alert_config(devnet: Devnet, tmp_path: Path, telegram: TelegramServer, smtp:
             {"channel": "desk", "to": CHAT, "min_severity": "watch"},
             {"channel": "mail", "to": "owner@example.com", "accounts": mine, "min_severity": "watch"},
         ],
+        "grouping": {"max_per_message": 1},  # each alert its own message, as counted below (grouped: test_grouping*)
     }  # fmt: skip
     return parse_config(data, tmp_path / "c.yaml", env={"TG_TOKEN": TELEGRAM_TEST_TOKEN})
 

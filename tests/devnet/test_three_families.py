@@ -57,6 +57,7 @@ def test_one_scan_one_history_one_alert_stream(world: WorldNet, tmp_path: Path, 
             "channels": {"desk": {"type": "telegram", "token_env": "TG", "base_url": telegram.base_url,
                                   "min_interval_s": 0}},
             "routes": [{"channel": "desk", "to": "-100321", "min_severity": "warning"}],
+            "grouping": {"max_per_message": 1},  # one message per alert: counted below (grouping: test_grouping*)
         }  # fmt: skip
         config = parse_config(data, tmp_path / "w.yaml", env={"TG": TELEGRAM_TEST_TOKEN})
         channels = {"desk": TelegramChannel("desk", TELEGRAM_TEST_TOKEN, base_url=telegram.base_url,
