@@ -266,7 +266,19 @@ class PolicyConfig:
         for o in self.overrides:
             if o.kind not in OVERRIDE_RANKS:
                 raise InputError(f"{o.source or 'override'}: unknown kind {o.kind!r}")
-            by_kind[o.kind].append(o)
+        # wallets with the same knobs merge alike: one representative (selecting them all) per
+        # distinct set of knobs keeps this linear in the number of wallets
+        same: dict[tuple[OptTriple, ...], list[PolicyOverride]] = {}
+        for o in self.overrides:
+            if o.kind == "account" and o.markets is None and o.accounts is not None:
+                same.setdefault(tuple(getattr(o, k) for k in KNOB_NAMES), []).append(o)
+            else:
+                by_kind[o.kind].append(o)
+        members: dict[str, list[PolicyOverride]] = {}  # representative -> its wallets (for the error)
+        for n, group in enumerate(same.values()):
+            selected = tuple(a for o in group for a in o.accounts or ())
+            members[f"\0{n}"] = group
+            by_kind["account"].append(replace(group[0], accounts=selected, source=f"\0{n}"))
         for market in by_kind["market"]:
             for route in by_kind["route"]:
                 for account in by_kind["account"]:
@@ -277,27 +289,49 @@ class PolicyConfig:
                     try:
                         _check_knobs(*merged)
                     except InputError as exc:
-                        raise InputError(f"{' with '.join(o.source for o in chosen)}: {exc}") from None
+                        named = []
+                        for o in chosen:  # a representative: the first of its wallets that meets the others
+                            group = members.get(o.source, [])
+                            hit = next((g for g in group if all(g.overlaps(x) for x in chosen if x is not o)), None)
+                            named.append(hit.source if hit is not None else o.source)
+                        raise InputError(f"{' with '.join(named)}: {exc}") from None
 
     def knobs_for(self, market: str, accounts: Sequence[str]) -> PolicyKnobs:
         """``[P, 3]`` knobs per position: per knob and severity the most specific entry that sets
         it (account > route > market > global; of the routes, the first with a policy that selects
         the position)."""
+        first: dict[str, tuple[int | None, dict[str, int]]] = {}  # kind -> (first for any account, by account)
+        for kind in ("market", "route", "account"):
+            any_j: int | None = None
+            by_account: dict[str, int] = {}
+            for j, o in enumerate(self.overrides):
+                if o.kind != kind or (o.markets is not None and market not in o.markets):
+                    continue
+                if o.accounts is None:
+                    any_j = j if any_j is None else any_j
+                    continue
+                for a in o.accounts:
+                    by_account.setdefault(a.lower(), j)
+            first[kind] = (any_j, by_account)
         rows: dict[tuple[int, ...], list[int]] = {}
         for i, acc in enumerate(accounts):
             chosen: list[int] = []
-            for kind in ("market", "route", "account"):
-                j = next((j for j, o in enumerate(self.overrides) if o.kind == kind and o.selects(market, acc)), None)
-                if j is not None:
-                    chosen.append(j)
+            for any_j, by_account in first.values():
+                picks = [j for j in (any_j, by_account.get(acc.lower())) if j is not None]
+                if picks:
+                    chosen.append(min(picks))  # the first in config order that selects the position
             rows.setdefault(tuple(chosen), []).append(i)
         out = [np.broadcast_to(np.asarray(getattr(self, k), dtype=np.float64), (len(accounts), 3)).copy()
                for k in KNOB_NAMES]  # fmt: skip
+        merged: dict[tuple[Triple, ...], list[int]] = {}  # rows by the knobs they end up with
         for layers, idx in rows.items():
-            if not layers:
-                continue
-            for n, k in enumerate(KNOB_NAMES):
-                out[n][idx] = _merge(getattr(self, k), [getattr(self.overrides[j], k) for j in layers])
+            if layers:
+                key = tuple(_merge(getattr(self, k), [getattr(self.overrides[j], k) for j in layers])
+                            for k in KNOB_NAMES)  # fmt: skip
+                merged.setdefault(key, []).extend(idx)
+        for key, idx in merged.items():
+            for n in range(len(KNOB_NAMES)):
+                out[n][idx] = key[n]
         return PolicyKnobs(*out)
 
     def hard_for(self, market: str, accounts: Sequence[str]) -> Array:

@@ -62,6 +62,21 @@ def test_inconsistent_combinations_are_refused_naming_the_entries() -> None:
     replace(FAST, overrides=(disjoint, account)).validate()  # never select one position together: fine
 
 
+def test_many_wallets_are_checked_and_resolved_in_linear_time_naming_the_wallet_at_fault() -> None:
+    wallets = [f"0x{i:040x}" for i in range(1, 3001)]
+    same = [PolicyOverride("account", None, (w,), max_probability=(None, 0.03, None), source=f"alerts.accounts.{w}")
+            for w in wallets]  # fmt: skip
+    other = PolicyOverride("account", None, ("0x" + "e" * 40,), reaction_hours=(None, 30.0, None), source="alerts.e")
+    route = override("route", None, (wallets[1234],), min_probability=(None, 0.04, None))
+    with pytest.raises(InputError, match=rf"^alerts\.route with alerts\.accounts\.{wallets[1234]}: min_probability"):
+        replace(FAST, overrides=(route, *same, other)).validate()
+    cfg = replace(FAST, overrides=(*same, other)).validate()
+    k = cfg.knobs_for("m", [*wallets, "0x" + "e" * 40, "0x" + "f" * 40])
+    assert (k.max_probability[:3000, 1] == 0.03).all() and k.max_probability[3000, 1] == FAST.max_probability[1]
+    assert k.reaction_hours[3000].tolist() == [FAST.reaction_hours[0], 30.0, FAST.reaction_hours[2]]
+    assert k.reaction_hours[3001].tolist() == list(FAST.reaction_hours)
+
+
 # --------------------------------------------------------------------------- in the policy code
 
 
