@@ -5,11 +5,11 @@ from __future__ import annotations
 from monitor.store.accounts import AccountsMixin
 from monitor.store.alert_log import AlertLogMixin
 from monitor.store.lease import LeaseMixin
+from monitor.store.mirror import MirrorMixin
 from monitor.store.queries import QueriesMixin
 from monitor.store.runs import RiskRunsMixin
 from monitor.store.silences import SilencesMixin
-from monitor.store.writes import WritesMixin
 
 
-class Store(WritesMixin, QueriesMixin, AccountsMixin, LeaseMixin, AlertLogMixin, RiskRunsMixin, SilencesMixin):
+class Store(MirrorMixin, QueriesMixin, AccountsMixin, LeaseMixin, AlertLogMixin, RiskRunsMixin, SilencesMixin):
     """The history database. Open once per process; every public write is atomic."""

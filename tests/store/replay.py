@@ -153,9 +153,12 @@ class Replay:
         )  # fmt: skip
 
 
-def operations(markets: tuple[str, ...] = ("aave-a", "aave-b"), blocks: int = 120, accounts: int = 25) -> list[Op]:
-    """The replay of ``markets`` interleaved block by block, with two reorgs per market:
-    three blocks saved, marked orphaned and replaced by other contents; one block dropped."""
+def operations(
+    markets: tuple[str, ...] = ("aave-a", "aave-b"), blocks: int = 120, accounts: int = 25, *, reorgs: bool = True
+) -> list[Op]:
+    """The replay of ``markets`` interleaved block by block, with two reorgs per market
+    (unless ``reorgs`` is False): three blocks saved, marked orphaned and replaced by other
+    contents; one block dropped and saved again."""
     replays = [Replay(m, seed=i + 1, accounts=accounts) for i, m in enumerate(markets)]
     ops: list[Op] = []
     for n in range(blocks):
@@ -163,12 +166,12 @@ def operations(markets: tuple[str, ...] = ("aave-a", "aave-b"), blocks: int = 12
         for replay in replays:
             replay.step(block)
             ops.append(("save", replay.snapshot(block)))
-            if n == blocks // 2:  # a 3-block reorg: the stored blocks turn out non-canonical
+            if reorgs and n == blocks // 2:  # a 3-block reorg: the stored blocks turn out non-canonical
                 orphans = [(block - k, f"0x{block - k:064x}") for k in range(3)]
                 ops.append(("orphan", (replay.market, orphans, "reorg in the replay")))
                 for b, _ in sorted(orphans):
                     ops.append(("save", replay.snapshot(b, block_hash=f"0x{b + 10**9:064x}")))
-            if n == blocks - 10:  # a block saved, then dropped (no longer canonical), then saved again
+            if reorgs and n == blocks - 10:  # a block saved, then dropped (no longer canonical), then saved again
                 ops.append(("drop", (replay.market, [block])))
                 replay.step(block)
                 ops.append(("save", replay.snapshot(block, block_hash=f"0x{block + 2 * 10**9:064x}")))

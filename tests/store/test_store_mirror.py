@@ -1,0 +1,114 @@
+"""Store(path, history_url=...): the local SQLite store, mirrored into the shared history."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from monitor.errors import StoreError
+from monitor.store import Store
+from monitor.store.connection import connect
+from monitor.store.shared import SharedHistory, close_shared_connections
+from tests.store import replay
+
+NOW = 1_730_000_000.0
+
+
+def clock() -> float:
+    return NOW
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connections() -> object:
+    close_shared_connections()
+    yield None
+    close_shared_connections()
+
+
+def test_a_store_with_a_history_url_mirrors_its_writes(postgres_url: str, tmp_path: Path) -> None:
+    ops = replay.operations(markets=("aave-a",), blocks=70, accounts=10)
+    with Store(tmp_path / "local.db", clock=clock, history_url=postgres_url) as store:
+        assert store.shared is not None and store.shared.conn.dialect == "postgresql"
+        replay.apply(store, ops)
+        local_latest = store.latest_positions()
+        local_scans = store.scans("aave-a")
+        local_orphans = store.orphaned_blocks("aave-a")
+    reader = SharedHistory(postgres_url, clock=clock, conn=connect(postgres_url))  # another instance, read only
+    assert reader.latest_positions() == local_latest and local_latest
+    assert [(s["block"], s["block_hash"]) for s in reader.scans("aave-a")] == [
+        (s["block"], s["block_hash"]) for s in local_scans
+    ]
+    assert reader.orphaned_blocks("aave-a") == local_orphans == []  # orphans replaced by the canonical blocks
+    reorged = replay.FIRST_BLOCK + 35
+    assert [s["block_hash"] for s in reader.scans("aave-a") if s["block"] == reorged] == [f"0x{reorged + 10**9:064x}"]
+
+
+def test_a_shared_database_down_mid_run_leaves_the_local_write(
+    postgres_url: str, postgres_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = replay.operations(markets=("aave-a",), blocks=30, accounts=5, reorgs=False)
+    with Store(tmp_path / "local.db", clock=clock, history_url=postgres_url) as store:
+        for _, snapshot in ops[:10]:
+            store.save_snapshot(snapshot)  # type: ignore[arg-type]
+        assert store.shared is not None
+        pid = store.shared.conn.execute("SELECT pg_backend_pid()")[0][0]
+        with connect(postgres_server) as admin:  # the server drops our connection
+            admin.execute("SELECT pg_terminate_backend(?)", [pid])
+        with caplog.at_level(logging.WARNING, logger="liqmon.store.shared"):
+            store.save_snapshot(ops[10][1])  # type: ignore[arg-type]
+        assert store.shared_failures == 1
+        assert "shared history write failed" in caplog.text
+        assert urlsplit(postgres_url).password not in caplog.text
+        assert [s["block"] for s in store.scans("aave-a")][-1] == replay.FIRST_BLOCK + 10  # kept locally
+    with Store(tmp_path / "local.db", clock=clock, history_url=postgres_url) as store:  # the next tick reconnects
+        for _, snapshot in ops[11:]:
+            store.save_snapshot(snapshot)  # type: ignore[arg-type]
+        assert store.shared_failures == 0
+        local = store.latest_positions()
+    reader = SharedHistory(postgres_url, clock=clock, conn=connect(postgres_url))
+    blocks = [s["block"] for s in reader.scans("aave-a")]
+    assert replay.FIRST_BLOCK + 10 not in blocks and blocks[-1] == replay.FIRST_BLOCK + 29  # one gap, then on
+    assert reader.latest_positions() == local  # change-only rows stay exact across the gap
+
+
+def test_a_wrong_password_stops_the_first_open_in_one_line(postgres_url: str, tmp_path: Path) -> None:
+    password = urlsplit(postgres_url).password
+    assert password
+    wrong = postgres_url.replace(f":{password}@", ":wrong-pw@", 1)
+    with pytest.raises(StoreError) as info:
+        Store(tmp_path / "local.db", history_url=wrong)
+    message = str(info.value)
+    assert "password authentication failed" in message and "wrong-pw" not in message and "\n" not in message
+
+
+def test_two_instances_write_two_markets_at_once(postgres_url: str, tmp_path: Path) -> None:
+    """One instance per chain, one shared database: the advisory lock keeps the id allocation
+    of both writers consistent (without it, both take the same new account ids)."""
+    import threading
+
+    ops = {m: [op[1] for op in replay.operations(markets=(m,), blocks=25, accounts=8, reorgs=False)]
+           for m in ("aave-a", "aave-b")}  # fmt: skip
+    errors: list[BaseException] = []
+
+    def run(market: str) -> None:
+        try:
+            shared = SharedHistory(postgres_url, clock=clock, conn=connect(postgres_url))
+            for snapshot in ops[market]:
+                shared.save_snapshot(snapshot)  # type: ignore[arg-type]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in ops]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    with connect(postgres_url) as db:
+        ids = db.execute("SELECT market, count(*), count(DISTINCT id) FROM account_ids GROUP BY market ORDER BY market")
+        assert [m for m, _, _ in ids] == ["aave-a", "aave-b"]
+        assert all(n == d and n >= 8 for _, n, d in ids)
+        assert db.execute("SELECT count(DISTINCT market) FROM scans") == [(2,)]
