@@ -254,10 +254,12 @@ class HttpPoster:
 
 
 def _with_url_paths(secrets: Iterable[str]) -> tuple[str, ...]:
-    """``secrets`` plus, for a secret that is a whole URL, its path and query (what urllib3's
-    request line shows), longest first so that a longer secret is masked whole."""
-    out = set()
+    """``secrets`` (of 4 characters or more) plus, for a secret that is a whole URL, its path and
+    query (what urllib3's request line shows), longest first so that a longer secret is masked whole."""
+    out: set[str] = set()
     for secret in secrets:
+        if len(secret) < 4:  # too short to mask everywhere without blanking ordinary text
+            continue
         out.add(secret)
         if secret.startswith(("http://", "https://")):
             parts = urllib.parse.urlsplit(secret)
@@ -330,7 +332,7 @@ class WebhookChannel:
     ) -> None:
         extra = dict(headers or {})
         shown = display if display is not None else url
-        hidden = (*secrets, *([secret] if secret else []), *extra.values())
+        hidden = (*secrets, *([secret] if secret else []))  # header values from ${NAME} come in `secrets`
         if secret is not None and not secret:
             raise ConfigError(f"channel {name!r}: the webhook signing secret is empty")
         for header in extra:
