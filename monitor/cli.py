@@ -41,10 +41,11 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool killed by the signal
 
 DESCRIPTION = """\
-liqmon watches lending-protocol positions (Aave V3 and forks) on EVM chains and warns
-before they can be liquidated. Every command that reads a chain takes --config FILE
-(see config.yaml); `liqmon demo` needs nothing: it runs a local devnet with the real
-Aave V3 contracts and walks prices down the real ETH path of 2020-03-12."""
+liqmon watches lending positions on Aave V3 (and its forks, e.g. Spark), Morpho Blue and
+Compound V3 on EVM chains and warns before they can be liquidated. Every command that reads
+a chain takes --config FILE (see config.yaml); `liqmon demo` needs nothing: it runs a local
+devnet with the real Aave V3 and Morpho Blue contracts and a Compound V3 look-alike, and
+walks prices down the real ETH and BTC paths of 2020-03-12."""
 
 EXAMPLES = """\
 examples:
@@ -55,6 +56,33 @@ examples:
   liqmon devnet up && liqmon devnet seed 50 && liqmon scan --config .liqmon-cache/devnet.yaml
   liqmon devnet price WETH 1500
 """
+
+
+DEVNET_HELP = """\
+A local anvil devnet with the demo's three-protocol world:
+  Aave V3       the real contracts (@aave/core-v3): WETH, WBTC, USDC, DAI, SOL and a
+                stablecoin eMode (market aave-v3-devnet)
+  Morpho Blue   the real contract (@morpho-org/morpho-blue) on the same tokens: WETH/USDC
+                and WBTC/DAI markets (market morpho-blue-devnet)
+  Compound V3   a contract with Comet's semantics: base USDC, collateral WETH, WBTC, COMP
+                (market compound-v3-devnet)
+Every asset has one price on every protocol that lists it.
+
+  up                start anvil, deploy the three, write .liqmon-cache/devnet.yaml (a config
+                    scanning all three markets)
+  seed N            N positions on each protocol (--seed, --first-index: more accounts)
+  price             every protocol's oracle price of each asset
+  price SYMBOL USD  move SYMBOL on every protocol that lists it (one block)
+  status            the node and the three deployments' addresses
+  down              stop the node"""
+
+DEVNET_EXAMPLES = """\
+examples:
+  liqmon devnet up
+  liqmon devnet seed 20
+  liqmon devnet price WETH 1500
+  liqmon scan --config .liqmon-cache/devnet.yaml
+  liqmon devnet down"""
 
 
 def _say(message: str) -> None:
@@ -339,12 +367,16 @@ def _iso(timestamp: int) -> str:
 def cmd_devnet(args: argparse.Namespace) -> int:
     from monitor.devnet import session
     from monitor.devnet.node import DevnetNode
-    from monitor.devnet.seed import current_prices, seed_positions, set_price
+    from monitor.devnet.world import seed_world, set_world_price, world_prices
 
+    config_file = session.DevnetSession.config_file()
     if args.action == "up":
         s = session.up(args.port)
-        print(f"devnet up: {s.url} (pid {s.pid}), PoolAddressesProvider {s.deployment.pool_addresses_provider}")
-        print(f"scan it with: liqmon scan --config {session.DevnetSession.config_file()}")
+        w = s.world
+        print(f"devnet up: {s.url} (pid {s.pid}): Aave V3 (PoolAddressesProvider {w.aave.pool_addresses_provider}), "
+              f"Morpho Blue {w.morpho.morpho} ({len(w.morpho.markets)} markets), Compound V3 look-alike "
+              f"{w.comet.comet}")  # fmt: skip
+        print(f"seed positions with: liqmon devnet seed 20; scan all three with: liqmon scan --config {config_file}")
         return 0
     if args.action == "down":
         print("devnet stopped" if session.down() else "no devnet was running")
@@ -353,20 +385,30 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     node = DevnetNode(s.client())
     if args.action == "price":
         if args.symbol is None:
-            prices = current_prices(node, s.deployment)
-            print(table([(k, f"{v / 1e8:,.8f}") for k, v in prices.items()], ["asset", "USD"], "<>"))
+            prices = world_prices(node, s.world)
+            cells = [(sym, *(f"{p[k]:,.8f}" if k in p else "-" for k in ("aave", "morpho", "comet")))
+                     for sym, p in prices.items()]  # fmt: skip
+            print(table(cells, ["asset", "Aave V3 USD", "Morpho Blue", "Compound V3 USD"], "<>>>"))
             return 0
         if args.usd is None:
             raise InputError("usage: liqmon devnet price SYMBOL USD (e.g. liqmon devnet price WETH 1500)")
-        set_price(node, s.deployment, args.symbol.upper(), args.usd)
-        print(f"{args.symbol.upper()} = {args.usd} USD")
+        symbol = args.symbol.upper()
+        set_world_price(node, s.world, symbol, args.usd)
+        node.mine()
+        print(f"{symbol} = {args.usd} USD on every protocol that lists it")
         return 0
     if args.action == "seed":
-        seeded = seed_positions(node, s.deployment, args.count, seed=args.seed, first_index=args.first_index)
-        print(f"seeded {len(seeded)} positions (seed {args.seed}); scan with: "
-              f"liqmon scan --config {session.DevnetSession.config_file()}")  # fmt: skip
+        seeded = seed_world(node, s.world, args.count, seed=args.seed, first_index=args.first_index)
+        print(f"seeded {seeded.aave} Aave V3, {seeded.morpho} Morpho Blue and {seeded.comet} Compound V3 positions "
+              f"(seed {args.seed}); scan with: liqmon scan --config {config_file}")  # fmt: skip
         return 0
-    print(f"devnet: {s.url} (pid {s.pid}); config {session.DevnetSession.config_file()}")
+    w = s.world
+    print(f"devnet: {s.url} (pid {s.pid}); config {config_file}")
+    print(f"  aave-v3-devnet: PoolAddressesProvider {w.aave.pool_addresses_provider}")
+    print(f"  morpho-blue-devnet: Morpho {w.morpho.morpho}, markets "
+          + ", ".join(f"{m.collateral_symbol}/{m.loan_symbol}" for m in w.morpho.markets))  # fmt: skip
+    print(f"  compound-v3-devnet: Comet {w.comet.comet}, base {w.comet.base.symbol}, collateral "
+          + ", ".join(c.symbol for c in w.comet.collaterals))  # fmt: skip
     return 0
 
 
@@ -468,12 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     devnet = sub.add_parser(
         "devnet",
-        help="a local anvil devnet with the real Aave V3 contracts",
-        description="up: start anvil and deploy Aave V3 (writes .liqmon-cache/devnet.yaml); down: stop it; "
-        "seed N: create N positions; price [SYMBOL USD]: show or set an oracle price; status.",
+        help="a local anvil devnet with Aave V3, Morpho Blue and a Compound V3 look-alike",
+        description=DEVNET_HELP,
+        epilog=DEVNET_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     devnet.add_argument("action", choices=("up", "down", "status", "price", "seed"))
-    devnet.add_argument("symbol", nargs="?", help="price: asset symbol (WETH, WBTC, USDC, DAI, SOL)")
+    devnet.add_argument("symbol", nargs="?", help="price: asset symbol (WETH, WBTC, USDC, DAI, SOL, COMP)")
     devnet.add_argument("usd", nargs="?", type=number(0.0, 1e15, open_low=True), help="price: new USD price")
     devnet.add_argument("--port", type=count(1024, 65535), help="up: loopback port (default: a free one)")
     devnet.add_argument("--seed", type=seed, default=1, help="seed: random seed (default 1)")

@@ -409,13 +409,14 @@ def seed_comet(
     count: int,
     *,
     seed: int = 1,
+    first_index: int = 0,
     hf_range: tuple[float, float] = (1.02, 2.0),
     utilization: float | None = None,
 ) -> list[SeededComet]:
     """``count`` reproducible borrowers: 1-3 collaterals each, base borrowed to a liquidation HF in ``hf_range``.
 
     The HF is sum(collateral value x liquidateCollateralFactor) / borrow value at the current prices;
-    targets lean toward the low end. Accounts are ``seed_account(seed + 20_000, i)``. With
+    targets lean toward the low end. Accounts are ``seed_account(seed + 20_000, first_index + i)``. With
     ``utilization`` (0 < u), the supplier ``supplier_account(seed)`` then supplies base so that the
     market's borrows over supply is about ``u`` (the rate model reads it).
     """
@@ -428,14 +429,14 @@ def seed_comet(
         raise InputError(f"health factor range must satisfy 0 < low <= high, got {hf_range}")
     if not deployment.collaterals:
         raise InputError("the Comet devnet market has no collateral assets")
-    rng = random.Random(seed * 1_000_003 + 20_000)
+    rng = random.Random(seed * 1_000_003 + 20_000 + first_index)  # first_index 0: the accounts of before
     prices = comet_prices(node, deployment)
     base_scale = 10**deployment.base.decimals
     owner, comet = deployment.owner, deployment.comet
     seeded: list[SeededComet] = []
     txs: list[Tx] = []
     for i in range(count):
-        account = seed_account(seed + 20_000, i)
+        account = seed_account(seed + 20_000, first_index + i)
         picks = rng.sample(list(deployment.collaterals), rng.randint(1, min(3, len(deployment.collaterals))))
         balances: dict[str, int] = {}
         weighted = 0  # 8-decimal USD

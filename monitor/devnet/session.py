@@ -1,5 +1,6 @@
-"""A devnet that outlives one command: ``liqmon devnet up`` starts anvil detached, deploys
-Aave V3 and writes a state file plus a ready-to-use config; later commands attach to it."""
+"""A devnet that outlives one command: ``liqmon devnet up`` starts anvil detached, deploys the
+three-protocol world (the real Aave V3, the real Morpho Blue, the Comet look-alike) and writes a
+state file plus a ready-to-use config scanning all three; later commands attach to it."""
 
 from __future__ import annotations
 
@@ -10,50 +11,33 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from monitor.chain.rpc import RpcClient
-from monitor.devnet.anvil import DEVNET_CHAIN_ID, Anvil, wait_ready
-from monitor.devnet.deploy import Deployment, deploy_aave
+from monitor.devnet.anvil import Anvil, wait_ready
+from monitor.devnet.deploy import Deployment
+from monitor.devnet.market_config import MARKET_NAME, devnet_config
 from monitor.devnet.node import DevnetNode
+from monitor.devnet.world import World, align_world_prices, deploy_world, world_config
 from monitor.errors import DevnetError, RpcError
 from monitor.paths import cache_dir
 
-MARKET_NAME = "aave-v3-devnet"
+__all__ = ["MARKET_NAME", "DevnetSession", "devnet_config", "down", "up"]
 
-
-def devnet_config(url: str, deployment: Deployment, db_path: str = "devnet.db") -> dict[str, Any]:
-    """A liqmon config (as data) that scans the devnet market."""
-    return {
-        "chains": {
-            "devnet": {
-                "chain_id": DEVNET_CHAIN_ID,
-                "rpc_urls": [url],
-                "request_timeout_s": 30,
-                "max_log_range": 5000,
-                "calls_per_batch": 1000,
-            }
-        },
-        "markets": [
-            {
-                "name": MARKET_NAME,
-                "protocol": "aave_v3",
-                "chain": "devnet",
-                "pool_addresses_provider": deployment.pool_addresses_provider,
-                "start_block": 0,
-            }
-        ],
-        "store": {"path": db_path},
-    }
+DB_NAME = "devnet.db"  # beside the config, so relative to it
 
 
 @dataclass(frozen=True, slots=True)
 class DevnetSession:
     pid: int
     url: str
-    deployment: Deployment
+    world: World
+
+    @property
+    def deployment(self) -> Deployment:
+        """The Aave V3 deployment of the world."""
+        return self.world.aave
 
     @staticmethod
     def state_file() -> Path:
@@ -67,13 +51,9 @@ class DevnetSession:
         return RpcClient([self.url], timeout=120, max_retries=0)
 
     def save(self) -> None:
-        data = {
-            "pid": self.pid,
-            "url": self.url,
-            "deployment": json.loads(self.deployment.to_json()),
-        }
+        data = {"pid": self.pid, "url": self.url, "world": json.loads(self.world.to_json())}
         self.state_file().write_text(json.dumps(data, indent=2))
-        cfg = devnet_config(self.url, self.deployment)
+        cfg = world_config(self.url, self.world, DB_NAME)
         self.config_file().write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     @classmethod
@@ -82,7 +62,12 @@ class DevnetSession:
         if not path.is_file():
             raise DevnetError("no devnet is running: start one with `liqmon devnet up`")
         data = json.loads(path.read_text())
-        session = cls(int(data["pid"]), str(data["url"]), Deployment.from_json(json.dumps(data["deployment"])))
+        if "world" not in data:  # written before the three-protocol world
+            raise DevnetError(
+                f"{path} describes an Aave-only devnet of an older liqmon: run `liqmon devnet down` "
+                "then `liqmon devnet up`"
+            )
+        session = cls(int(data["pid"]), str(data["url"]), World.from_json(json.dumps(data["world"])))
         try:
             session.client().chain_id()
         except RpcError as exc:
@@ -99,6 +84,8 @@ def up(port: int | None = None) -> DevnetSession:
             return DevnetSession.load()
         except DevnetError:
             down()
+    for stale in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):  # the history of a chain that is gone
+        (cache_dir() / stale).unlink(missing_ok=True)
     log = (cache_dir() / "anvil.log").open("ab")
     anvil = Anvil(port=port)
     process = subprocess.Popen(anvil.command(), stdout=log, stderr=log, start_new_session=True)
@@ -106,13 +93,15 @@ def up(port: int | None = None) -> DevnetSession:
     client = RpcClient([anvil.url], timeout=60, max_retries=0)
     try:
         wait_ready(anvil.url, process)
-        deployment = deploy_aave(DevnetNode(client))
+        node = DevnetNode(client)
+        world = deploy_world(node)
+        align_world_prices(node, world)
     except BaseException:
         process.kill()
         raise
     finally:
         client.close()
-    session = DevnetSession(process.pid, anvil.url, deployment)
+    session = DevnetSession(process.pid, anvil.url, world)
     session.save()
     return session
 
