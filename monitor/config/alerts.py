@@ -75,6 +75,7 @@ _CHANNEL_KEYS: Final = {
 }
 _ENV_REF_RE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER_NAME_RE: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_CREDENTIAL_HEADER_RE: Final = re.compile(r"auth|token|key|secret|cookie|password|signature", re.IGNORECASE)
 _ROUTE_KEYS: Final = (
     "channel", "to", "markets", "accounts", "min_severity", "anomalies", "hard_levels", "levels", "policy",
 )  # fmt: skip
@@ -663,6 +664,9 @@ def _webhook_channel(
                                   "x-liqmon-signature"):  # fmt: skip
                 v.fail(hpath, "this header is set by liqmon itself; remove it")
             text = _env_text(v, value, hpath, whole=False)
+            if _CREDENTIAL_HEADER_RE.search(header) and not text.secrets:
+                v.fail(hpath, "a credential header takes its value from the environment: write e.g. "
+                       '"Bearer ${NAME}" and put the token in NAME')  # fmt: skip
             if any(ch in text.value for ch in "\r\n\0"):
                 v.fail(hpath, "the value holds a line break or NUL")
             headers.append((header, text))

@@ -412,6 +412,9 @@ def test_config_builds_every_webhook_channel_and_masks_its_secrets(tmp_path: Pat
         ({"type": "webhook", "url": "https://x.io/", "headers": {"Content-Type": "x"}}, None, ENV, "set by liqmon"),
         ({"type": "webhook", "url": "https://x.io/", "headers": {"X-A": "a\nb"}}, None, ENV, "line break"),
         ({"type": "webhook", "url": "https://x.io/", "token_env": "X"}, None, ENV, "token_env"),
+        ({"type": "webhook", "url": "https://x.io/", "headers": {"Authorization": "Bearer abc123"}}, None, ENV,
+         "credential header takes its value from the environment"),
+        ({"type": "webhook", "url": "https://x.io/", "headers": {"X-Api-Key": "k3y"}}, None, ENV, "credential"),
         ({"type": "discord"}, None, ENV, r"ops\.url"),
     ],
 )  # fmt: skip
