@@ -5,6 +5,7 @@ most 3 requests; the volatility window equals the old per-tick re-read of the st
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from monitor.chain.blocks import block_ref
 from monitor.config import Config, parse_config
 from monitor.devnet.aave_origin import FEED_SET_ANSWER, ORIGIN_EMODES, OriginDevnet, user_account_data
 from monitor.devnet.node import Tx
-from monitor.devnet.seed import set_answer
-from monitor.devnet.session import devnet_config
+from monitor.devnet.seed import seed_positions, set_answer
+from monitor.devnet.session import MARKET_NAME, devnet_config
 from monitor.models import WAD
 from monitor.positions import AaveFollower
 from monitor.positions.devnet_replay import ReplayDriver
+from monitor.protocols.aave_v3 import DISCOVERY
 from monitor.risk.policy import market_state_for
 from monitor.service import Monitor, TickResult, stored_history
 from monitor.store import Store
@@ -171,5 +174,34 @@ def test_volatility_window_equals_the_stored_re_read(devnet: Devnet, tmp_path: P
                 assert old.source == new.source
                 np.testing.assert_array_equal(old.log_returns, new.log_returns)
                 assert np.isfinite(new.log_returns).any() or i < 2
+        finally:
+            monitor.close()
+
+
+def test_catch_up_in_bounded_steps_records_new_borrowers(devnet: Devnet, tmp_path: Path) -> None:
+    """Behind by more than ``daemon.catch_up_blocks``: steps of at most that many blocks, each
+    at a block whose header was fetched; a borrower that appeared meanwhile is followed and
+    recorded in the store's accounts with the discovery checkpoint."""
+    db = tmp_path / "c.db"
+    config = _config(_data(devnet, db), tmp_path, catch_up_blocks=3)
+    with Store(db) as store:
+        monitor = Monitor(config, store, {})
+        try:
+            start = monitor.tick().scans[0].snapshot.block
+            (newcomer,) = seed_positions(devnet.node, devnet.deployment, 1, seed=777)
+            devnet.node.mine(7)
+            head = devnet.client.block_number()
+            blocks = [start]
+            while blocks[-1] < head:
+                snapshot = monitor.tick().scans[0].snapshot
+                assert snapshot.block_hash == block_ref(devnet.client, snapshot.block).hash
+                blocks.append(snapshot.block)
+            assert all(0 < b - a <= 3 for a, b in itertools.pairwise(blocks)), blocks
+            follower = _follower(monitor, MARKET_NAME)
+            assert newcomer.account in follower.state.accounts and follower.state.accounts[newcomer.account].debt
+            assert newcomer.account in store.accounts(MARKET_NAME)
+            checkpoint = store.get_checkpoint(MARKET_NAME, DISCOVERY)
+            assert checkpoint is not None and start < checkpoint.block <= head
+            assert follower.reconcile() == []
         finally:
             monitor.close()
