@@ -137,4 +137,5 @@ def test_own_wallet_warns_at_its_own_level_and_no_other_wallet_does(devnet: Devn
     assert len(got) == 1 and got[0].json["severity"] == "warning"
     sent = json.dumps(got[0].json)
     assert mine in sent or mine.lower() in sent.lower()
+    assert got[0].json["fields"]["label"] == "treasury"  # alerts.accounts.<mine>.label names the wallet
     assert not any(a.lower() in sent.lower() for a in others)
