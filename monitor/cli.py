@@ -31,6 +31,7 @@ from monitor.risk.health import categories_by_id, effective_params, in_emode_cat
 from monitor.scan import ScanResult, scan_all
 from monitor.service import market_state_of
 from monitor.store import Store
+from monitor.store.mirror import shared_url
 
 SHORT = {"aave_v3": "aave", "morpho_blue": "morpho", "compound_v3": "comet"}
 EXIT_ERROR = 1
@@ -94,7 +95,10 @@ def _say(message: str) -> None:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    with Store(config.store.path, history=config.store.history, retention=config.store.retention) as store:
+    store_cfg = config.store
+    with Store(
+        store_cfg.path, history=store_cfg.history, retention=store_cfg.retention, history_url=shared_url(store_cfg)
+    ) as store:
         results = scan_all(config, store, market_name=args.market, progress=_say if args.verbose else _quiet)
         levels = {r.snapshot.market: scan_levels(config, store, r.snapshot) for r in results}
     if args.json:

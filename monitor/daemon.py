@@ -42,6 +42,7 @@ from monitor.metrics import Metrics
 from monitor.scan import open_client
 from monitor.service import Monitor, describe
 from monitor.store import Lease, LeaseKeeper, Store
+from monitor.store.mirror import shared_url
 
 log = logging.getLogger("liqmon")
 
@@ -61,7 +62,7 @@ class _Worker:
 
     @contextmanager
     def _monitor(self) -> Iterator[Monitor]:
-        with Store(self.config.store.path) as store:
+        with Store(self.config.store.path, history_url=shared_url(self.config.store)) as store:
             if self.monitor is None:
                 self.monitor = Monitor(self.config, store, self.channels, clock=self.clock, metrics=self.metrics)
             self.monitor.store = store

@@ -1,0 +1,201 @@
+"""Questions a risk desk asks of the history, market-wide: every position below an HF at a
+stored block, every position that went below it within a range of blocks, and a portfolio view
+across markets (positions, collateral, debt, at-risk counts, accounts in several markets).
+
+Everything is read from the change-only tables through the store's own reads: a position at a
+block is the one :meth:`QueriesMixin.load_snapshot` rebuilds for that block (its latest row at
+or before it), so "below 1.2 at block B" here is exactly what the snapshot of B holds below 1.2.
+HF limits compare exactly, as WAD integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from monitor.models import MAX_UINT256, WAD, MarketSnapshot, Position, format_wad
+from monitor.store.base import StoreBase
+from monitor.store.history import CLOSED
+from monitor.store.queries import QueriesMixin
+from monitor.store.sql import _live
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRange:
+    """The live scans of one market: first and newest block, with their block times."""
+
+    market: str
+    chain_id: int
+    first_block: int
+    first_time: int
+    last_block: int
+    last_time: int
+    scans: int
+
+
+def hf_wad(hf: float | str | Decimal) -> int:
+    """An HF limit as a WAD integer (1.2 -> 1_200_000_000_000_000_000, exactly)."""
+    return int(Decimal(str(hf)) * WAD)
+
+
+def _has_debt(health_factor: int | None) -> bool:
+    return health_factor is not None and health_factor != MAX_UINT256
+
+
+class DeskMixin(StoreBase):
+    """Market-wide reads for ``liqmon history --below / --portfolio`` and ``stress --all-markets``
+    (composed into :class:`monitor.store.Store` beside :class:`QueriesMixin`, whose snapshots it reads)."""
+
+    def _snapshot(self, market: str, block: int) -> MarketSnapshot:
+        if not isinstance(self, QueriesMixin):
+            raise TypeError("DeskMixin needs QueriesMixin in the store class")
+        return self.load_snapshot(market, block)
+
+    def stored_range(self, market: str) -> StoredRange | None:
+        """First and newest live scan of ``market`` (None: never scanned)."""
+        rows = self._rows(
+            f"SELECT min(s.block) AS b0, max(s.block) AS b1, count(*) AS n FROM scans AS s WHERE s.market = ?"
+            f" AND {_live('s')}",
+            [market],
+        )
+        if not rows or rows[0]["n"] == 0:
+            return None
+        first, last = int(rows[0]["b0"]), int(rows[0]["b1"])
+        found = self._rows(
+            "SELECT block, timestamp FROM scans WHERE market = ? AND block IN (?, ?)", [market, first, last]
+        )
+        times = {int(r["block"]): int(r["timestamp"]) for r in found}
+        meta = self._rows("SELECT chain_id FROM markets WHERE name = ?", [market])
+        return StoredRange(market, int(meta[0]["chain_id"]) if meta else 0, first, times[first], last, times[last],
+                           int(rows[0]["n"]))  # fmt: skip
+
+    def scan_block_at(self, market: str, *, block: int | None = None, timestamp: float | None = None) -> int | None:
+        """The newest live scan of ``market`` at or before ``block`` (or block time ``timestamp``):
+        the stored state in force then; None when every scan is later."""
+        if (block is None) == (timestamp is None):
+            raise ValueError("give exactly one of block, timestamp")
+        column, value = ("block", block) if block is not None else ("timestamp", timestamp)
+        rows = self._rows(
+            f"SELECT max(s.block) AS b FROM scans AS s WHERE s.market = ? AND s.{column} <= ? AND {_live('s')}",
+            [market, value],
+        )
+        return None if not rows or rows[0]["b"] is None else int(rows[0]["b"])
+
+    def scan_time(self, market: str, block: int) -> int:
+        """The block time of the live scan of ``market`` at ``block`` (0 if there is none)."""
+        rows = self._rows(
+            f"SELECT max(s.timestamp) AS t FROM scans AS s WHERE s.market = ? AND s.block = ? AND {_live('s')}",
+            [market, block],
+        )
+        return int(rows[0]["t"]) if rows and rows[0]["t"] is not None else 0
+
+    def positions_below(self, market: str, hf: float | str | Decimal, block: int) -> list[dict[str, Any]]:
+        """Every position of the snapshot of ``market`` at the scanned ``block`` with debt and an
+        HF below ``hf`` (exact WAD comparison), lowest HF first."""
+        snapshot = self._snapshot(market, block)
+        limit = hf_wad(hf)
+        below = [p for p in snapshot.positions if _has_debt(p.health_factor) and p.health_factor < limit]
+        below.sort(key=lambda p: (p.health_factor, p.account))
+        return [position_row(snapshot, p) for p in below]
+
+    def positions_below_between(
+        self, market: str, hf: float | str | Decimal, first_block: int, last_block: int
+    ) -> list[dict[str, Any]]:
+        """Every account of ``market`` whose stored HF was below ``hf`` at some block of
+        [``first_block``, ``last_block``]: the row in force at ``first_block`` and every row
+        written up to ``last_block`` (between two rows the HF is the earlier one's, as in the
+        snapshots). Per account: its lowest HF and where, the first block below, and its
+        last state in the range; lowest first."""
+        limit = hf_wad(hf)
+        start = self._snapshot(market, first_block)
+        unit = start.base_currency_unit
+        walk: dict[str, list[tuple[int, int, int | None, int, int, bool]]] = {}
+        for p in start.positions:
+            walk[p.account] = [(first_block, start.timestamp, p.health_factor, p.total_collateral_base,
+                                p.total_debt_base, False)]  # fmt: skip
+        for r in self._rows(
+            "SELECT a.account, p.block, p.timestamp, p.health_factor, p.collateral_base, p.debt_base, p.reason"
+            " FROM position_rows AS p JOIN account_ids AS a ON a.id = p.account_id"
+            " WHERE a.market = ? AND p.block > ? AND p.block <= ?"
+            " AND p.block NOT IN (SELECT ob.block FROM orphaned_blocks AS ob WHERE ob.market = ?)"
+            " ORDER BY p.block",
+            [market, first_block, last_block, market],
+        ):
+            hf_value = None if r["health_factor"] is None else int(r["health_factor"])
+            walk.setdefault(r["account"], []).append((int(r["block"]), int(r["timestamp"]), hf_value,
+                                                      int(r["collateral_base"]), int(r["debt_base"]),
+                                                      bool(r["reason"] & CLOSED)))  # fmt: skip
+        out = []
+        for account, states in walk.items():
+            below = [s for s in states if not s[5] and _has_debt(s[2]) and int(s[2] or 0) < limit]
+            if not below:
+                continue
+            low = min(below, key=lambda s: (s[2], s[0]))
+            last = states[-1]
+            out.append({
+                "market": market, "account": account,
+                "lowest_health_factor": format_wad(int(low[2] or 0)), "lowest_hf": int(low[2] or 0) / WAD,
+                "lowest_block": low[0], "lowest_timestamp": low[1],
+                "first_below_block": below[0][0], "first_below_timestamp": below[0][1],
+                "collateral_usd": low[3] / unit, "debt_usd": low[4] / unit,
+                "last_block": last[0],
+                "last_hf": None if last[5] or not _has_debt(last[2]) else int(last[2] or 0) / WAD,
+                "closed": last[5],
+            })  # fmt: skip
+        return sorted(out, key=lambda r: (r["lowest_hf"], r["account"]))
+
+    def portfolio(self, blocks: dict[str, int], at_risk_hf: float | str | Decimal) -> dict[str, Any]:
+        """Per market (the snapshot at ``blocks[market]``): positions, borrowers, collateral and
+        debt (USD), liquidatable (HF < 1) and at-risk (HF < ``at_risk_hf``) counts and debt; the
+        totals; and the accounts holding positions in several markets (any case of the address)."""
+        limit = hf_wad(at_risk_hf)
+        markets: list[dict[str, Any]] = []
+        by_account: dict[str, list[dict[str, Any]]] = {}
+        for market, block in blocks.items():
+            snap = self._snapshot(market, block)
+            unit = snap.base_currency_unit
+            held = [p for p in snap.positions if p.total_collateral_base or p.total_debt_base]
+            borrowers = [p for p in held if _has_debt(p.health_factor)]
+            markets.append({
+                "market": market, "protocol": snap.protocol, "chain_id": snap.chain_id, "block": block,
+                "timestamp": snap.timestamp, "positions": len(held), "borrowers": len(borrowers),
+                "collateral_usd": sum(p.total_collateral_base for p in held) / unit,
+                "debt_usd": sum(p.total_debt_base for p in held) / unit,
+                "liquidatable": sum(1 for p in borrowers if p.health_factor < WAD),
+                "at_risk": sum(1 for p in borrowers if p.health_factor < limit),
+                "at_risk_debt_usd": sum(p.total_debt_base for p in borrowers if p.health_factor < limit) / unit,
+                "min_hf": min((p.health_factor for p in borrowers), default=None),
+            })  # fmt: skip
+            for p in held:
+                by_account.setdefault(p.account.lower(), []).append(position_row(snap, p))
+        for m in markets:
+            m["min_hf"] = None if m["min_hf"] is None else m["min_hf"] / WAD
+        totals = {key: sum(m[key] for m in markets) for key in
+                  ("positions", "borrowers", "collateral_usd", "debt_usd", "liquidatable", "at_risk",
+                   "at_risk_debt_usd")}  # fmt: skip
+        shared = []
+        for rows in by_account.values():
+            if len({r["market"] for r in rows}) < 2:
+                continue
+            hfs = [r for r in rows if r["hf"] is not None]
+            low = min(hfs, key=lambda r: float(r["hf"])) if hfs else None
+            shared.append({
+                "account": rows[0]["account"], "markets": sorted(r["market"] for r in rows),
+                "collateral_usd": sum(r["collateral_usd"] for r in rows), "debt_usd": sum(r["debt_usd"] for r in rows),
+                "min_hf": None if low is None else low["hf"], "min_hf_market": None if low is None else low["market"],
+            })  # fmt: skip
+        shared.sort(key=lambda r: (r["min_hf"] is None, r["min_hf"] or 0.0, r["account"]))
+        return {"markets": markets, "totals": totals, "shared_accounts": shared}
+
+
+def position_row(snapshot: MarketSnapshot, p: Position) -> dict[str, Any]:
+    """One position of a rebuilt snapshot as a desk row (exact HF text beside the float)."""
+    unit = snapshot.base_currency_unit
+    debt = _has_debt(p.health_factor)
+    return {
+        "market": snapshot.market, "account": p.account, "block": snapshot.block, "timestamp": snapshot.timestamp,
+        "health_factor": format_wad(p.health_factor), "hf": p.health_factor / WAD if debt else None,
+        "collateral_usd": p.total_collateral_base / unit, "debt_usd": p.total_debt_base / unit,
+        "emode_category": p.emode_category,
+    }  # fmt: skip
