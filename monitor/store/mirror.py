@@ -99,3 +99,9 @@ class MirrorMixin(WritesMixin):
     def drop_blocks(self, market: str, blocks: Sequence[int]) -> None:
         super().drop_blocks(market, blocks)
         self._mirror("drop_blocks", lambda shared: shared.drop_blocks(market, blocks))
+
+
+def shared_url(store_config: Any) -> str | None:
+    """The expanded ``store.history_url`` of a :class:`~monitor.config.StoreConfig` (None: unset)."""
+    endpoint = getattr(store_config, "history_url", None)
+    return None if endpoint is None else str(endpoint.url)
