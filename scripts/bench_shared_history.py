@@ -120,7 +120,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="liqmon-bench-shared."))
     try:
         sim, market = _simulation(args.positions, args.reserves)
-        print(f"{args.positions:,} positions, {args.reserves} reserves, {args.blocks} blocks, {touched} touched a block")
+        print(f"{args.positions:,} positions, {args.reserves} reserves, {args.blocks} blocks, {touched} touched each")
         local = Store(folder / "local.db")
         pg_conn = connect(url)
         counter = _Counting(pg_conn)
