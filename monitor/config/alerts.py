@@ -445,7 +445,8 @@ def _own_levels(
         seen = {str(n).lower() for n, _ in have}
         for name, _levels in extra:
             if name.lower() in seen:
-                v.fail(f"{where}.{name}.levels", f"levels for {name} are also given in alerts.policy.{key}: keep one")
+                also = f"alerts.policy.{key}" + (" (or the watch list's levels)" if key == "account_levels" else "")
+                v.fail(f"{where}.{name}.levels", f"levels for {name} are also given in {also}: keep one")
         kw[key] = have + tuple(extra)
 
 
