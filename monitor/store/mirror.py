@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -82,8 +82,8 @@ class MirrorMixin(WritesMixin):
 
     # ----------------------------------------------------------------- the mirrored writes
 
-    def save_snapshot(self, snapshot: MarketSnapshot, *, touched: Collection[str] | None = None) -> int:
-        scan_id = super().save_snapshot(snapshot, touched=touched)
+    def save_snapshot(self, snapshot: MarketSnapshot, **options: Any) -> int:
+        scan_id = super().save_snapshot(snapshot, **options)  # e.g. touched= (accounts whose balances changed)
         self._mirror("save_snapshot", lambda shared: shared.save_snapshot(snapshot))
         return scan_id
 
