@@ -126,13 +126,24 @@ def book_from_snapshot(snapshot: MarketSnapshot) -> Book:
     collateral, debt = np.zeros((n, a)), np.zeros((n, a))
     lt, ltv, bonus = np.zeros((n, a)), np.zeros((n, a)), np.ones((n, a))
     prices = np.array([r.price / unit for r in reserves])
+    units = [10**r.decimals for r in reserves]
+    counts = [bool(counts_as_collateral(r, rules) if aave else r.liquidation_threshold) for r in reserves]
+    by_emode: dict[int, tuple[NDArray[np.float64], ...]] = {}  # the parameters depend on the eMode only
     for i, pos in enumerate(held):
-        for j, (leg, r) in enumerate(zip(pos.legs, reserves, strict=True)):
-            e_ltv, e_lt, e_bonus = effective_params(r, pos.emode_category, cats, rules)
-            lt[i, j], ltv[i, j], bonus[i, j] = e_lt / 1e4, e_ltv / 1e4, e_bonus / 1e4
-            if leg.used_as_collateral and (counts_as_collateral(r, rules) if aave else r.liquidation_threshold):
-                collateral[i, j] = leg.collateral / 10**r.decimals * prices[j]
-            debt[i, j] = leg.debt / 10**r.decimals * prices[j]
+        params = by_emode.get(pos.emode_category)
+        if params is None:
+            e = [effective_params(r, pos.emode_category, cats, rules) for r in reserves]
+            params = tuple(np.array([x[k] / 1e4 for x in e]) for k in (1, 0, 2))
+            by_emode[pos.emode_category] = params
+        lt[i], ltv[i], bonus[i] = params
+        if len(pos.legs) != a:
+            raise ValueError(f"{pos.account}: {len(pos.legs)} legs for {a} reserves")
+        for j, leg in enumerate(pos.legs):
+            if leg.collateral and leg.used_as_collateral and counts[j]:
+                collateral[i, j] = leg.collateral / units[j] * prices[j]
+            owed = leg.debt
+            if owed:
+                debt[i, j] = owed / units[j] * prices[j]
     return Book(
         snapshot.market, snapshot.block, tuple(p.account for p in held),
         tuple(r.symbol for r in reserves), prices, collateral, debt, lt, ltv, bonus,
