@@ -106,7 +106,7 @@ def compose(entries: Sequence[Entry], limit: SizeLimit, max_per_message: int) ->
     for i, part in enumerate(parts):
         carried = [e for e, _ in part if e is not None]
         ids = [e.outbox_id for e in carried]
-        if len(part) == 1 and len(carried) == 1:  # alone in its part (max_per_message 1): its own message
+        if max_per_message == 1 and len(part) == 1 and len(carried) == 1:  # one per message: its own text
             out.append((replace(carried[0].message, key=batch_key(ids)), ids))
             continue
         suffix = f" (part {i + 1}/{len(parts)})" if len(parts) > 1 else ""

@@ -6,7 +6,8 @@ blocks 144, 145, 146). Here an active oracle alert:
 
 - escalates at once (a critical anomaly while a warning is active);
 - holds while its anomaly is seen, or is *near* (a divergence above ``(1 - exit_band)`` x its
-  warning level, :func:`near_subjects`), and for a dwell after: it resolves (or steps down to a
+  warning level, :func:`near_subjects`; a jump while a sustained move of the same asset is seen
+  and the other way round, :func:`linked_subjects`), and for a dwell after: it resolves (or steps down to a
   milder severity still seen) only once it has been gone for ``resolve_dwell_blocks`` blocks AND
   ``resolve_dwell_s`` seconds (``alerts.oracle``);
 - a new episode starts only from a real anomaly, above its entry level: being near re-fires nothing.
@@ -17,7 +18,7 @@ The time and block the anomaly was last seen at the alert's severity are kept in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +60,27 @@ def step_oracle(
     return OracleStep(previous, False, True)
 
 
+MOVE_KINDS = ("jump", "drift")
+"""Two views of one price move: a jump on one block, a sustained move (drift) on the next (the
+detector reports a drift only without a jump on the same observation)."""
+
+
+def linked_subjects(current: Iterable[str]) -> frozenset[str]:
+    """The subjects kept alive by those seen now: ``oracle:jump:X`` and ``oracle:drift:X`` hold each
+    other, so a crash reported as jump, drift, jump... is one episode of each, not a flapping one."""
+    out: set[str] = set()
+    for subject in current:
+        _, kind, asset = subject.split(":", 2)
+        if kind in MOVE_KINDS:
+            out.update(f"oracle:{k}:{asset}" for k in MOVE_KINDS if k != kind)
+    return frozenset(out)
+
+
 def near_subjects(protocol: Mapping[str, float], reference: Mapping[str, float], cfg: OracleConfig) -> frozenset[str]:
     """``oracle:divergence:SYMBOL`` for each asset whose protocol price is within the exit band
     of the divergence warning level (``|p / ref - 1| >= (1 - exit_band) x warning``)."""
     floor = (1.0 - cfg.exit_band) * cfg.divergence_warning_bps
-    out = set()
+    out: set[str] = set()
     for asset, price in protocol.items():
         ref = reference.get(asset)
         if ref and ref > 0 and price > 0 and abs(price / ref - 1.0) * 1e4 >= floor:

@@ -20,7 +20,7 @@ import numpy as np
 
 from monitor.alerts.assessment import Assessment
 from monitor.alerts.dedup import decide
-from monitor.alerts.hysteresis import step_oracle
+from monitor.alerts.hysteresis import linked_subjects, step_oracle
 from monitor.alerts.inhibit import attach_causes
 from monitor.alerts.message import Message, message_from_dict, verdicts_line
 from monitor.alerts.render import episode_start, render, render_anomaly
@@ -248,6 +248,7 @@ def _anomaly_alerts(
 ) -> None:
     acks = acks or {}
     current = {f"oracle:{x.kind}:{x.asset}": x for x in anomalies}
+    near = near | linked_subjects(current)  # a jump and a sustained move of one asset hold each other
     subjects = set(current) | {s for s in previous if s.startswith("oracle:") and previous[s]["severity"] != "ok"}
     for subject in sorted(subjects):
         anomaly = current.get(subject)

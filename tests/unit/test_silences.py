@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts.hysteresis import near_subjects, step_oracle
+from monitor.alerts.hysteresis import linked_subjects, near_subjects, step_oracle
 from monitor.alerts.silences import acknowledged, matches, parse_duration, silencing
 from monitor.config.alerts import OracleConfig
 from monitor.errors import InputError
@@ -150,3 +150,8 @@ def test_divergence_within_the_exit_band_holds_but_never_starts_an_episode() -> 
     held = step_oracle(before, None, True, T0 + 10_000, 100, CFG)
     assert (held.severity, held.seen) == ("warning", True)
     assert step_oracle(None, None, True, T0, 1, CFG).severity == "ok"
+
+
+def test_a_jump_and_a_sustained_move_of_one_asset_hold_each_other() -> None:
+    linked = linked_subjects(["oracle:jump:WBTC", "oracle:drift:WETH", "oracle:stale:DAI"])
+    assert linked == {"oracle:drift:WBTC", "oracle:jump:WETH"}
