@@ -18,6 +18,7 @@ from monitor import __version__
 from monitor.alerts.pipeline import levels_by_account
 from monitor.cli_alerts import add_alert_parsers
 from monitor.cli_args import Parser, count, number, say_broken_pipe, seed
+from monitor.cli_desk import history_desk, until_filter
 from monitor.cli_ops import add_ops_parsers
 from monitor.cli_risk import add_stress_parser
 from monitor.cli_setup import add_setup_parsers
@@ -234,6 +235,10 @@ def parse_account(text: str) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     config = load_config(args.config, env=OfflineEnv())  # reads the database only: no token or RPC key needed
+    if args.below is not None or args.portfolio:  # market-wide views for a desk (monitor/cli_desk.py)
+        return history_desk(args, config)
+    if args.at is not None:
+        raise InputError(f"--at {args.at}: goes with --below HF or --portfolio (for one account use --since / --until)")
     if args.runs:
         return _history_runs(args, config.store.path)
     if args.alerts:
@@ -242,7 +247,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         return _history_prices(args, config)
     if args.account is None:
         raise InputError(
-            "give --account ADDR (an account's positions), --alerts, --prices or --runs (stress / calibration runs)"
+            "give --account ADDR (an account's positions), --below HF (every position below it), --portfolio, "
+            "--alerts, --prices or --runs (stress / calibration runs)"
         )
     account = parse_account(args.account)
     since_block, since_time = parse_since(args.since)
@@ -250,6 +256,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         config.market(args.market)
     with Store(config.store.path) as store:
         rows = store.position_history(account, market=args.market, since_block=since_block, since_time=since_time)
+        rows = until_filter(rows, args.until)
     if args.plot:
         _plot_account(config.store.path, account, rows, args.plot)
         print(f"plot written to {args.plot}")
@@ -295,6 +302,7 @@ def _history_alerts(args: argparse.Namespace, db: Path) -> int:
     subject = parse_account(args.account) if args.account else None
     with Store(db) as store:
         alerts = store.alerts(market=args.market, subject=subject, since_block=since_block)
+        alerts = until_filter(alerts, args.until, time_key="created_at")
         outbox: dict[int, list[dict[str, Any]]] = {}
         for r in store.outbox():
             outbox.setdefault(r["alert_id"], []).append(r)
@@ -334,6 +342,7 @@ def _history_prices(args: argparse.Namespace, config: Any) -> int:
     markets = [args.market] if args.market else [m.name for m in config.markets]
     with Store(config.store.path) as store:
         prices = [row for m in markets for row in store.price_history(m, args.asset, since_block=since_block)]
+        prices = until_filter(prices, args.until)
     return _emit(args.format, prices, f"no stored prices in {config.store.path}", lambda: table(
         [(p["market"], p["block"], _iso(p["timestamp"]), p["symbol"], f"{p['price_usd']:,.8f}") for p in prices],
         ["market", "block", "time (UTC)", "asset", "USD"],
@@ -497,7 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     scan.set_defaults(func=cmd_scan)
 
-    history = sub.add_parser("history", help="stored positions of an account over time, or stored risk runs")
+    history = sub.add_parser(
+        "history", help="the stored history: an account over time, every position below an HF at a date, "
+        "a portfolio across markets, alerts, prices, risk runs"
+    )
     history.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     history.add_argument("--account", help="account address: its positions over time")
     history.add_argument("--runs", action="store_true", help="list stored stress and calibration runs instead")
@@ -509,6 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--market", help="only this market")
     history.add_argument("--since", help="a block number or a UTC date (2024-01-31 or 2024-01-31T12:00)")
+    history.add_argument("--until", help="up to this block number or UTC date (with --since: a range)")
+    history.add_argument("--below", metavar="HF", help="every position of --market (default: all) below this HF "
+                         "at --at (default: the newest scan), or at any stored block of --since..--until")
+    history.add_argument("--at", metavar="DATE|BLOCK", help="with --below / --portfolio: the stored state in force "
+                         "at this block or UTC date")
+    history.add_argument("--portfolio", action="store_true", help="per market: positions, collateral, debt, "
+                         "liquidatable and at-risk counts (HF < --below, default 1.25); accounts in several markets")
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")
     history.set_defaults(func=cmd_history)
 
