@@ -186,7 +186,8 @@ def _deliver_rows(
             store.mark_deliveries(
                 ids, status="sent", attempts=[r["attempts"] + 1 for r in part], next_attempt_at=now, batch=message.key
             )
-            on_result(name, True)
+            for _ in part:  # the metric counts alerts delivered, not messages
+                on_result(name, True)
             counts["sent"] += len(part)
             counts["messages"] += 1
 
