@@ -189,7 +189,8 @@ class SharedHistory(QueriesMixin):
         """``url``: ``postgresql://...`` (or ``sqlite:///...``); ``conn``: an open connection
         to use instead of this process's shared one."""
         self.conn = conn if conn is not None else shared_connection(url)
-        self.path = Path(self.conn.display)  # what the inherited reads name in their errors
+        # what the inherited reads name in their errors: the URL as text (a Path would fold its //)
+        self.path = cast(Path, self.conn.display)
         self.display = self.conn.display
         self._clock = clock or time.time
         self._db = cast(sqlite_utils.Database, _Database(self.conn))
@@ -214,6 +215,13 @@ class SharedHistory(QueriesMixin):
                     " give this liqmon another database (or schema), or run the liqmon version that created it"
                 )
             if not found:
+                foreign = sorted(set(conn.tables()) & {*COMPANION_TABLES, *HISTORY_TABLES})
+                if foreign:
+                    raise StoreError(
+                        f"shared history {self.display} already has tables {', '.join(foreign)} but no {META_TABLE}:"
+                        " they are not liqmon's; give liqmon another database, or a schema of its own"
+                        " (?options=-c%20search_path%3Dliqmon)"
+                    )
                 for statement in [*companion_ddl(conn.dialect), *history_tables.ddl(conn.dialect)]:
                     conn.execute(statement)
                 conn.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES ('schema_version', ?)", [str(known)])

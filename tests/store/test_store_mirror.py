@@ -112,3 +112,28 @@ def test_two_instances_write_two_markets_at_once(postgres_url: str, tmp_path: Pa
         assert [m for m, _, _ in ids] == ["aave-a", "aave-b"]
         assert all(n == d and n >= 8 for _, n, d in ids)
         assert db.execute("SELECT count(DISTINCT market) FROM scans") == [(2,)]
+
+
+def test_a_database_with_foreign_tables_is_refused(postgres_url: str) -> None:
+    with connect(postgres_url) as db:
+        db.execute("CREATE TABLE scans (id BIGINT PRIMARY KEY, what TEXT)")
+    with pytest.raises(StoreError, match=r"already has tables scans but no liqmon_meta: they are not liqmon's"):
+        SharedHistory(postgres_url, conn=connect(postgres_url))
+
+
+def test_a_shared_database_of_another_schema_version_is_refused(postgres_url: str) -> None:
+    SharedHistory(postgres_url, conn=connect(postgres_url))
+    with connect(postgres_url) as db:
+        db.execute("UPDATE liqmon_meta SET value = '3' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=r"has schema version 3, this liqmon writes \d+"):
+        SharedHistory(postgres_url, conn=connect(postgres_url))
+
+
+def test_a_missing_block_names_the_url_without_its_password(postgres_url: str) -> None:
+    shared = SharedHistory(postgres_url, conn=connect(postgres_url))
+    with pytest.raises(StoreError) as info:
+        shared.load_snapshot("aave-a")
+    message = str(info.value)
+    parts = urlsplit(postgres_url)
+    assert f"no stored scan of market 'aave-a' in postgresql://{parts.username}:<secret>@{parts.hostname}:" in message
+    assert str(urlsplit(postgres_url).password) not in message
