@@ -62,7 +62,8 @@ class _Worker:
 
     @contextmanager
     def _monitor(self) -> Iterator[Monitor]:
-        with Store(self.config.store.path, history_url=shared_url(self.config.store)) as store:
+        cfg = self.config.store
+        with Store(cfg.path, history=cfg.history, retention=cfg.retention, history_url=shared_url(cfg)) as store:
             if self.monitor is None:
                 self.monitor = Monitor(self.config, store, self.channels, clock=self.clock, metrics=self.metrics)
             self.monitor.store = store

@@ -21,6 +21,7 @@ import yaml
 
 from monitor.config.alerts import AlertsConfig, DaemonConfig, parse_alerts, parse_daemon
 from monitor.config.presets import expand_presets
+from monitor.config.store_history import parse_history, parse_retention
 from monitor.config.validate import (
     SECRET_MASK,
     Validator,
@@ -32,6 +33,7 @@ from monitor.config.validate import (
 from monitor.config.watchlist import expand_watchlist
 from monitor.config.yaml12 import _read_regular_file, _StrictLoader, _yaml_error_message
 from monitor.errors import ConfigError
+from monitor.store.history import HistoryPolicy, RetentionPolicy
 
 CANONICAL_MULTICALL3: Final = "0xcA11bde05977b3631167028862bE2a173976CA11"
 """Multicall3 is deployed at this address on (nearly) every EVM chain."""
@@ -90,7 +92,7 @@ _PROTOCOL_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
 
 _MARKET_ID_RE: Final = re.compile(r"0x[0-9a-fA-F]{64}")
 
-_STORE_KEYS: Final = ("path", "lease_ttl_s", "history_url")
+_STORE_KEYS: Final = ("path", "lease_ttl_s", "history_url", "history", "retention")
 _HISTORY_URL_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg")
 
 
@@ -157,6 +159,8 @@ class StoreConfig:
     # a PostgreSQL database for the shared history tables (postgresql://user:${PW}@host/db; the
     # expanded URL holds secrets, its display does not); None: the history stays in ``path``
     history_url: RpcEndpoint | None = None
+    history: HistoryPolicy = field(default_factory=HistoryPolicy)  # store.history: when a position row is written
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # store.retention: thinning old rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,7 +535,10 @@ class _ConfigValidator(Validator):
             path = source.parent.absolute() / path
         lease = self.bounded_number(raw.get("lease_ttl_s", 60), "store.lease_ttl_s", 1.0, 86_400.0)
         history_url = None if raw.get("history_url") is None else self.history_url(raw["history_url"])
-        return StoreConfig(path=path, lease_ttl_s=lease, history_url=history_url)
+        return StoreConfig(
+            path=path, lease_ttl_s=lease, history_url=history_url, history=parse_history(self, raw.get("history")),
+            retention=parse_retention(self, raw.get("retention")),
+        )  # fmt: skip
 
     def history_url(self, value: object) -> RpcEndpoint:
         """``store.history_url``: a postgresql:// URL, ``${NAME}`` expanded from the environment."""

@@ -11,21 +11,35 @@ from types import TracebackType
 from typing import Any, Self
 
 from monitor.errors import StoreError
-from monitor.store.history import History, HistoryPolicy, SqliteExecutor
+from monitor.store.history import History, HistoryPolicy, RetentionPolicy, SqliteExecutor
 from monitor.store.schema import _immediate_transaction, _open
+
+_PARAMS_CACHE: dict[str, dict[str, tuple[int, tuple[str, str]]]] = {}
+_RETAINED_AT: dict[str, dict[str, int]] = {}
 
 
 class StoreBase:
     """An open history database: WAL mode, migrated; every public write is atomic."""
 
     def __init__(
-        self, path: str | Path, *, clock: Callable[[], float] = time.time, history: HistoryPolicy | None = None
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        history: HistoryPolicy | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
+        """``history``: when a position row is written (``store.history``); ``retention``: how
+        old rows are thinned (``store.retention``); both default to their dataclass defaults."""
         self.path = Path(path)
         self._clock = clock
         self._db = _open(self.path)
-        self._history = History(SqliteExecutor(self._db.conn), history)
-        self._params_cache: dict[str, tuple[int, tuple[str, str]]] = {}  # market -> (block, params) last written
+        key = str(self.path.resolve())
+        self._history = History(SqliteExecutor(self._db.conn), history, cache_key=key)
+        self._retention = retention or RetentionPolicy()
+        # market -> (block, params) last written, shared by the stores of this process on this file
+        self._params_cache: dict[str, tuple[int, tuple[str, str]]] = _PARAMS_CACHE.setdefault(key, {})
+        self._retained_at: dict[str, int] = _RETAINED_AT.setdefault(key, {})  # market -> block time of the last pass
 
     def _forget_written(self, market: str) -> None:
         """What this store remembers of its last writes is no longer what is live (a reorg)."""

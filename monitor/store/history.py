@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -63,6 +63,22 @@ class HistoryPolicy:
     hf_bands: tuple[float, ...] = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
     hf_move: float = 0.05  # relative HF move since the last written row
     heartbeat_s: int = 3600  # at least one row per account this often (block time)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Downsampling of old rows (``store.retention`` config): rows younger than ``full_days``
+    (block time) all stay; older ones are thinned to one scanned block per ``downsample_s``
+    (the last of each interval), keeping at each kept block exactly the legs, prices, indexes
+    and position row in force there, so every kept block still rebuilds exactly. Position rows
+    written for a balance change, a band crossing, a first or a closing row always stay.
+    ``full_days`` None: nothing is ever thinned."""
+
+    full_days: float | None = 30.0
+    downsample_s: int = 3600
+
+
+_ALWAYS_KEPT: Final = BALANCES | BAND | FIRST | CLOSED | MIGRATED
 
 
 class Executor(Protocol):
@@ -212,8 +228,10 @@ class _Written:
     hf: int | None  # None without debt
     band: int
     closed: bool
-    key: tuple[Any, ...]  # (emode, configuration, legs...) as last compared
+    key: tuple[Any, ...]  # (emode, configuration, legs...) as last compared; (emode, configuration) after a reload
     legs: dict[int, LegKey] = field(default_factory=dict)  # asset id -> nonzero leg
+    legs_ref: Any = None  # the legs tuple last compared (the same object: the same balances)
+    seen_hf: int = -1  # the HF of the last snapshot (unchanged: no band / move check)
 
 
 @dataclass(slots=True)
@@ -224,6 +242,10 @@ class _MarketState:
     written: dict[int, _Written]
     prices: dict[int, int]
     indexes: dict[int, tuple[int, int]]
+    open: int = -1  # accounts not closed (-1: count them)
+
+
+_SHARED_STATES: dict[tuple[str, HistoryPolicy], dict[str, _MarketState]] = {}
 
 
 @dataclass(slots=True)
@@ -271,11 +293,16 @@ def _int(value: Any) -> int | None:
 class History:
     """Writes and reads of the change-only tables through one :class:`Executor`."""
 
-    def __init__(self, db: Executor, policy: HistoryPolicy | None = None) -> None:
+    def __init__(self, db: Executor, policy: HistoryPolicy | None = None, *, cache_key: str | None = None) -> None:
+        """``cache_key`` (the database's path or URL): the last-written state is shared by every
+        History of this process on that database (a daemon that opens its store each tick
+        does not rebuild it); it is checked against the newest scan at every write."""
         self.db = db
         self.policy = policy or HistoryPolicy()
         self._bands = tuple(sorted(self.policy.hf_bands))
-        self._states: dict[str, _MarketState] = {}
+        self._states: dict[str, _MarketState] = (
+            {} if cache_key is None else _SHARED_STATES.setdefault((cache_key, self.policy), {})
+        )
 
     # ----------------------------------------------------------------- cache
 
@@ -289,19 +316,22 @@ class History:
     def _band(self, hf: int | None) -> int:
         return len(self._bands) + 1 if hf is None else bisect_right(self._bands, hf / WAD)
 
-    def _state(self, market: str, block: int) -> _MarketState:
+    def _state(self, market: str, block: int, aave: bool = False) -> _MarketState:
         """The state in force before ``block``; rebuilt from the tables when the cache cannot
         be trusted (first use, a block at or below the newest written, another writer)."""
         state = self._states.get(market)
-        newest = self.db.execute(
-            f"SELECT MAX(block) FROM scans WHERE market = ? AND {_LIVE.format(col='block')}", [market, market]
-        )[0][0]
+        found = self.db.execute(  # the (market, block) index read backwards: one step, not the whole market
+            "SELECT s.block FROM scans s WHERE s.market = ? AND NOT EXISTS (SELECT 1 FROM orphaned_blocks ob"
+            " WHERE ob.market = s.market AND ob.block = s.block) ORDER BY s.block DESC LIMIT 1",
+            [market],
+        )
+        newest = found[0][0] if found else None
         if state is None or state.block >= block or state.block != newest:
-            state = self._load(market, block)
+            state = self._load(market, block, aave)
             self._states[market] = state
         return state
 
-    def _load(self, market: str, block: int) -> _MarketState:
+    def _load(self, market: str, block: int, aave: bool) -> _MarketState:
         db = self.db
         accounts = {a: i for i, a in db.execute("SELECT id, account FROM account_ids WHERE market = ?", [market])}
         assets = {a: i for i, a in db.execute("SELECT id, asset FROM asset_ids WHERE market = ?", [market])}
@@ -312,13 +342,15 @@ class History:
             r = dict(zip(POSITION_COLUMNS, row, strict=True))
             hf = _int(r["health_factor"])
             written[r["account_id"]] = _Written(
-                r["block"], r["timestamp"], hf, self._band(hf), bool(r["reason"] & CLOSED), (), {}
-            )
+                r["block"], r["timestamp"], hf, self._band(hf), bool(r["reason"] & CLOSED),
+                (r["emode_category"], int(r["user_configuration"])), {},
+            )  # fmt: skip
         for row in db.execute(_latest("position_legs", "account_id, asset_id", _ACCOUNTS_OF, "< ?"),
                               [market, block, market]):  # fmt: skip
             r = dict(zip(LEG_COLUMNS, row, strict=True))
             key: LegKey = (int(r["scaled_collateral"]), int(r["scaled_variable_debt"]), int(r["stable_debt"]),
-                           bool(r["used_as_collateral"]), _int(r["collateral"]), _int(r["variable_debt"]))  # fmt: skip
+                           bool(r["used_as_collateral"]), None if aave else _int(r["collateral"]),
+                           None if aave else _int(r["variable_debt"]))  # fmt: skip
             if _nonzero(key) and r["account_id"] in written:
                 written[r["account_id"]].legs[r["asset_id"]] = key
         prices = {
@@ -349,11 +381,13 @@ class History:
 
     # ----------------------------------------------------------------- write
 
-    def write(self, snapshot: MarketSnapshot) -> WriteCounts:
+    def write(self, snapshot: MarketSnapshot, touched: Collection[str] | None = None) -> WriteCounts:
         """Write what changed at ``snapshot.block``; call inside the store's transaction,
-        before the block's ``scans`` row is inserted."""
+        before the block's ``scans`` row is inserted. ``touched``: the accounts whose balances
+        may have changed since the previous block (a follower knows them from the block's
+        events); the others' legs are then not compared (their HF still is)."""
         market, block, ts = snapshot.market, snapshot.block, snapshot.timestamp
-        state = self._state(market, block)
+        state = self._state(market, block, snapshot.protocol == AAVE)
         counts = WriteCounts()
         unit = snapshot.base_currency_unit
         new_assets = [(r.asset, r.symbol, r.decimals) for r in snapshot.reserves if r.asset not in state.assets]
@@ -374,54 +408,74 @@ class History:
         self.db.executemany(_INSERT_INDEX, indexes)
         counts.prices, counts.indexes = len(prices), len(indexes)
 
-        new_accounts = [(p.account,) for p in snapshot.positions if p.account not in state.accounts]
-        if new_accounts:
+        ids = state.accounts
+        if len(ids) < len(snapshot.positions) or any(p.account not in ids for p in snapshot.positions):
+            new_accounts = list(dict.fromkeys((p.account,) for p in snapshot.positions if p.account not in ids))
             for (account,), i in zip(new_accounts, self._ids("account_ids", market, new_accounts), strict=True):
-                state.accounts[account] = i
+                ids[account] = i
         aave = snapshot.protocol == AAVE
         rows: list[tuple[Any, ...]] = []
         legs: list[tuple[Any, ...]] = []
-        seen: set[int] = set()
         policy, written = self.policy, state.written
+        band_of, move, heartbeat = self._band, policy.hf_move, policy.heartbeat_s
+        open_before = sum(1 for w in written.values() if not w.closed) if state.open < 0 else state.open
+        still_open = 0  # of those open before: every one in the snapshot -> nobody closed
         for p in snapshot.positions:
-            acc = state.accounts[p.account]
-            seen.add(acc)
-            hf = None if p.health_factor == MAX_UINT256 else p.health_factor
+            acc = ids[p.account]
+            raw_hf = p.health_factor
             last = written.get(acc)
-            key = _position_key(p, aave)
             reason = 0
             if last is None or last.closed:
                 reason |= FIRST
-            if last is None or key != last.key:
-                now = {state.assets[leg.asset]: _leg_key(leg, aave) for leg in p.legs if leg.asset in state.assets}
-                before = last.legs if last is not None else {}
-                changed = [(a, k) for a, k in now.items() if _nonzero(k) and before.get(a) != k]
-                changed += [(a, _ZERO_LEG) for a in before if a not in now or not _nonzero(now[a])]
-                for a, k in changed:
-                    legs.append((acc, a, block, str(k[0]), str(k[1]), str(k[2]), int(k[3]), _text(k[4]), _text(k[5])))
-                legs_now = {a: k for a, k in now.items() if _nonzero(k)}
-                if changed or last is None or key[:2] != last.key[:2]:
-                    reason |= BALANCES
-                if last is not None:
-                    last.key, last.legs = key, legs_now
-                else:
-                    last = written[acc] = _Written(block, ts, hf, self._band(hf), False, key, legs_now)
-            band = self._band(hf)
-            if band != last.band:
-                reason |= BAND
-            elif hf is not None and last.hf is not None and abs(hf - last.hf) >= policy.hf_move * last.hf:
-                reason |= MOVE
-            if ts - last.timestamp >= policy.heartbeat_s:
+            else:
+                still_open += 1
+            # balances: the same legs object / an account the caller says is untouched / the same key
+            if last is None or not (
+                (p.legs is last.legs_ref or (touched is not None and p.account not in touched))
+                and p.user_configuration == last.key[1]
+                and p.emode_category == last.key[0]
+            ):
+                key = _position_key(p, aave)
+                if last is None or key != last.key:
+                    now = {state.assets[g.asset]: _leg_key(g, aave) for g in p.legs if g.asset in state.assets}
+                    before = last.legs if last is not None else {}
+                    changed = [(a, k) for a, k in now.items() if _nonzero(k) and before.get(a) != k]
+                    changed += [(a, _ZERO_LEG) for a in before if a not in now or not _nonzero(now[a])]
+                    for a, k in changed:
+                        legs.append((acc, a, block, str(k[0]), str(k[1]), str(k[2]), int(k[3]), _text(k[4]),
+                                     _text(k[5])))  # fmt: skip
+                    legs_now = {a: k for a, k in now.items() if _nonzero(k)}
+                    if changed or last is None or key[:2] != last.key[:2]:
+                        reason |= BALANCES
+                    if last is None:
+                        hf0 = None if raw_hf == MAX_UINT256 else raw_hf
+                        last = written[acc] = _Written(block, ts, hf0, band_of(hf0), False, key, legs_now)
+                    else:
+                        last.key, last.legs = key, legs_now
+            last.legs_ref = p.legs
+            if raw_hf != last.seen_hf or reason:
+                last.seen_hf = raw_hf
+                hf = None if raw_hf == MAX_UINT256 else raw_hf
+                band = band_of(hf)
+                if band != last.band:
+                    reason |= BAND
+                elif hf is not None and last.hf is not None and hf != last.hf and abs(hf - last.hf) >= move * last.hf:
+                    reason |= MOVE
+            if ts - last.timestamp >= heartbeat:
                 reason |= HEARTBEAT
             if reason:
+                hf = None if raw_hf == MAX_UINT256 else raw_hf
                 rows.append((acc, block, ts, reason, _text(hf), str(p.total_collateral_base), str(p.total_debt_base),
                              str(p.available_borrows_base), p.current_liquidation_threshold, p.ltv, p.emode_category,
                              str(p.user_configuration), _text(p.health_factor_stored_index)))  # fmt: skip
-                last.block, last.timestamp, last.hf, last.band, last.closed = block, ts, hf, band, False
-        for acc, last in written.items():
-            if acc not in seen and not last.closed:
-                rows.append((acc, block, ts, CLOSED, _text(last.hf), "0", "0", "0", 0, 0, 0, "0", None))
-                last.closed, last.block, last.timestamp = True, block, ts
+                last.block, last.timestamp, last.hf, last.band, last.closed = block, ts, hf, band_of(hf), False
+        if still_open < open_before:  # an account followed before is not in this snapshot: it is closed
+            seen = {ids[p.account] for p in snapshot.positions}
+            for acc, last in written.items():
+                if acc not in seen and not last.closed:
+                    rows.append((acc, block, ts, CLOSED, _text(last.hf), "0", "0", "0", 0, 0, 0, "0", None))
+                    last.closed, last.block, last.timestamp = True, block, ts
+        state.open = len(snapshot.positions) if still_open >= open_before else -1
         self.db.executemany(_INSERT_POSITION, rows)
         self.db.executemany(_INSERT_LEG, legs)
         counts.positions, counts.legs = len(rows), len(legs)
@@ -436,6 +490,52 @@ class History:
         for table, of in _TABLES_OF:
             self.db.execute(f"DELETE FROM {table} WHERE {of} AND block IN ({marks})", [market, *blocks])
         self.invalidate(market)
+
+    # ----------------------------------------------------------------- retention
+
+    def retain(self, market: str, now: float, policy: RetentionPolicy, done_block: int) -> tuple[int, int]:
+        """Thin the rows of scanned blocks in (``done_block``, the end of the last whole
+        ``downsample_s`` interval older than ``full_days``]; returns (the new done block,
+        rows deleted). Incremental: each call handles only what aged since the last one."""
+        if policy.full_days is None:
+            return done_block, 0
+        step = policy.downsample_s
+        cutoff = int(now - policy.full_days * 86_400) // step * step
+        scans = self.db.execute(
+            f"SELECT block, timestamp FROM scans WHERE market = ? AND block > ? AND timestamp < ?"
+            f" AND {_LIVE.format(col='block')} ORDER BY block",
+            [market, done_block, cutoff, market],
+        )
+        if not scans:
+            return done_block, 0
+        last_of: dict[int, int] = {}
+        for block, ts in scans:
+            last_of[int(ts) // step] = int(block)
+        kept = sorted(last_of.values())
+        end = kept[-1]
+        deleted = 0
+        drop_scans = [(market, int(b)) for b, _ in scans if int(b) not in set(kept)]
+        self.db.executemany("DELETE FROM scans WHERE market = ? AND block = ?", drop_scans)
+        deleted += len(drop_scans)
+        for table, key, of, reason in (
+            ("position_rows", ("account_id",), _ACCOUNTS_OF, True),
+            ("position_legs", ("account_id", "asset_id"), _ACCOUNTS_OF, False),
+            ("price_rows", ("asset_id",), _ASSETS_OF, False),
+            ("reserve_indexes", ("asset_id",), _ASSETS_OF, False),
+        ):
+            cols = ", ".join((*key, "block", "reason" if reason else "0"))
+            rows = self.db.execute(
+                f"SELECT {cols} FROM {table} WHERE {of} AND block > ? AND block <= ?"
+                f" AND {_LIVE.format(col='block')} ORDER BY {', '.join(key)}, block",
+                [market, done_block, end, market],
+            )
+            gone = _thinned(rows, len(key), kept)
+            where = " AND ".join(f"{k} = ?" for k in (*key, "block"))
+            self.db.executemany(f"DELETE FROM {table} WHERE {where}", gone)
+            deleted += len(gone)
+        # the newest row of every key stays (only rows a newer one replaces go): the
+        # in-memory last-written state is still right
+        return end, deleted
 
     # ----------------------------------------------------------------- read
 
@@ -540,3 +640,21 @@ class History:
                 sql, params = f"{sql} AND {clause}", [*params, value]
         return [(int(a), int(b), int(t), str(p), float(u)) for a, b, t, p, u in
                 self.db.execute(sql + " ORDER BY block, asset_id", params)]  # fmt: skip
+
+
+def _thinned(rows: Sequence[tuple[Any, ...]], width: int, kept: Sequence[int]) -> list[tuple[Any, ...]]:
+    """Primary keys of ``rows`` ((key..., block, reason) ordered by key, block) no kept block
+    needs: a row stays when it is the latest of its key at or before some kept block, or its
+    reason is one always kept."""
+    gone: list[tuple[Any, ...]] = []
+    for i, row in enumerate(rows):
+        key, block, reason = row[:width], int(row[width]), int(row[width + 1])
+        if reason & _ALWAYS_KEPT:
+            continue
+        j = bisect_right(kept, block - 1)  # the first kept block >= this row's block
+        if j == len(kept):
+            continue
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        if nxt is not None and nxt[:width] == key and int(nxt[width]) <= kept[j]:
+            gone.append((*key, block))  # a newer row of the key is in force at that kept block
+    return gone

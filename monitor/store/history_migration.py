@@ -18,7 +18,8 @@ import json
 import sqlite_utils
 
 from monitor.models import MAX_UINT256
-from monitor.store.history import MIGRATED, SqliteExecutor, create_tables
+from monitor.protocols.aave_revisions import a_token_balance, rules_for, variable_debt_balance
+from monitor.store.history import AAVE, MIGRATED, SqliteExecutor, create_tables
 from monitor.store.views import create_views
 
 _LEG_FIELDS = ("scaled_collateral", "scaled_variable_debt", "stable_debt", "used_as_collateral", "collateral",
@@ -28,6 +29,8 @@ _LEG_FIELDS = ("scaled_collateral", "scaled_variable_debt", "stable_debt", "used
 def schema_v9_compact_history(db: sqlite_utils.Database) -> None:
     ex = SqliteExecutor(db.conn)
     create_tables(ex, "sqlite")
+    # the newest scan of a market, a block's scan: asked at every write (was a full scan)
+    ex.execute("CREATE INDEX IF NOT EXISTS idx_scans_market_block ON scans (market, block)")
     has_old = db.table("positions").exists() and db["positions"].columns_dict.get("legs") is not None
     if has_old:
         _move_rows(db, ex)
@@ -59,9 +62,21 @@ def _move_rows(db: sqlite_utils.Database, ex: SqliteExecutor) -> None:
         " SELECT ai.id, p.block, p.liquidity_index, p.variable_borrow_index FROM prices p"
         " JOIN asset_ids ai ON ai.market = p.market AND ai.asset = p.asset WHERE p.liquidity_index IS NOT NULL"
     )
+    # Aave legs: unscaled balances that the scaled ones and the block's indexes give are not
+    # stored (NULL: computed at any block); others (other protocols, a mismatch) are kept
+    protocols = dict(db.execute("SELECT name, protocol FROM markets").fetchall())
+    revisions = {(m, b): r for m, b, r in db.execute("SELECT market, block, revision FROM scans").fetchall()}
+    indexes = {
+        (m, a, b): (int(li), int(vbi))
+        for m, a, b, li, vbi in db.execute(
+            "SELECT market, asset, block, liquidity_index, variable_borrow_index FROM prices"
+            " WHERE liquidity_index IS NOT NULL"
+        ).fetchall()
+    }
     accounts: dict[tuple[str, str], int] = {}
-    previous: dict[int, dict[int, tuple[str, ...]]] = {}
-    rows, legs = [], []
+    previous: dict[int, dict[int, tuple[str | None, ...]]] = {}
+    rows: list[tuple[object, ...]] = []
+    legs: list[tuple[object, ...]] = []
     cursor = db.execute(
         "SELECT market, account, block, timestamp, health_factor_wad, collateral_base, debt_base,"
         " available_borrows_base, liquidation_threshold, ltv, emode_category, user_configuration, legs"
@@ -74,15 +89,24 @@ def _move_rows(db: sqlite_utils.Database, ex: SqliteExecutor) -> None:
         rows.append((acc, block, ts, MIGRATED, None if hf == str(MAX_UINT256) else hf, coll, debt, avail, lt, ltv,
                      emode, config, None))  # fmt: skip
         before = previous.get(acc, {})
-        now: dict[int, tuple[str, ...]] = {}
+        now: dict[int, tuple[str | None, ...]] = {}
+        aave = protocols.get(market) == AAVE
+        rules = rules_for(revisions.get((market, block), 0) or 1)
         for leg in json.loads(legs_json or "[]"):
             aid = asset_id(market, leg["asset"], leg.get("symbol", ""))
-            now[aid] = tuple(str(int(leg[f])) if f != "used_as_collateral" else str(int(bool(leg[f])))
-                             for f in _LEG_FIELDS)  # fmt: skip
+            sc, svd, sd, flag, c, vd = (str(int(leg[f])) if f != "used_as_collateral" else str(int(bool(leg[f])))
+                                        for f in _LEG_FIELDS)  # fmt: skip
+            pair = indexes.get((market, leg["asset"], block)) if aave else None
+            stored_c: str | None = c
+            stored_vd: str | None = vd
+            if pair is not None and a_token_balance(int(sc), pair[0], rules) == int(c):
+                stored_c = None
+            if pair is not None and variable_debt_balance(int(svd), pair[1], rules) == int(vd):
+                stored_vd = None
+            now[aid] = (sc, svd, sd, flag, stored_c, stored_vd)
         for aid, values in now.items():
             if before.get(aid) != values:
-                sc, svd, sd, flag, c, vd = values
-                legs.append((acc, aid, block, sc, svd, sd, int(flag), c, vd))
+                legs.append((acc, aid, block, *values[:3], int(values[3] or 0), *values[4:]))
         for aid in before.keys() - now.keys():
             legs.append((acc, aid, block, "0", "0", "0", 0, "0", "0"))
         previous[acc] = now

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
+from dataclasses import replace
 from typing import Any
 
 from monitor.errors import StoreError
-from monitor.models import EModeCategory, MarketSnapshot
+from monitor.models import EModeCategory, MarketSnapshot, Position
 from monitor.store.base import StoreBase
-from monitor.store.history import CLOSED
+from monitor.store.history import AAVE, CLOSED
 from monitor.store.rows import (
     _emode_from_row,
     _leg_dict,
@@ -43,7 +44,8 @@ class QueriesMixin(StoreBase):
             rows = self._history.account_rows(acc, mkt, since_block, since_time)
             if not rows:
                 continue
-            legs = _LegWalk(self, mkt, self._history.account_legs(acc, mkt, upto=rows[-1]["block"]))
+            upto = rows[-1]["block"]
+            legs = _LegWalk(self, mkt, self._history.account_legs(acc, mkt, upto=upto), upto)
             for row in rows:
                 if row["reason"] & CLOSED:
                     continue
@@ -175,11 +177,23 @@ def snapshot_from_rows(store: QueriesMixin, market: str, block: int | None) -> M
     rules = _rules(scan[0]["revision"])
     by_id = {i: asset for asset, i in assets.items()}
     legs_at = history.legs_at(market, block)
-    positions = tuple(
-        _position_at(market, block, p, reserves, {by_id[a]: leg for a, leg in legs_at.get(p["account_id"], {}).items()},
-                     rules)
-        for p in history.positions_at(market, block)
+    stale: list[int] = []  # positions whose last row is older than the block
+    positions_list: list[Position] = []
+    for p in history.positions_at(market, block):
+        legs = {by_id[a]: leg for a, leg in legs_at.get(p["account_id"], {}).items()}
+        if p["block"] != block:
+            stale.append(len(positions_list))
+        positions_list.append(_position_at(market, block, p, reserves, legs, rules))
+    snapshot = MarketSnapshot(
+        market=market, protocol=meta["protocol"], chain_id=meta["chain_id"], block=block,
+        block_hash=scan[0]["block_hash"], timestamp=scan[0]["timestamp"],
+        base_currency_unit=int(meta["base_currency_unit"]), reserves=reserves, emode_categories=categories,
+        positions=(), addresses={k: meta[k] for k in ADDRESS_KEYS if meta.get(k)},
+        revision=scan[0]["revision"],
     )  # fmt: skip
+    if meta["protocol"] == AAVE and stale:
+        positions_list = _recomputed(snapshot, positions_list, stale)
+    positions = tuple(positions_list)
     return MarketSnapshot(
         market=market, protocol=meta["protocol"], chain_id=meta["chain_id"], block=block,
         block_hash=scan[0]["block_hash"], timestamp=scan[0]["timestamp"],
@@ -193,7 +207,7 @@ class _LegWalk:
     """An account's leg rows walked in block order: the legs in force at a block, with the
     unscaled balances at that block's indexes."""
 
-    def __init__(self, store: QueriesMixin, market: str, legs: list[dict[str, Any]]) -> None:
+    def __init__(self, store: QueriesMixin, market: str, legs: list[dict[str, Any]], upto: int) -> None:
         self._legs = legs
         self._assets = store._history.assets(market)
         self._store, self._market = store, market
@@ -207,7 +221,7 @@ class _LegWalk:
                 f"SELECT asset_id, block, liquidity_index, variable_borrow_index FROM reserve_indexes"
                 f" WHERE asset_id IN ({marks}) AND block <= ? AND block NOT IN"
                 " (SELECT ob.block FROM orphaned_blocks ob WHERE ob.market = ?) ORDER BY asset_id, block",
-                [*ids, legs[-1]["block"] if legs else 0, market],
+                [*ids, upto, market],
             ):
                 self._indexes.setdefault(int(aid), []).append((int(block), str(li), str(vbi)))
         self._blocks = {aid: [b for b, _, _ in rows] for aid, rows in self._indexes.items()}
@@ -234,3 +248,21 @@ class _LegWalk:
         if i < 0:
             return {}
         return {"liquidity_index": rows[i][1], "variable_borrow_index": rows[i][2]}
+
+
+def _recomputed(snapshot: MarketSnapshot, positions: list[Position], stale: list[int]) -> list[Position]:
+    """Aave positions not written at the snapshot's block: HF and totals recomputed exactly
+    (monitor.risk.health) from the legs in force there and the block's indexes and prices,
+    what ``getUserAccountData`` answered at that block. Written ones keep their stored figures."""
+    from monitor.risk.health import snapshot_account_data  # the protocol's math; risk does not import store
+
+    out = list(positions)
+    for i in stale:
+        p = out[i]
+        data = snapshot_account_data(snapshot, p)
+        out[i] = replace(
+            p, health_factor=data.health_factor, total_collateral_base=data.total_collateral_base,
+            total_debt_base=data.total_debt_base, available_borrows_base=data.available_borrows_base,
+            current_liquidation_threshold=data.current_liquidation_threshold, ltv=data.ltv,
+        )  # fmt: skip
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from monitor.errors import StoreError
 from monitor.models import MarketSnapshot
 from monitor.store.reorg import ReorgMixin
@@ -19,11 +21,14 @@ from monitor.store.sql import _live
 class WritesMixin(ReorgMixin):
     """``save_snapshot`` and its per-table writes."""
 
-    def save_snapshot(self, snapshot: MarketSnapshot) -> int:
+    def save_snapshot(self, snapshot: MarketSnapshot, *, touched: Collection[str] | None = None) -> int:
         """Store a whole snapshot in ONE transaction; returns the id of its scans row.
 
         Saving the same block again replaces its price and position rows (never duplicates)
-        and logs one more scan.
+        and logs one more scan. Rows are change-only (:mod:`monitor.store.history`): call it
+        every block with the whole market. ``touched``: the accounts whose balances may have
+        changed since the previous saved block (a follower knows them from the block's events);
+        the others' legs are not compared (None: every position is compared).
         """
         _check_pinned(snapshot)
         with self.transaction():
@@ -33,8 +38,34 @@ class WritesMixin(ReorgMixin):
             if self._record_params(snapshot):
                 self._upsert_reserves(snapshot)
                 self._upsert_emode_categories(snapshot)
-            self._history.write(snapshot)
-            return self._insert_scan(snapshot)
+            self._history.write(snapshot, touched)
+            scan_id = self._insert_scan(snapshot)
+            self._retain_if_due(snapshot.market, snapshot.timestamp)
+            return scan_id
+
+    def _retain_if_due(self, market: str, now: int) -> None:
+        """Thin what aged past ``retention.full_days`` once per ``downsample_s`` of block time
+        (incremental: one interval's rows per pass), in the snapshot's transaction."""
+        policy = self._retention
+        if policy.full_days is None or now - self._retained_at.get(market, 0) < policy.downsample_s:
+            return
+        self._retained_at[market] = now
+        self.apply_retention(market, now)
+
+    def apply_retention(self, market: str, now: float) -> int:
+        """Thin ``market``'s rows older than ``retention.full_days`` before block time ``now``
+        (see :class:`~monitor.store.history.RetentionPolicy`); returns the rows deleted."""
+        with self.transaction():
+            done = self._db.execute(
+                "SELECT block FROM checkpoints WHERE market = ? AND kind = 'history_retention'", [market]
+            ).fetchone()
+            end, deleted = self._history.retain(market, now, self._retention, int(done[0]) if done else -1)
+            if end != (int(done[0]) if done else -1):
+                self._db.table("checkpoints").upsert(
+                    {"market": market, "kind": "history_retention", "block": end, "block_hash": "",
+                     "updated_at": self._clock()}, pk=("market", "kind"),
+                )  # fmt: skip
+        return deleted
 
     def _upsert_market(self, snapshot: MarketSnapshot) -> None:
         previous = self._db.execute("SELECT last_block FROM markets WHERE name = ?", [snapshot.market]).fetchone()

@@ -24,6 +24,7 @@ from monitor.models import (
     Reserve,
 )
 from monitor.protocols.aave_revisions import a_token_balance, rules_for, variable_debt_balance
+from monitor.risk.health import snapshot_account_data
 from monitor.store import Checkpoint, Store
 
 MARKET = "aave-v3-ethereum"
@@ -857,10 +858,17 @@ def test_version_4_database_migrates_with_neutral_defaults(
 
 
 def at_block(snapshot: MarketSnapshot, block: int) -> MarketSnapshot:
-    return replace(
-        snapshot, block=block, block_hash=f"0x{block:064x}", timestamp=BLOCK_TIME + (block - BLOCK) * 12,
-        positions=tuple(replace(p, block=block) for p in snapshot.positions),
-    )  # fmt: skip
+    moved = replace(snapshot, block=block, block_hash=f"0x{block:064x}", timestamp=BLOCK_TIME + (block - BLOCK) * 12)
+    # the HF and totals of the protocol's math at this block (what a rebuilt block gives)
+    positions = []
+    for p in snapshot.positions:
+        data = snapshot_account_data(moved, p)
+        positions.append(replace(
+            p, block=block, health_factor=data.health_factor, total_collateral_base=data.total_collateral_base,
+            total_debt_base=data.total_debt_base, available_borrows_base=data.available_borrows_base,
+            current_liquidation_threshold=data.current_liquidation_threshold, ltv=data.ltv,
+        ))  # fmt: skip
+    return replace(moved, positions=tuple(positions))
 
 
 def test_every_stored_block_rebuilds_with_the_parameters_of_its_block(store: Store, db_path: Path) -> None:
