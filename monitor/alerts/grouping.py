@@ -96,19 +96,13 @@ def compose(entries: Sequence[Entry], limit: SizeLimit, max_per_message: int) ->
     """The messages for one destination and, for each, the outbox rows it carries."""
     if not entries:
         return []
-    blocks = _blocks(entries)
-    if len(entries) == 1:
-        only = entries[0]
-        # alone: the message itself (links, fields and summary kept), under the batch key
-        return [(replace(only.message, key=batch_key([only.outbox_id])), [only.outbox_id])]
-    parts = _pack(blocks, limit, max_per_message)
+    if len(entries) == 1 or max_per_message == 1:  # alone: the alert's own message, in arrival order
+        return [(replace(e.message, key=batch_key([e.outbox_id])), [e.outbox_id]) for e in entries]
+    parts = _pack(_blocks(entries), limit, max_per_message)
     out = []
     for i, part in enumerate(parts):
         carried = [e for e, _ in part if e is not None]
         ids = [e.outbox_id for e in carried]
-        if max_per_message == 1 and len(part) == 1 and len(carried) == 1:  # one per message: its own text
-            out.append((replace(carried[0].message, key=batch_key(ids)), ids))
-            continue
         suffix = f" (part {i + 1}/{len(parts)})" if len(parts) > 1 else ""
         message = Message(batch_key(ids), _severity(carried), _title(carried) + suffix, tuple(x for _, x in part))
         out.append((message, ids))

@@ -250,3 +250,12 @@ def test_a_retryable_failure_reschedules_every_row_of_the_group(store: Store, te
     assert stats.retried == 8 and stats.sent == 0
     assert {r["next_attempt_at"] for r in store.outbox("pending")} == {T0 + 30}
     assert deliver_due(store, tg(telegram), T0 + 31, grouping=GroupingConfig()).messages == 1
+
+
+def test_max_per_message_1_sends_each_alert_as_its_own_full_message(store: Store, telegram: TelegramServer) -> None:
+    rows = [alert(i, cause="oracle:jump:WETH") for i in range(3)]
+    rows.append(alert(0, "critical", hf=0.0, subject="oracle:jump:WETH", title="m: oracle jump on WETH"))
+    store.record_alerts("m", 1, [], rows)
+    stats = deliver_due(store, tg(telegram), T0, grouping=GroupingConfig(max_per_message=1))
+    assert stats.messages == 4 and [m.plain.count("what to do") for m in telegram.messages] == [1, 1, 1, 1]
+    assert [r["batch"] for r in store.outbox("sent")] == [f"outbox:{r['id']}" for r in store.outbox("sent")]
