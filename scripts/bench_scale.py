@@ -196,6 +196,24 @@ def chain_time(client: RpcClient) -> float:
     return float(int(client.get_block("latest")["timestamp"], 16))
 
 
+def timed(monitor: Monitor, phases: dict[str, list[float]]) -> None:
+    """Record the wall time of each phase of ``monitor.tick``: the tracker's advance (follow the
+    block + the snapshot), the assessment (levels, alert rules, messages rendered) and delivery."""
+    tracker = monitor.positions
+    for owner, name, key in ((tracker, "advance", "advance"), (monitor, "assess", "assess"),
+                             (monitor, "deliver", "deliver")):  # fmt: skip
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, _original: Any = original, _key: str = key, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                phases[_key].append(time.perf_counter() - started)
+
+        setattr(owner, name, wrapper)
+
+
 def alert_latency(origin: OriginDevnet, rounds: int, poll_s: float = 0.05) -> dict[str, Any]:
     """The daemon's path: ``Monitor.tick`` (the tracker follows the market by its events, stores,
     assesses, delivers) in block mode against a local Telegram Bot API peer. Each round mines ONE
@@ -212,6 +230,7 @@ def alert_latency(origin: OriginDevnet, rounds: int, poll_s: float = 0.05) -> di
         config = parse_config(data, Path(tmp) / "scale.yaml", env={"TG": TELEGRAM_TEST_TOKEN})
         ready, stop = threading.Event(), threading.Event()
         ticks: list[float] = []
+        phases: dict[str, list[float]] = {"advance": [], "assess": [], "deliver": []}
         warm: dict[str, float] = {}
         errors: list[BaseException] = []
 
@@ -222,6 +241,7 @@ def alert_latency(origin: OriginDevnet, rounds: int, poll_s: float = 0.05) -> di
             channels = {"tg": TelegramChannel("tg", TELEGRAM_TEST_TOKEN, base_url=telegram.base_url,
                                               min_interval_per_chat_s=0)}  # fmt: skip
             monitor = Monitor(config, store, channels, clock=lambda: chain_time(clock_client))
+            timed(monitor, phases)  # where a tick's time goes: follow + store, assess (alerts), deliver
             try:
                 started = time.perf_counter()
                 monitor.tick()  # discovery, the ONE full read, the initial alerts
@@ -277,6 +297,7 @@ def alert_latency(origin: OriginDevnet, rounds: int, poll_s: float = 0.05) -> di
             "latency_max_s": round(max(latencies), 3),
             "tick_median_s": round(statistics.median(ticks), 3) if ticks else None,
             "first_tick_s": round(warm.get("first_tick_s", 0.0), 1),
+            "tick_phases_median_s": {k: round(statistics.median(v[1:]), 3) for k, v in phases.items() if v[1:]},
             "messages": len(telegram.messages),
         }
 
@@ -451,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lat = result["alert_latency"]
             print(f"\nblock moving a price -> first Telegram message through Monitor.tick: median "
                   f"{lat['latency_median_s']} s, max {lat['latency_max_s']} s over {lat['rounds']} rounds; tick median "
-                  f"{lat['tick_median_s']} s")  # fmt: skip
+                  f"{lat['tick_median_s']} s ({lat.get('tick_phases_median_s')})")  # fmt: skip
         print(
             f"\ntouched per block {result['touched_per_block']}; actions {result['actions']}; events applied "
             f"{result['events_applied']}; differences {result['differences']}; HF mismatches "
