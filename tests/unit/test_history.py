@@ -64,8 +64,8 @@ class Market:
 
     def reserves(self) -> tuple[Reserve, ...]:
         return tuple(
-            Reserve(ASSETS[i], SYMBOLS[i], DECIMALS[i], i, 7500, 8000 + 100 * i, 10500, 0, True, False, True, ZERO, ZERO,
-                    ZERO, self.liquidity[i], self.borrow[i], self.prices[i])
+            Reserve(ASSETS[i], SYMBOLS[i], DECIMALS[i], i, 7500, 8000 + 100 * i, 10500, 0, True, False, True, ZERO,
+                    ZERO, ZERO, self.liquidity[i], self.borrow[i], self.prices[i])
             for i in range(4)
         )  # fmt: skip
 
@@ -80,8 +80,18 @@ class Market:
                 config |= 1 << (2 * r.reserve_id + 1)
             if sd:
                 config |= 1 << (2 * r.reserve_id)
-            out.append(AssetLeg(r.asset, r.symbol, sc, a_token_balance(sc, r.liquidity_index, self.rules), sd,
-                                variable_debt_balance(sd, r.variable_borrow_index, self.rules), 0, bool(flag)))
+            out.append(
+                AssetLeg(
+                    r.asset,
+                    r.symbol,
+                    sc,
+                    a_token_balance(sc, r.liquidity_index, self.rules),
+                    sd,
+                    variable_debt_balance(sd, r.variable_borrow_index, self.rules),
+                    0,
+                    bool(flag),
+                )
+            )
         data = account_data(out, reserves, emode, config, categories_by_id(self.categories), rules=self.rules)
         return Position(MARKET, account, self.block, data.health_factor, data.total_collateral_base,
                         data.total_debt_base, data.available_borrows_base, data.current_liquidation_threshold,
@@ -90,8 +100,9 @@ class Market:
     def snapshot(self) -> MarketSnapshot:
         reserves = self.reserves()
         positions = tuple(self.position(a, reserves) for a in ACCOUNTS if a in self.present)
-        return MarketSnapshot(MARKET, "aave_v3", 31337, self.block, f"0x{self.block:064x}", T0 + (self.block - BLOCK) * 12,
-                              10**8, reserves, self.categories, positions, {}, self.revision)  # fmt: skip
+        ts = T0 + (self.block - BLOCK) * 12
+        return MarketSnapshot(MARKET, "aave_v3", 31337, self.block, f"0x{self.block:064x}", ts, 10**8, reserves,
+                              self.categories, positions, {}, self.revision)  # fmt: skip
 
     def step(self, actions: int = 2, *, prices: bool | None = None) -> MarketSnapshot:
         rng = self.rng
@@ -369,8 +380,9 @@ def test_a_schema_8_database_migrates_keeping_every_row(db: Path, monkeypatch: p
         for s in snaps:
             old["markets"].upsert({"name": MARKET, "protocol": "aave_v3", "chain_id": 31337, "base_currency_unit":
                                    str(10**8), "last_block": s.block, "updated_at": 0.0}, pk="name")  # fmt: skip
-            old["scans"].insert({"market": MARKET, "block": s.block, "block_hash": s.block_hash, "timestamp":
-                                 s.timestamp, "positions": len(s.positions), "created_at": 0.0, "revision": 3})  # fmt: skip
+            old["scans"].insert({"market": MARKET, "block": s.block, "block_hash": s.block_hash,
+                                 "timestamp": s.timestamp, "positions": len(s.positions), "created_at": 0.0,
+                                 "revision": 3})  # fmt: skip
             from monitor.store.rows import _params_json
 
             reserves_json, categories_json = _params_json(s)
@@ -387,7 +399,9 @@ def test_a_schema_8_database_migrates_keeping_every_row(db: Path, monkeypatch: p
     finally:
         old.close()
     with Store(db) as migrated:
-        assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(len(schema_module._MIGRATIONS)),)]
+        assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+            (str(len(schema_module._MIGRATIONS)),)
+        ]
         assert rows(db, "SELECT count(*) FROM position_rows")[0][0] == sum(len(s.positions) for s in snaps)
         assert rows(db, "SELECT count(*) FROM price_rows")[0][0] == 4 * len(snaps)
         for s in snaps:
@@ -423,3 +437,39 @@ def _old_position_row(s: MarketSnapshot, p: Position) -> dict[str, object]:
         "user_configuration": str(p.user_configuration),
         "legs": json.dumps([g.as_dict() for g in p.legs if g.collateral or g.debt], separators=(",", ":")),
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _config(store: dict[str, object], tmp_path: Path) -> object:
+    from monitor.config import parse_config
+
+    data = {
+        "chains": {"devnet": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:8545"]}},
+        "markets": [{"name": "m", "protocol": "aave_v3", "chain": "devnet",
+                     "pool_addresses_provider": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}],
+        "store": {"path": "h.db", **store},
+    }  # fmt: skip
+    return parse_config(data, tmp_path / "c.yaml", env={})
+
+
+def test_store_history_and_retention_config(tmp_path: Path) -> None:
+    from monitor.errors import ConfigError
+
+    config = _config({"history": {"hf_bands": [1, 1.2], "hf_move": 0.1, "heartbeat_s": 900},
+                      "retention": {"full_days": 7, "downsample_s": 86400}}, tmp_path)  # fmt: skip
+    assert config.store.history == HistoryPolicy((1.0, 1.2), 0.1, 900)  # type: ignore[attr-defined]
+    assert config.store.retention == RetentionPolicy(7.0, 86400)  # type: ignore[attr-defined]
+    default = _config({"retention": {"full_days": None}}, tmp_path)
+    assert default.store.history == HistoryPolicy()  # type: ignore[attr-defined]
+    assert default.store.retention.full_days is None  # type: ignore[attr-defined]
+    for bad, message in (
+        ({"history": {"hf_bands": [1.2, 1.1]}}, "store.history.hf_bands: expected increasing levels"),
+        ({"history": {"hf_move": 0}}, "store.history.hf_move: expected a number between"),
+        ({"history": {"heartbeat": 60}}, "store.history.heartbeat: unknown key (did you mean 'heartbeat_s'?)"),
+        ({"retention": {"downsample_s": 1}}, "store.retention.downsample_s: expected an integer >= 60, got 1"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            _config(bad, tmp_path)
+        assert message in str(info.value) and "\n" not in str(info.value)
