@@ -100,6 +100,8 @@ def cmd_stress(args: argparse.Namespace) -> int:
             f"or --monte-carlo N; scenarios: {', '.join(scenario_names())}"
         )
     config = load_config(args.config)
+    if args.all_markets:
+        return _all_markets(args, config)
     with Store(config.store.path) as store:
         snapshot = _snapshot(config, store, args.market)
         book = book_from_snapshot(snapshot)
@@ -116,6 +118,104 @@ def cmd_stress(args: argparse.Namespace) -> int:
         print(f"\nstored as risk run {run_id}; list runs with: liqmon history --config {args.config} --runs")
     report.pop("_text", None)
     return 0
+
+
+ALL_MARKETS_HEADERS = ["market", "block", "positions", "liq. before", "liquidatable", "debt USD", "debt at risk",
+                       "seized USD", "bad debt USD"]  # fmt: skip
+
+
+def _all_markets(args: argparse.Namespace, config: Config) -> int:
+    """``stress --all-markets``: the one scenario on the newest stored scan of every market of the
+    config at once (the same multiplier for the same asset everywhere; Monte Carlo paths drawn
+    once for all), per market and summed; one stored run per market."""
+    from monitor.cli_desk import desk_markets
+    from monitor.risk import stress_markets as sm
+
+    if args.market:
+        raise InputError(f"--market {args.market} with --all-markets: give one of them")
+    if args.plot:
+        raise InputError(f"--plot {args.plot}: draws one market's HF distribution, not --all-markets")
+    with Store(config.store.path) as store:
+        books, empty = [], []
+        for name in desk_markets(config, store, None):
+            snapshot = store.load_snapshot(name)
+            if any(p.total_collateral_base or p.total_debt_base for p in snapshot.positions):
+                books.append(book_from_snapshot(snapshot))
+            else:
+                empty.append(name)
+        if not books:
+            raise InputError(f"no market of {config.source} has stored positions with collateral or debt: "
+                             "nothing to stress (run `liqmon scan`)")
+        inputs = {"all_markets": True, "shock": args.shock, "scenario": args.scenario, "correlated": args.correlated,
+                  "monte_carlo": args.monte_carlo, "method": args.method, "horizon_days": args.horizon_days,
+                  "seed": args.seed}  # fmt: skip
+        if args.monte_carlo:
+            names = sm.data_names(books)
+            if not names:
+                raise InputError("no asset of these markets has price history for Monte Carlo")
+            rng = np.random.default_rng(args.seed)
+            draw = monte_carlo_gbm if args.method == "gbm" else monte_carlo_bootstrap
+            per_mc, total_mc = sm.monte_carlo_books(books, names, draw(names, args.horizon_days, args.monte_carlo, rng))
+            name = f"monte-carlo {args.method} {args.monte_carlo}x{args.horizon_days}d"
+            rows = [{"market": b.market, "block": b.block, **sm.mc_summary(float(b.debt.sum()), b.size, o)}
+                    for b, o in per_mc]  # fmt: skip
+            total = sm.mc_summary(sum(r["debt_total_usd"] for r in rows), sum(b.size for b in books), total_mc)
+            description = f"{args.monte_carlo} paths drawn once for {', '.join(names)}; VaR / ES of the per-path sum"
+            missing = sm.symbols_without_data(books)
+            description += f"; no price history (held constant): {', '.join(missing)}" if missing else ""
+        else:
+            scenario = _scenario_for_books(args, books)
+            per, total = sm.stress_books(books, scenario)
+            name, description = scenario.name, scenario.description
+            rows = [{"market": m.market, "block": m.block, **m.summary} for m in per]
+        run_ids = [
+            store.save_risk_run("stress", r["market"], r["block"], name, inputs,
+                                {k: v for k, v in r.items() if k not in ("market", "block")})
+            for r in rows
+        ]  # fmt: skip
+    report = {"scenario": name, "description": description, "markets": rows, "total": total, "run_ids": run_ids,
+              "markets_without_positions": empty}  # fmt: skip
+    if args.json:
+        print(to_json(report))
+        return 0
+    print(f"all markets of {args.config}: scenario {name}\n  {description}")
+    if empty:
+        print(f"  no positions stored (left out): {', '.join(empty)}")
+    if args.monte_carlo:
+        print(table(
+            [(r["market"], r["block"], r["positions"], f"{r['debt_total_usd']:,.0f}", f"{r['bad_debt_mean_usd']:,.0f}",
+              f"{r['bad_debt_var95_usd']:,.0f}", f"{r['bad_debt_var99_usd']:,.0f}", f"{r['bad_debt_es99_usd']:,.0f}")
+             for r in [*rows, {"market": "all markets", "block": "", **total}]],
+            ["market", "block", "positions", "debt USD", "bad debt mean", "VaR95", "VaR99", "ES99"], "<>>>>>>>",
+        ))  # fmt: skip
+    else:
+        print(table(
+            [(r["market"], r["block"], r["positions"], r["liquidatable_before"], r["liquidatable"],
+              f"{r['debt_total_usd']:,.0f}", f"{r['debt_at_risk_usd']:,.0f}", f"{r['collateral_seized_usd']:,.0f}",
+              f"{r['bad_debt_usd']:,.2f}") for r in [*rows, {"market": "all markets", "block": "", **total}]],
+            ALL_MARKETS_HEADERS, "<>>>>>>>>",
+        ))  # fmt: skip
+    print(f"\nstored as risk runs {', '.join(map(str, run_ids))}; list them with: "
+          f"liqmon history --config {args.config} --runs")
+    return 0
+
+
+def _scenario_for_books(args: argparse.Namespace, books: list[Book]) -> Scenario:
+    """``build_scenario`` for several markets: shocks checked against the union of their assets,
+    a correlated move conditioned over every asset any of them holds."""
+    from monitor.risk.stress_markets import check_scenario_assets, data_names
+
+    if args.shock:
+        scenario = shock_scenario(args.shock)
+        check_scenario_assets(books, scenario)
+        return scenario
+    if args.correlated:
+        symbol, multiplier = parse_shock(args.correlated)
+        if not any(s.upper() == symbol.upper() for b in books for s in b.symbols):
+            held = sorted({s for b in books for s in b.symbols})
+            raise InputError(f"--correlated {args.correlated}: no market holds {symbol} (they hold {', '.join(held)})")
+        return correlated_scenario(symbol, multiplier - 1.0, data_names(books))
+    return historical_scenario(args.scenario, args.horizon_days)
 
 
 def _single(args: argparse.Namespace, book: Book, snapshot: MarketSnapshot) -> dict[str, Any]:
@@ -405,6 +505,9 @@ def add_stress_parser(sub: Any) -> None:
     )
     stress.add_argument("--config", required=True, type=Path, help="config file (YAML)")
     stress.add_argument("--market", help="market name (default: the config's only market)")
+    stress.add_argument("--all-markets", action="store_true", help="the same scenario on every market of the config "
+                        "at once (each one's newest stored scan; Monte Carlo paths drawn once for all), per market "
+                        "and summed")
     stress.add_argument("--scenario", choices=scenario_names(), help="a named historical crash")
     stress.add_argument("--shock", action="append", metavar="ASSET=x%", help="instantaneous shock, e.g. WETH=-30%%")
     stress.add_argument("--correlated", metavar="ASSET=x%", help="shock one asset, move the others by their beta")

@@ -226,3 +226,66 @@ def test_bad_input_is_one_line(stored: Stored, capsys: Any, args: list[str], nee
     err = capsys.readouterr().err
     assert needle in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# -- stress --all-markets ------------------------------------------------------------------------
+
+SUMMED = ("positions", "liquidatable_before", "liquidatable", "debt_total_usd", "debt_at_risk_usd",
+          "collateral_seized_usd", "bad_debt_usd")  # fmt: skip
+
+
+def test_stress_all_markets_is_each_market_alone_summed(stored: Stored, capsys: Any) -> None:
+    cfg = str(stored.config)
+    report = run(capsys, "stress", "--config", cfg, "--all-markets", "--shock", "WETH=-30%", "--json")
+    assert sorted(m["market"] for m in report["markets"]) == sorted(stored.markets)
+    assert report["markets_without_positions"] == []
+    for row in report["markets"]:
+        with Store(stored.db) as store:
+            symbols = [r.symbol for r in store.load_snapshot(row["market"]).reserves]
+        shock = "WETH=-30%" if "WETH" in symbols else f"{symbols[0]}=0%"  # a market without WETH: unchanged
+        alone = run(capsys, "stress", "--config", cfg, "--market", row["market"], "--shock", shock, "--json")
+        assert alone["block"] == row["block"] == stored.blocks[2]
+        assert {k: row[k] for k in SUMMED} == pytest.approx({k: alone["summary"][k] for k in SUMMED})
+    for k in SUMMED:
+        assert report["total"][k] == pytest.approx(sum(m[k] for m in report["markets"]))
+    assert report["total"]["liquidatable"] > report["total"]["liquidatable_before"]  # WETH moved on every protocol
+    assert sum(1 for m in report["markets"] if m["liquidatable"] > m["liquidatable_before"]) >= 2  # Aave, Comet
+    runs = run(capsys, "history", "--config", cfg, "--runs", "--format", "json")
+    assert [r["id"] for r in runs if r["inputs"].get("all_markets")][-len(stored.markets):] == report["run_ids"]
+
+
+def test_stress_all_markets_historical_and_monte_carlo(stored: Stored, capsys: Any) -> None:
+    cfg = str(stored.config)
+    crash = run(capsys, "stress", "--config", cfg, "--all-markets", "--scenario", "2020-03-12", "--json")
+    assert crash["scenario"].startswith("2020-03-12") and len(crash["markets"]) == len(stored.markets)
+    assert crash["total"]["liquidatable"] == sum(m["liquidatable"] for m in crash["markets"]) > 0
+    mc = run(capsys, "stress", "--config", cfg, "--all-markets", "--monte-carlo", "300", "--seed", "4", "--json")
+    total = mc["total"]
+    assert total["bad_debt_mean_usd"] == pytest.approx(sum(m["bad_debt_mean_usd"] for m in mc["markets"]))
+    assert total["liquidatable_mean"] == pytest.approx(sum(m["liquidatable_mean"] for m in mc["markets"]))
+    assert total["bad_debt_es99_usd"] >= total["bad_debt_var99_usd"] >= total["bad_debt_var95_usd"] >= 0
+    assert "paths drawn once for ETH, BTC" in mc["description"]
+    again = run(capsys, "stress", "--config", cfg, "--all-markets", "--monte-carlo", "300", "--seed", "4", "--json")
+    assert again["total"] == total  # the seed reproduces the paths
+    capsys.readouterr()
+    assert main(["stress", "--config", cfg, "--all-markets", "--shock", "WBTC=-20%"]) == 0
+    out = capsys.readouterr().out
+    assert "all markets" in out and "stored as risk runs" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--all-markets", "--market", "aave-v3-devnet", "--shock", "WETH=-5%"], "--market aave-v3-devnet with"),
+        (["--all-markets", "--shock", "XYZ=-5%"], "unknown asset XYZ in --shock: the markets hold"),
+        (["--all-markets", "--correlated", "XYZ=-5%"], "--correlated XYZ=-5%: no market holds XYZ"),
+        (["--all-markets", "--shock", "WETH=-5%", "--plot", "x.png"], "--plot x.png"),
+        (["--all-markets"], "choose exactly one"),
+    ],
+)
+def test_stress_all_markets_bad_input_is_one_line(stored: Stored, capsys: Any, args: list[str], needle: str) -> None:
+    capsys.readouterr()
+    assert main(["stress", "--config", str(stored.config), *args]) == 1
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert len(err.strip().splitlines()) == 1
