@@ -59,7 +59,9 @@ def snapshot_of(n: int, seed: int = 1, reserve_count: int = 5) -> MarketSnapshot
     for i in range(n):
         legs = {r.asset: AssetLeg(r.asset, r.symbol, 0, 0, 0, 0, 0, False) for r in reserves}
         value = 0
+        config = 0
         for r in rng.sample(reserves[:2] + reserves[4:], rng.choice((1, 2, 3))):
+            config |= 1 << (2 * r.reserve_id + 1)
             usd = rng.uniform(1e3, 1e6)
             amount = int(usd / (r.price / BASE) * 10**r.decimals)
             legs[r.asset] = AssetLeg(r.asset, r.symbol, amount, amount, 0, 0, 0, True)
@@ -68,15 +70,16 @@ def snapshot_of(n: int, seed: int = 1, reserve_count: int = 5) -> MarketSnapshot
         debt_value = int(value * 0.8 / rng.uniform(1.02, 3.0))
         debt = debt_value * 10**debt_r.decimals // debt_r.price
         legs[debt_r.asset] = AssetLeg(debt_r.asset, debt_r.symbol, 0, 0, debt, debt, 0, False)
+        config |= 1 << (2 * debt_r.reserve_id)
         positions.append(Position(
             market="bench", account=f"0x{i + 1:040x}", block=1, health_factor=value * 8000 // 10000 * WAD // debt_value,
             total_collateral_base=value, total_debt_base=debt_value, available_borrows_base=0,
-            current_liquidation_threshold=8000, ltv=7500, emode_category=0, user_configuration=0,
+            current_liquidation_threshold=8000, ltv=7500, emode_category=0, user_configuration=config,
             legs=tuple(legs[r.asset] for r in reserves),
         ))  # fmt: skip
     emode = EModeCategory(1, 9300, 9500, 10100, "0x" + "00" * 20, "ETH")
     return MarketSnapshot("bench", "aave_v3", 1, 1, "0x" + "11" * 32, 1_750_000_000, BASE, reserves, (emode,),
-                          tuple(positions))  # fmt: skip
+                          tuple(positions), {"pool": "0x" + "77" * 20}, revision=10)  # fmt: skip
 
 
 def bench_evaluation(n: int, reserve_count: int) -> None:

@@ -150,9 +150,10 @@ class FollowedMarket:
         self.rules = rules_for(revision) if revision else rules_for(1)
         self.base_currency_unit = base_currency_unit
         self.reserves: dict[str, Reserve] = {r.asset: r for r in reserves}
-        self._zero_legs = {  # the leg of a reserve an account does not use (shared: legs are frozen)
-            r.asset: AssetLeg(r.asset, r.symbol, 0, 0, 0, 0, 0, False) for r in reserves
-        }  # fmt: skip
+        # the leg of each reserve an account does not use, in the reserves' order (shared: legs are frozen)
+        self._zero_legs = tuple(AssetLeg(r.asset, r.symbol, 0, 0, 0, 0, 0, False) for r in reserves)
+        self._leg_index = {r.asset: i for i, r in enumerate(reserves)}
+        self._asset_of_id = {r.reserve_id: r.asset for r in reserves}
         self.categories: dict[int, EModeCategory] = {c.id: c for c in categories}
         self.price_sources: dict[str, int] = {}
         self._prices = {r.asset: r.price for r in reserves}
@@ -467,7 +468,7 @@ class FollowedMarket:
         legs: list[AssetLeg] = []
         reserves: list[Reserve] = []
         config = acct.configuration
-        for asset in sorted(acct.held() | {a for a, r in self.reserves.items() if (config >> (2 * r.reserve_id)) & 3}):
+        for asset in sorted(acct.held() | self._configured(config)):
             reserve = self.reserves.get(asset)
             if reserve is None:
                 continue
@@ -487,6 +488,17 @@ class FollowedMarket:
             )
             reserves.append(reserve)
         return legs, reserves
+
+    def _configured(self, config: int) -> set[str]:
+        """The reserves whose configuration bits (borrowing or collateral) are set in ``config``."""
+        out: set[str] = set()
+        while config:
+            low = config & -config
+            asset = self._asset_of_id.get((low.bit_length() - 1) >> 1)
+            if asset is not None:
+                out.add(asset)
+            config ^= low
+        return out
 
     def account_data(self, account: str) -> AccountData:
         """``getUserAccountData`` of ``account`` recomputed locally at the current reserve state."""
@@ -508,9 +520,9 @@ class FollowedMarket:
         acct = self.accounts[account]
         legs, reserves = self._legs(acct)
         data = self._data_of(acct, legs, reserves)  # the legs built once, the HF computed once
-        used = {leg.asset: leg for leg in legs}
-        zero = self._zero_legs
-        every = tuple(used.get(a) or zero[a] for a in self.reserves)  # one leg a reserve, as the readers give
+        every = list(self._zero_legs)  # one leg a reserve, as the readers give
+        for leg in legs:
+            every[self._leg_index[leg.asset]] = leg
         return Position(
             market=self.market,
             account=account,
@@ -523,7 +535,7 @@ class FollowedMarket:
             ltv=data.ltv,
             emode_category=acct.emode,
             user_configuration=acct.configuration,
-            legs=every,
+            legs=tuple(every),
         )
 
     def snapshot(self, block_hash: str = "", timestamp: int = 0) -> MarketSnapshot:

@@ -141,9 +141,8 @@ def book_from_snapshot(snapshot: MarketSnapshot) -> Book:
         for j, leg in enumerate(pos.legs):
             if leg.collateral and leg.used_as_collateral and counts[j]:
                 collateral[i, j] = leg.collateral / units[j] * prices[j]
-            owed = leg.debt
-            if owed:
-                debt[i, j] = owed / units[j] * prices[j]
+            if leg.variable_debt or leg.stable_debt:
+                debt[i, j] = leg.debt / units[j] * prices[j]
     return Book(
         snapshot.market, snapshot.block, tuple(p.account for p in held),
         tuple(r.symbol for r in reserves), prices, collateral, debt, lt, ltv, bonus,

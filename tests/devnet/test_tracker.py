@@ -22,6 +22,7 @@ from monitor.devnet.session import MARKET_NAME, devnet_config
 from monitor.models import WAD
 from monitor.positions import AaveFollower
 from monitor.positions.devnet_replay import ReplayDriver
+from monitor.positions.tracker import PositionTracker
 from monitor.protocols.aave_v3 import DISCOVERY
 from monitor.risk.policy import market_state_for
 from monitor.service import Monitor, TickResult, stored_history
@@ -205,3 +206,27 @@ def test_catch_up_in_bounded_steps_records_new_borrowers(devnet: Devnet, tmp_pat
             assert follower.reconcile() == []
         finally:
             monitor.close()
+
+
+def test_a_market_without_follower_is_read_in_full_at_each_head(devnet: Devnet, tmp_path: Path) -> None:
+    """A reader without a follower (the factory says None) keeps the full read at every new head,
+    with the same positions as the follower gives at the same block."""
+    db, other = tmp_path / "f.db", tmp_path / "g.db"
+    config, config_b = _config(_data(devnet, db), tmp_path), _config(_data(devnet, other), tmp_path)
+    with Store(db) as store, Store(other) as store_b:
+        full = Monitor(config, store, {}, tracker=PositionTracker(config, followers=lambda *_: None))
+        followed = Monitor(config_b, store_b, {})
+        try:
+            for move in (None, 1500, 1300):
+                if move is not None:
+                    set_answer(devnet.node, devnet.deployment, "WETH", move * 10**8)
+                (a,) = full.tick().scans
+                (b,) = followed.tick().scans
+                assert a.snapshot.block == b.snapshot.block
+                assert {p.account: p.health_factor for p in a.snapshot.positions} == {
+                    p.account: p.health_factor for p in b.snapshot.positions}  # fmt: skip
+            assert full.positions.markets[MARKET_NAME].follower is None
+            assert full.positions.markets[MARKET_NAME].last[0].step is None  # a full read, not a step
+        finally:
+            full.close()
+            followed.close()
