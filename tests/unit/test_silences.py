@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from monitor.alerts.hysteresis import linked_subjects, near_subjects, step_oracle
+from monitor.alerts.inhibit import attach_causes
 from monitor.alerts.silences import acknowledged, matches, parse_duration, silencing
 from monitor.config.alerts import OracleConfig
 from monitor.errors import InputError
+from monitor.models import MarketSnapshot
 from monitor.risk.anomalies import Anomaly
 from monitor.store import Store
 
@@ -155,3 +158,31 @@ def test_divergence_within_the_exit_band_holds_but_never_starts_an_episode() -> 
 def test_a_jump_and_a_sustained_move_of_one_asset_hold_each_other() -> None:
     linked = linked_subjects(["oracle:jump:WBTC", "oracle:drift:WETH", "oracle:stale:DAI"])
     assert linked == {"oracle:drift:WBTC", "oracle:jump:WETH"}
+
+
+# ----------------------------------------------------------------------------- inhibition
+
+
+def test_an_oracle_alert_of_the_tick_becomes_the_cause_of_the_positions_holding_its_asset() -> None:
+    def leg(symbol: str, collateral: int = 0, debt: int = 0) -> SimpleNamespace:
+        return SimpleNamespace(symbol=symbol, collateral=collateral, debt=debt)
+
+    positions = [
+        SimpleNamespace(account="0xA", legs=(leg("WETH", collateral=5), leg("USDC", debt=3))),  # WETH collateral
+        SimpleNamespace(account="0xB", legs=(leg("WBTC", collateral=1), leg("WETH", debt=2))),  # WETH debt
+        SimpleNamespace(account="0xC", legs=(leg("WBTC", collateral=1), leg("WETH"), leg("DAI", debt=1))),  # none
+        SimpleNamespace(account="0xD", legs=(leg("WETH", collateral=1), leg("DAI", debt=1))),
+    ]
+    snapshot = cast(MarketSnapshot, SimpleNamespace(positions=positions))
+
+    def row(subject: str, severity: str, reason: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return {"subject": subject, "severity": severity, "reason": reason}, []
+
+    alerts = [row("0xA", "warning", "first"), row("0xB", "critical", "severity_up"), row("0xC", "warning", "first"),
+              row("0xD", "warning", "repeat"), row("oracle:jump:WETH", "critical", "first"),
+              row("oracle:drift:WETH", "warning", "first"), row("oracle:stale:WBTC", "ok", "resolved")]  # fmt: skip
+    assert attach_causes(snapshot, alerts) == 2
+    causes = {r["subject"]: r.get("cause") for r, _ in alerts}
+    assert causes["0xA"] == causes["0xB"] == "oracle:jump:WETH"  # the most severe oracle alert on the asset
+    assert causes["0xC"] is None  # a zero WETH leg: not held; a resolved WBTC check causes nothing
+    assert causes["0xD"] is None  # a repeat reminder was not moved by anything
