@@ -3,7 +3,9 @@
 ``Store(path, history_url="postgresql://...")`` writes as before into its SQLite file — the
 source of truth for this instance's alerts, outbox, lease and checkpoints — and then the same
 snapshot, orphan marks and dropped blocks into the shared history
-(:class:`~monitor.store.shared.SharedHistory`), each in its own transaction there.
+(:class:`~monitor.store.shared.SharedHistory`), each in its own transaction there, once the
+local transaction has committed (a caller's outer ``store.transaction()`` included: what it
+rolls back is never sent).
 
 Failures: the first open of a URL in a process raises (a wrong host or password stops
 ``liqmon scan`` / ``liqmon run`` at start with one line); after that, a shared write that fails
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,6 +45,7 @@ class MirrorMixin(WritesMixin):
         super().__init__(path, **options)
         self._shared: SharedHistory | None = None
         self._shared_url = history_url
+        self._pending: list[tuple[str, Callable[[SharedHistory], None]]] = []  # until the local commit
         if history_url is not None:
             self._shared = self._open_shared(history_url)
 
@@ -66,12 +70,37 @@ class MirrorMixin(WritesMixin):
         return self._shared
 
     def _mirror(self, what: str, write: Callable[[SharedHistory], None]) -> None:
+        """Write to the shared history now, or, inside a caller's local transaction, once it
+        has committed (a local rollback sends nothing)."""
+        if self._shared is None:
+            return
+        if self._db.conn.in_transaction:
+            self._pending.append((what, write))
+            return
+        self._send(what, write)
+
+    def _send(self, what: str, write: Callable[[SharedHistory], None]) -> None:
         if self._shared is None:
             return
         try:
             write(self._shared)
         except StoreError as exc:
             self._shared_failed(what, exc)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        outermost = not self._db.conn.in_transaction
+        try:
+            with super().transaction():
+                yield
+        except BaseException:
+            if outermost:
+                self._pending.clear()
+            raise
+        if outermost:
+            pending, self._pending = self._pending, []
+            for what, write in pending:
+                self._send(what, write)
 
     def _shared_failed(self, what: str, exc: StoreError) -> None:
         self.shared_failures += 1

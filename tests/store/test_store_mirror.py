@@ -137,3 +137,20 @@ def test_a_missing_block_names_the_url_without_its_password(postgres_url: str) -
     parts = urlsplit(postgres_url)
     assert f"no stored scan of market 'aave-a' in postgresql://{parts.username}:<secret>@{parts.hostname}:" in message
     assert str(urlsplit(postgres_url).password) not in message
+
+
+def test_a_local_rollback_sends_nothing_and_a_commit_sends_in_order(postgres_url: str, tmp_path: Path) -> None:
+    snapshots = [op[1] for op in replay.operations(markets=("aave-a",), blocks=3, accounts=4, reorgs=False)]
+    with Store(tmp_path / "local.db", clock=clock, history_url=postgres_url) as store:
+        with pytest.raises(RuntimeError), store.transaction():  # as `liqmon scan` saves its markets
+            store.save_snapshot(snapshots[0])  # type: ignore[arg-type]
+            raise RuntimeError("the scan fails after the save")
+        assert store.scans("aave-a") == []
+        reader = SharedHistory(postgres_url, clock=clock, conn=connect(postgres_url))
+        assert reader.scans("aave-a") == []
+        with store.transaction():
+            for snapshot in snapshots:
+                store.save_snapshot(snapshot)  # type: ignore[arg-type]
+            assert reader.scans("aave-a") == []  # not before the local commit
+        assert [s["block"] for s in reader.scans("aave-a")] == [s["block"] for s in store.scans("aave-a")]
+        assert len(reader.scans("aave-a")) == 3
