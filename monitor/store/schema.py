@@ -16,6 +16,7 @@ import sqlite_utils
 from monitor.errors import StoreError
 from monitor.store.history_migration import schema_v9_compact_history
 from monitor.store.schema_silences import schema_v8_silences
+from monitor.store.views import create_views, views_current
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -415,6 +416,7 @@ def _open(path: Path) -> sqlite_utils.Database:
         # block's write does not wait for an fsync (~10 ms a commit here)
         db.execute("PRAGMA synchronous=NORMAL")
         _migrate(db, path)
+        _refresh_views(db, path)
     except sqlite3.Error as exc:
         db.close()
         raise StoreError(_open_error(path, exc)) from exc
@@ -422,6 +424,16 @@ def _open(path: Path) -> sqlite_utils.Database:
         db.close()
         raise
     return db
+
+
+def _refresh_views(db: sqlite_utils.Database, path: Path) -> None:
+    """The readable views of this liqmon's text (they hold no data: remade, not migrated)."""
+    if _schema_version(db, path) < 9:
+        return
+    if not views_current(db):
+        with _immediate_transaction(db):
+            if not views_current(db):  # another process remade them first
+                create_views(db)
 
 
 def _open_error(path: Path, exc: BaseException) -> str:

@@ -12,17 +12,22 @@ links a view's row to its tables.
 - ``leg_log`` / ``latest_legs``: per-asset balances (every change / in force now) with
   human amounts at the indexes of their block;
 - ``at_risk``: latest positions with debt below HF 1.25 or under an active alert;
-- ``alert_log``: alerts with their time, account and delivery status.
+- ``alert_log``: alerts with their time, account and delivery status;
+- ``price_log``: every stored price (a row where it changed) with its time.
+
+The views are remade when their SQL changes (``meta.views_version``), without a migration.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 import sqlite_utils
 
 VIEW_NAMES: Final = (
     "positions", "prices", "position_log", "latest_positions", "leg_log", "latest_legs", "at_risk", "alert_log",
+    "price_log",
 )  # fmt: skip
 
 AT_RISK_HF: Final = 1.25
@@ -154,6 +159,13 @@ SELECT ai.market, ai.asset, p.block, ai.symbol, p.price, p.price_usd, p.timestam
 FROM price_rows p JOIN asset_ids ai ON ai.id = p.asset_id
 """
 
+_PRICE_LOG = f"""
+SELECT ai.market, ai.symbol, ai.asset, p.asset_id, p.block, p.timestamp, {_ISO.format(t="p.timestamp")} AS time_utc,
+  p.price_usd AS price, p.price AS price_exact, m.base_currency_unit
+FROM price_rows p JOIN asset_ids ai ON ai.id = p.asset_id LEFT JOIN markets m ON m.name = ai.market
+WHERE {_LIVE.format(m="ai.market", b="p.block")}
+"""
+
 VIEWS: Final = {
     "positions": _OLD_POSITIONS,
     "prices": _OLD_PRICES,
@@ -163,12 +175,29 @@ VIEWS: Final = {
     "latest_legs": _LATEST_LEGS,
     "at_risk": _AT_RISK,
     "alert_log": _ALERT_LOG,
+    "price_log": _PRICE_LOG,
 }
+
+# changes with the SQL of any view: a database whose views were made by another text gets them again
+VIEWS_VERSION: Final = hashlib.sha256("".join(VIEWS[n] for n in VIEW_NAMES).encode()).hexdigest()[:16]
 
 
 def create_views(db: sqlite_utils.Database) -> None:
-    """(Re)create every view (dependants after what they read)."""
-    for name in reversed(VIEW_NAMES):
+    """(Re)create every view (dependants after what they read) and record their version."""
+    for name in (*reversed(VIEW_NAMES), *(v for v in db.view_names() if v not in VIEW_NAMES and v in _OLD_NAMES)):
         db.execute(f"DROP VIEW IF EXISTS {name}")
     for name in VIEW_NAMES:
         db.execute(f"CREATE VIEW {name} AS {VIEWS[name].strip()}")
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('views_version', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [VIEWS_VERSION],
+    )
+
+
+_OLD_NAMES: Final = frozenset[str]()  # views of earlier texts that are gone (dropped when the views are remade)
+
+
+def views_current(db: sqlite_utils.Database) -> bool:
+    row = db.execute("SELECT value FROM meta WHERE key = 'views_version'").fetchone()
+    return row is not None and row[0] == VIEWS_VERSION
