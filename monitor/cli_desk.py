@@ -153,6 +153,11 @@ def block_at(store: Store, r: StoredRange, when: When) -> int:
 
 def history_desk(args: argparse.Namespace, config: Config) -> int:
     """``history --below`` / ``--portfolio``."""
+    other = [flag for flag, on in (("--account", args.account), ("--alerts", args.alerts), ("--prices", args.prices),
+                                   ("--runs", args.runs), ("--plot", args.plot)) if on]  # fmt: skip
+    if other:
+        view = "--portfolio" if args.portfolio else f"--below {args.below}"
+        raise InputError(f"{view} is a market-wide view: it does not take {', '.join(other)} (use one view at a time)")
     at = parse_when("--at", args.at)
     since, until = parse_when("--since", args.since), parse_when("--until", args.until)
     limit = parse_hf(args.below) if args.below is not None else None

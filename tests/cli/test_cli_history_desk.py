@@ -216,6 +216,8 @@ def test_until_for_one_account(stored: Stored, capsys: Any) -> None:
         (["--below", "1.2", "--since", "10", "--until", "5"], "--until 5: before --since 10"),
         (["--below", "1.2", "--since", "999999999"], "no stored scan of"),
         (["--portfolio", "--since", "5"], "--portfolio shows one point"),
+        (["--below", "1.2", "--account", "0x" + "ab" * 20], "--below 1.2 is a market-wide view: it does not take"),
+        (["--portfolio", "--alerts"], "--portfolio is a market-wide view: it does not take --alerts"),
         (["--account", "0x" + "ab" * 20, "--at", "5"], "--at 5: goes with --below HF or --portfolio"),
         (["--account", "0x" + "ab" * 20, "--until", "5x"], "--until '5x'"),
     ],
