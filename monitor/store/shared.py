@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, cast
@@ -195,6 +195,7 @@ class SharedHistory(QueriesMixin):
         self._clock = clock or time.time
         self._db = cast(sqlite_utils.Database, _Database(self.conn))
         self._history = History(self.conn, policy)  # its last-written state lives as long as this object
+        self._in_step: dict[str, bool] = {}  # market -> its last save here succeeded (touched= can be trusted)
         self._ensure_schema()
 
     def close(self) -> None:
@@ -241,10 +242,18 @@ class SharedHistory(QueriesMixin):
 
     # ----------------------------------------------------------------- writes
 
-    def save_snapshot(self, snapshot: MarketSnapshot) -> None:
-        """What the local store writes for ``snapshot``, in ONE transaction of the shared database."""
+    def save_snapshot(self, snapshot: MarketSnapshot, *, touched: Collection[str] | None = None) -> None:
+        """What the local store writes for ``snapshot``, in ONE transaction of the shared database.
+
+        ``touched`` (the accounts whose balances may have changed since the previous save) is
+        used only when the previous save of this market here succeeded too: after a failure,
+        a reorg or a restart every position is compared, so a block missed here cannot hide a
+        balance change."""
         _check_pinned(snapshot)
         market, block = snapshot.market, snapshot.block
+        if not self._in_step.get(market, False):
+            touched = None
+        self._in_step[market] = False
         with self.conn.transaction():
             self._lock()
             self._replace_orphaned(market, block)
@@ -259,11 +268,12 @@ class SharedHistory(QueriesMixin):
                     [_emode_row(market, block, c) for c in snapshot.emode_categories],
                     ("market", "id"),
                 )
-            self._history.write(snapshot)
+            self._history.write(snapshot, touched)
             row = _scan_row(snapshot, self._clock())
             self.conn.execute(
                 f"INSERT INTO scans ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
             )
+        self._in_step[market] = True
 
     def _upsert(self, table: str, rows: Sequence[dict[str, Any]], key: Sequence[str]) -> None:
         if rows:
@@ -335,6 +345,7 @@ class SharedHistory(QueriesMixin):
                 [(market, b, h, now, reason) for b, h in blocks],
             )
             self._history.invalidate(market)
+            self._in_step[market] = False
 
     def unmark_orphaned(self, market: str, blocks: Sequence[int]) -> None:
         if not blocks:
@@ -344,6 +355,7 @@ class SharedHistory(QueriesMixin):
             marks = ", ".join("?" for _ in blocks)
             self.conn.execute(f"DELETE FROM orphaned_blocks WHERE market = ? AND block IN ({marks})", [market, *blocks])
             self._history.invalidate(market)
+            self._in_step[market] = False
 
     def drop_blocks(self, market: str, blocks: Sequence[int]) -> None:
         if not blocks:
@@ -355,6 +367,7 @@ class SharedHistory(QueriesMixin):
             for table in ("scans", "market_params"):
                 self.conn.execute(f"DELETE FROM {table} WHERE market = ? AND block IN ({marks})", [market, *blocks])
             self._history.invalidate(market)
+            self._in_step[market] = False
 
     def orphaned_blocks(self, market: str) -> list[tuple[int, str]]:
         rows = self.conn.execute("SELECT block, hash FROM orphaned_blocks WHERE market = ? ORDER BY block", [market])
