@@ -114,7 +114,10 @@ class MirrorMixin(WritesMixin):
     def save_snapshot(self, snapshot: MarketSnapshot, **options: Any) -> int:
         scan_id = super().save_snapshot(snapshot, **options)  # e.g. touched= (accounts whose balances changed)
         touched = options.get("touched")
-        self._mirror("save_snapshot", lambda shared: shared.save_snapshot(snapshot, touched=touched))
+        retention = self._retention
+        self._mirror(
+            "save_snapshot", lambda shared: shared.save_snapshot(snapshot, touched=touched, retention=retention)
+        )
         return scan_id
 
     def mark_orphaned(self, market: str, blocks: Sequence[tuple[int, str]], reason: str) -> int:

@@ -36,7 +36,7 @@ from monitor.errors import StoreError
 from monitor.models import MarketSnapshot
 from monitor.store import history as history_tables
 from monitor.store.connection import Dialect, SqlConnection, connect, upsert_sql
-from monitor.store.history import History, HistoryPolicy
+from monitor.store.history import History, HistoryPolicy, RetentionPolicy
 from monitor.store.queries import QueriesMixin
 from monitor.store.rows import _check_pinned, _emode_row, _market_row, _params_json, _reserve_row, _scan_row
 from monitor.store.schema import _MIGRATIONS, _migrate
@@ -195,6 +195,7 @@ class SharedHistory(QueriesMixin):
         self._clock = clock or time.time
         self._db = cast(sqlite_utils.Database, _Database(self.conn))
         self._history = History(self.conn, policy)  # its last-written state lives as long as this object
+        self._retained_at: dict[str, int] = {}  # market -> block time of the last retention pass
         self._in_step: dict[str, bool] = {}  # market -> its last save here succeeded (touched= can be trusted)
         self._ensure_schema()
 
@@ -242,13 +243,20 @@ class SharedHistory(QueriesMixin):
 
     # ----------------------------------------------------------------- writes
 
-    def save_snapshot(self, snapshot: MarketSnapshot, *, touched: Collection[str] | None = None) -> None:
+    def save_snapshot(
+        self,
+        snapshot: MarketSnapshot,
+        *,
+        touched: Collection[str] | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> None:
         """What the local store writes for ``snapshot``, in ONE transaction of the shared database.
 
         ``touched`` (the accounts whose balances may have changed since the previous save) is
         used only when the previous save of this market here succeeded too: after a failure,
         a reorg or a restart every position is compared, so a block missed here cannot hide a
-        balance change."""
+        balance change. ``retention``: thin old rows as the local store does (``store.retention``),
+        once per ``downsample_s`` of block time, in the same transaction."""
         _check_pinned(snapshot)
         market, block = snapshot.market, snapshot.block
         if not self._in_step.get(market, False):
@@ -273,7 +281,28 @@ class SharedHistory(QueriesMixin):
             self.conn.execute(
                 f"INSERT INTO scans ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
             )
+            if retention is not None:
+                self._retain_if_due(market, snapshot.timestamp, retention)
         self._in_step[market] = True
+
+    def _retain_if_due(self, market: str, now: int, policy: RetentionPolicy) -> None:
+        if policy.full_days is None or now - self._retained_at.get(market, 0) < policy.downsample_s:
+            return
+        self._retained_at[market] = now
+        self.apply_retention(market, now, policy)
+
+    def apply_retention(self, market: str, now: float, policy: RetentionPolicy) -> int:
+        """Thin ``market``'s rows older than ``policy.full_days`` (the local store's
+        :meth:`~monitor.store.writes.WritesMixin.apply_retention`, its progress in liqmon_meta)."""
+        key = f"history_retention:{market}"
+        with self.conn.transaction():
+            self._lock()
+            found = self.conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", [key])
+            done = int(found[0][0]) if found else -1
+            end, deleted = self._history.retain(market, now, policy, done)
+            if end != done:
+                self.conn.execute(upsert_sql(META_TABLE, ["key", "value"], ["key"]), [key, str(end)])
+        return deleted
 
     def _upsert(self, table: str, rows: Sequence[dict[str, Any]], key: Sequence[str]) -> None:
         if rows:

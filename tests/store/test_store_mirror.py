@@ -195,3 +195,21 @@ def test_touched_is_not_trusted_after_a_missed_block(postgres_url: str, postgres
     # the balances in force at the newest block are the same (a change of the missed block is
     # written at the next one there: its row's block differs, its legs do not)
     assert _balances(reader.latest_positions()) == _balances(local)
+
+
+def test_retention_thins_the_shared_rows_as_the_local_ones(postgres_url: str, tmp_path: Path) -> None:
+    from monitor.store.history import RetentionPolicy
+
+    policy = RetentionPolicy(full_days=300 / 86_400, downsample_s=60)  # older than 5 min: one block a minute
+    ops = replay.operations(markets=("aave-a",), blocks=120, accounts=8)
+    with Store(tmp_path / "local.db", clock=clock, history_url=postgres_url, retention=policy) as store:
+        replay.apply(store, ops)
+        local = connect(store._db.conn)
+        reader = connect(postgres_url)
+        scans = local.execute("SELECT count(*) FROM scans")[0][0]
+        assert 0 < scans < 100  # thinned: 120 blocks saved (and a few saved twice)
+        for table in ("position_rows", "position_legs", "price_rows", "reserve_indexes", "scans"):
+            columns = "*" if table != "scans" else "market, block, block_hash, timestamp, positions, revision"
+            mine = sorted(local.execute(f"SELECT {columns} FROM {table}"), key=repr)
+            assert mine == sorted(reader.execute(f"SELECT {columns} FROM {table}"), key=repr), table
+        reader.close()
