@@ -243,6 +243,7 @@ class _MarketState:
     prices: dict[int, int]
     indexes: dict[int, tuple[int, int]]
     open: int = -1  # accounts not closed (-1: count them)
+    fresh: bool = True  # rebuilt from the tables: a caller's touched hint (relative to its last block) is not used
 
 
 _SHARED_STATES: dict[tuple[str, HistoryPolicy], dict[str, _MarketState]] = {}
@@ -414,6 +415,8 @@ class History:
             for (account,), i in zip(new_accounts, self._ids("account_ids", market, new_accounts), strict=True):
                 ids[account] = i
         aave = snapshot.protocol == AAVE
+        if state.fresh:
+            touched, state.fresh = None, False
         rows: list[tuple[Any, ...]] = []
         legs: list[tuple[Any, ...]] = []
         policy, written = self.policy, state.written
