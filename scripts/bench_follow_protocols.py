@@ -156,7 +156,7 @@ def _devnet(protocol: str, positions: int, seed: int) -> Iterator[Setup]:
                 return CompoundV3Reader(c, market="bench", comet=cdep.comet, chain_id=31337, multicall=Multicall(c))
 
             def comet_follower(**options: Any) -> CometFollower:
-                return CometFollower(comet_reader(), [*accounts, LIQUIDATOR], complete=True, discover=True, **options)
+                return CometFollower(comet_reader(), [*accounts, LIQUIDATOR], discover=True, **options)
 
             comet_activity = CometActivity(node, cdep, accounts[:ACTORS], liquidator=LIQUIDATOR, seed=seed)
             yield Setup(node, anvil.url, [*accounts, LIQUIDATOR], comet_follower, comet_reader(), comet_activity)

@@ -24,18 +24,21 @@ are unknown and those accounts are read instead.
 
 Comet emits NO event for the borrow halves of a base ``transfer``: a debt that grows (the
 sender had no supply left) or is partly repaid (the recipient still owes) by a transfer names
-no one. With ``complete`` (the followed accounts are every account of the market, e.g.
-discovered from its deployment with ``discover``), every block checks that the followed
-principals sum to ``totalSupplyBase`` / ``totalBorrowBase``; a mismatch reads every borrower
-and collateral holder at once (one more ``eth_call``; the differences found are returned with
-source ``"totals"``). A transfer between two borrowers whose principal changes cancel exactly
-leaves the totals unchanged: only reconciliation finds it (the protocol's limit, not this
-follower's).
+no one. Every borrower once held collateral (Comet checks it at each borrow), so an account
+discovery from the market's deployment (``SupplyCollateral`` / ``TransferCollateral`` name it)
+follows every borrower; then the followed borrow principals sum to ``totalBorrowBase``, read
+every block. :meth:`CometFollower.start` finds out whether they do (:attr:`totals_checked`);
+while they do, a block whose sum differs reads every borrower and collateral holder at once
+(one more ``eth_call``; the differences found are returned with source ``"totals"``). When the
+followed set is not every borrower (an explicit account list), the check is off; it turns on at
+the first block whose followed borrow principals sum to the total (e.g. after accounts added by
+a historical discovery were read, or a full reconciliation). A transfer between two borrowers
+whose principal changes cancel exactly leaves the total unchanged: only reconciliation finds it
+(the protocol's limit).
 
 With ``discover``, an account an event names that may now be a borrower (``Withdraw`` src, a
 lone ``Transfer(src, 0)``, ``SupplyCollateral`` dst, ``TransferCollateral`` to, ``AbsorbDebt``)
-is followed from then on (read in full in that block); with ``complete`` too, every account an
-event names (suppliers too).
+is followed from then on (read in full in that block).
 
 Every health factor then comes from the local principal and balances with the reader's own
 exact math (:meth:`CompoundV3Reader._position`): the debt at the indices accrued to the block's
@@ -80,8 +83,7 @@ from monitor.protocols.compound_v3 import (
 log = logging.getLogger("liqmon")
 GET_CURRENT_BLOCK_TIMESTAMP = fn("getCurrentBlockTimestamp()", "uint256")  # Multicall3
 TOUCHED_KEPT_BLOCKS = 256
-# events after which the account they name may be a borrower (the reader's discovery set); with
-# ``complete`` every account an event names is followed (suppliers too: the totals need them)
+# events after which the account they name may be a borrower (the reader's discovery set)
 BORROWER_KINDS = frozenset({"withdraw", "transfer_out", "supply_collateral", "transfer_collateral", "absorb_debt"})
 
 
@@ -140,7 +142,6 @@ class CometFollower:
         reconcile_sample: int = 0,
         reconcile_all_every: int = 0,
         discover: bool = False,
-        complete: bool = False,
     ) -> None:
         self.reader = reader
         self.client = reader.client
@@ -150,7 +151,7 @@ class CometFollower:
         self.reconcile_sample = max(0, reconcile_sample)
         self.reconcile_all_every = max(0, reconcile_all_every)
         self.discover = discover
-        self.complete = complete
+        self.totals_checked = False  # the followed borrow principals sum to totalBorrowBase (every borrower followed)
         self.accounts: list[str] = [to_checksum_address(a) for a in dict.fromkeys(accounts)]
         self.state: CometState | None = None
         self.timestamp = 0
@@ -217,6 +218,7 @@ class CometFollower:
         results = self.multicall.run_groups([self._account_calls(a) for a in self.accounts], ref.number)
         for account, rows in zip(self.accounts, results, strict=True):
             self._take(account, self._chain_account(account, rows))
+        self.totals_checked = self._borrows_explained()
         return self.state
 
     # -- one block ------------------------------------------------------------------------
@@ -246,7 +248,7 @@ class CometFollower:
             for account in (event.account, event.other if event.kind == "transfer_collateral" else ""):
                 if not account or account == ev.ZERO:
                     continue
-                if account not in followed and self.discover and (self.complete or event.kind in BORROWER_KINDS):
+                if account not in followed and self.discover and event.kind in BORROWER_KINDS:
                     followed.add(account)
                     self.accounts.append(account)
                     discovered.append(account)
@@ -428,15 +430,19 @@ class CometFollower:
         borrow = sum(-a.principal for a in self.book.values() if a.principal < 0)
         return supply, borrow
 
+    def _borrows_explained(self) -> bool:
+        return self.principal_sums()[1] == self.totals.total_borrow_base
+
     def _check_totals(self, block: int) -> list[Difference]:
-        """With ``complete``: the followed principals must sum to Comet's totals; if they do not,
-        a base transfer changed a debt without an event: every borrower and collateral holder
-        is read (one more ``eth_call``) and what differs is returned (source ``"totals"``)."""
-        if not self.complete:
+        """While every borrower is followed: the followed borrow principals must sum to
+        ``totalBorrowBase``; if they do not, a base transfer changed a debt without an event:
+        every borrower and collateral holder is read (one more ``eth_call``) and what differs is
+        returned (source ``"totals"``)."""
+        if self._borrows_explained():
+            self.totals_checked = True
             return []
-        totals = self.totals
-        if self.principal_sums() == (totals.total_supply_base, totals.total_borrow_base):
-            return []
+        if not self.totals_checked:
+            return []  # not every borrower is followed (yet): nothing to learn from the total
         self.sweeps += 1
         suspects = sorted(a for a, acct in self.book.items() if acct.principal <= 0)
         results = self.multicall.run_groups([self._account_calls(a) for a in suspects], block)
@@ -445,9 +451,11 @@ class CometFollower:
             chain = self._chain_account(account, rows)
             differences += self._note(self._compare(account, chain, block, "totals"))
             self._take(account, chain)
-        if self.principal_sums() != (totals.total_supply_base, totals.total_borrow_base):
-            log.warning("%s: followed principals %s still differ from Comet's totals at block %d after a re-read",
-                        self.reader.market, self.principal_sums(), block)  # fmt: skip
+        self.totals_checked = self._borrows_explained()
+        if not self.totals_checked:
+            log.info("%s: the followed borrowers' principals %d differ from Comet's totalBorrowBase %d at block %d: "
+                     "not every borrower is followed, the totals check is off until they sum up again",
+                     self.reader.market, self.principal_sums()[1], self.totals.total_borrow_base, block)  # fmt: skip
         return differences
 
     def _sample(self, block: int) -> list[str]:

@@ -191,6 +191,10 @@ class CometActivity:
         self.hidden_blocks: set[int] = set()  # blocks with a base transfer whose debt change no event names
         self.blocks = 0
 
+    def fund(self) -> None:
+        """Gas for every actor and the liquidator (CometLike keeps balances itself: no tokens)."""
+        self.node.set_balances([*self.actors, self.liquidator], 10**21)
+
     def block(self, follower: CometFollower) -> int:
         """This block's random actions (and absorbs of what ``follower`` finds under HF 1), a price
         move every 4th block and a time warp every 6th, mined into ONE block."""
@@ -239,10 +243,12 @@ class CometActivity:
             more = held + self.rng.randint(1, 100) * unit
             new = more if kind == "collateral_in" else held * self.rng.randint(0, 2) // 3
             return kind, Tx(owner, comet, cm.SET_COLLATERAL.encode(who, c.address, new), GAS, kind)
-        if kind == "transfer_collateral":
-            held = acct.balances.get(c.address, 0) if acct else 0
+        if kind == "transfer_collateral":  # from a holder, a small part (the sender must stay collateralized)
+            holders = sorted(a for a in self.actors if (h := follower.book.get(a)) and h.balances.get(c.address))
+            who = self.rng.choice(holders) if holders else who
+            held = follower.book[who].balances.get(c.address, 0) if who in follower.book else 0
             to = self.rng.choice([a for a in self.actors if a != who])
-            amount = max(1, held // self.rng.choice((2, 5, 20)))
+            amount = max(1, held // self.rng.choice((5, 20, 100)))
             return kind, Tx(who, comet, cm.TRANSFER_ASSET.encode(to, c.address, amount), GAS, kind)
         if kind == "accrue":
             return kind, Tx(who, comet, cm.ACCRUE_ACCOUNT.encode(who), GAS, kind)
