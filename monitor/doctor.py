@@ -49,6 +49,7 @@ from monitor.errors import ConfigError, RpcError, RpcResponseError
 from monitor.protocols.aave_v3_abi import BORROW_TOPIC, GET_POOL
 from monitor.render import table
 from monitor.store import Store
+from monitor.store.shared import probe as probe_shared
 
 __all__ = ["STALE_HEAD_S", "CheckRow", "Status", "exit_code", "render", "run_doctor"]
 
@@ -237,6 +238,9 @@ class _Doctor:
         self.check("db_integrity", target, lambda: _probe_integrity(path))
         self.check("db_journal", target, lambda: _probe_journal(path))
         self.check("db_contents", target, lambda: _probe_contents(path))
+        shared = self.config.store.history_url
+        if shared is not None and not self.offline:  # a server on the network
+            self.check("shared_history", shared.display, lambda: probe_shared(shared.url, self.clock()))
 
     # ------------------------------------------------------------------ alerts
 

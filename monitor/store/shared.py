@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import sqlite_utils
 
@@ -401,3 +401,23 @@ class SharedHistory(QueriesMixin):
     def orphaned_blocks(self, market: str) -> list[tuple[int, str]]:
         rows = self.conn.execute("SELECT block, hash FROM orphaned_blocks WHERE market = ? ORDER BY block", [market])
         return [(int(b), str(h)) for b, h in rows]
+
+
+def probe(url: str, now: float) -> tuple[Literal["OK", "WARN"], str]:
+    """``liqmon doctor``'s check of ``store.history_url``: ("OK" | "WARN", detail); raises
+    StoreError when the database cannot be reached. Creates nothing."""
+    with connect(url) as conn:
+        version = str(conn.execute("SHOW server_version")[0][0]) if conn.dialect == "postgresql" else "SQLite"
+        if not conn.table_exists(META_TABLE):
+            return "WARN", f"PostgreSQL {version} reached; no shared history yet (the first scan creates it)"
+        found = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'schema_version'")
+        known = str(len(_MIGRATIONS))
+        if not found or found[0][0] != known:
+            have = found[0][0] if found else "none"
+            return "WARN", f"schema version {have}, this liqmon writes {known}: it will refuse this database"
+        newest = conn.execute(
+            "SELECT market, max(block), max(timestamp) FROM scans AS s WHERE NOT EXISTS (SELECT 1 FROM orphaned_blocks"
+            " ob WHERE ob.market = s.market AND ob.block = s.block) GROUP BY market ORDER BY market"
+        )
+        markets = ", ".join(f"{m} @ {b} ({max(0, int(now) - int(t))} s ago)" for m, b, t in newest) or "no scans yet"
+        return "OK", f"PostgreSQL {version}, schema {known}; {markets}"
