@@ -9,19 +9,30 @@
   :meth:`FollowedMarket.apply`, health factors recomputed locally;
 - :mod:`monitor.positions.follow`: :class:`AaveFollower`, the per-block read plan (one
   ``eth_getLogs``, one batched read of reserves + touched accounts) and reconciliation.
+- :mod:`monitor.positions.morpho_events` / :mod:`~monitor.positions.morpho_follow`: Morpho
+  Blue's events (shares and collateral exactly) and :class:`MorphoFollower` (per block one
+  ``eth_getLogs`` + one ``aggregate3`` of market totals, prices, touched positions, the sample);
+- :mod:`monitor.positions.comet_events` / :mod:`~monitor.positions.comet_follow`: Compound III's
+  events (principals at the block's indices, collateral, absorbs) and :class:`CometFollower`
+  (the same plan; the principal-totals check for the debts a base transfer changes unnamed);
+- :mod:`monitor.positions.devnet_activity`: random Morpho / Comet activity on the devnets.
 """
 
 from monitor.positions.base import Difference, Follower, StepReport
+from monitor.positions.comet_follow import CometFollower
 from monitor.positions.follow import AaveFollower
+from monitor.positions.morpho_follow import MorphoFollower
 from monitor.positions.state import AccountState, ChainAccount, FollowedMarket, scaled_delta
 
 __all__ = [
     "AaveFollower",
     "AccountState",
     "ChainAccount",
+    "CometFollower",
     "Difference",
     "FollowedMarket",
     "Follower",
+    "MorphoFollower",
     "StepReport",
     "scaled_delta",
 ]
