@@ -164,14 +164,24 @@ def _pack(blocks: Sequence[tuple[Entry, list[Entry]]], limit: SizeLimit, max_per
     return parts
 
 
+_SHORT: Final = {"liquidatable": "liq", "critical": "crit", "warning": "warn", "watch": "watch", "anomaly": "oracle",
+                 "resolved": "back to safe", "ok": "ok"}  # fmt: skip
+TITLE_ROOM: Final = 51  # 80 (a phone's preview) - the severity header ("🚨 LIQUIDATABLE ") - " (part 99/99)"
+
+
 def _title(entries: Sequence[Entry]) -> str:
+    """``100 alerts: 3 liq, 28 crit, 32 warn, 37 watch``: within :data:`TITLE_ROOM` characters
+    (counts dropped from the mildest end when even the short words do not fit)."""
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.message.severity] = counts.get(e.message.severity, 0) + 1
     order = ("liquidatable", "critical", "warning", "watch", "anomaly", "resolved", "ok")
-    detail = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
     n = len(entries)
-    return f"{n} alert{'s' if n != 1 else ''}: {detail}"
+    head = f"{n} alert{'s' if n != 1 else ''}"
+    parts = [f"{counts[s]} {_SHORT[s]}" for s in order if s in counts]
+    while parts and len(f"{head}: {', '.join(parts)}") > TITLE_ROOM:
+        parts.pop()
+    return f"{head}: {', '.join(parts)}" if parts else head
 
 
 def _severity(entries: Sequence[Entry]) -> str:

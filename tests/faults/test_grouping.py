@@ -92,7 +92,8 @@ def test_a_tick_moving_50_positions_to_one_chat_sends_one_message(store: Store, 
     assert ungrouped == 50 and stats.sent == 50 and stats.messages == 1  # was 50 messages
     (message,) = telegram.messages
     assert utf16_len(message.text) <= TELEGRAM_TEXT_LIMIT
-    assert "50 alerts: 10 liquidatable, 10 critical, 20 warning, 10 watch" in message.plain.split("\n")[0]
+    first = message.plain.split("\n")[0]
+    assert "50 alerts: 10 liq, 10 crit, 20 warn, 10 watch" in first and len(first) <= 80
     lines = entries(message.plain)
     assert sorted(lines) == sorted(
         entry_line(

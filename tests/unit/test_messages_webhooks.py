@@ -442,11 +442,6 @@ def test_a_grouped_message_of_120_alerts_fits_each_channel(channel: str) -> None
     assert len(parts) <= max(math.ceil(len(entries) / 100), math.ceil(total / limit.limit)) + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grouping._title: a group of all four severities, split, has an 85-87 character headline "
-    "('🚨 LIQUIDATABLE 100 alerts: 3 liquidatable, 28 critical, 32 warning, 37 watch (part 1/2)')",
-)
 @pytest.mark.parametrize("channel", ["slack", "discord", "webhook"])
 def test_a_grouped_message_headline_fits_a_phone(channel: str) -> None:
     limit = size_limit(_channel_object(channel))
