@@ -55,6 +55,11 @@ COLUMN_TYPES: Final[Mapping[str, Mapping[Dialect, str]]] = {
 }
 
 _PG_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg")
+COPY_MIN_ROWS: Final = 500  # executemany of a plain INSERT with this many rows goes as COPY (PostgreSQL)
+_PLAIN_INSERT: Final = re.compile(
+    r"\s*INSERT INTO (?P<table>[A-Za-z_][A-Za-z0-9_]*) \((?P<columns>[A-Za-z0-9_, ]+)\)"
+    r" VALUES \(\?(?:, ?\?)*\)\s*"
+)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -254,14 +259,22 @@ class SqlConnection:
         return count
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one write for each of ``rows`` (one round trip per batch on PostgreSQL)."""
+        """Run one write for each of ``rows`` (one pipelined round trip on PostgreSQL; a plain
+        ``INSERT INTO t (cols) VALUES (?, ...)`` of :data:`COPY_MIN_ROWS` rows or more is sent
+        as one ``COPY``, several times faster)."""
         batch = [tuple(row) for row in rows]
         if not batch:
             return
         with self._autocommit("cannot write"):
             if self.dialect == "postgresql":
+                plain = _PLAIN_INSERT.fullmatch(sql) if len(batch) >= COPY_MIN_ROWS else None
                 with self._raw.cursor() as cursor:
-                    cursor.executemany(to_pyformat(sql), batch)
+                    if plain is not None:
+                        with cursor.copy(f"COPY {plain['table']} ({plain['columns']}) FROM STDIN") as copy:
+                            for row in batch:
+                                copy.write_row(row)
+                    else:
+                        cursor.executemany(to_pyformat(sql), batch)
             else:
                 self._raw.executemany(sql, batch)
 

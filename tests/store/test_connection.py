@@ -190,3 +190,18 @@ def test_postgres_instances_share_committed_rows_only(postgres_url: str) -> None
             assert reader.execute("SELECT count(*) FROM t") == [(0,)]
         assert reader.execute("SELECT count(*) FROM t") == [(1,)]
         assert writer.dialect == "postgresql" and writer.column_type("int") == "BIGINT"
+
+
+def test_a_big_plain_insert_batch_is_exact(db: SqlConnection) -> None:
+    """PostgreSQL sends it as COPY: the same values as row-by-row inserts, NULLs and quotes included."""
+    from monitor.store.connection import COPY_MIN_ROWS
+
+    _make_table(db)
+    rows = [
+        ("m", i, str(BIG - i), i / 3, None if i % 7 else "it's \\ \t%?", b"\x00\n" if i % 5 == 0 else None)
+        for i in range(COPY_MIN_ROWS + 100)
+    ]
+    db.executemany("INSERT INTO t (market, block, amount, hf, note, raw) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    assert db.execute("SELECT market, block, amount, hf, note, raw FROM t ORDER BY block") == rows
+    with pytest.raises(SqlIntegrityError):  # a duplicate key fails the whole batch, as executemany does
+        db.executemany("INSERT INTO t (market, block, amount, hf) VALUES (?, ?, ?, ?)", [r[:4] for r in rows])
