@@ -118,6 +118,11 @@ def cmd_ack(args: argparse.Namespace) -> int:
             if alert is None:
                 raise InputError(f"alert {target} does not exist (history --alerts shows the ids)")
             latest = store.latest_alerts(alert["subject"], alert["market"])
+            history = store.alerts(market=alert["market"], subject=alert["subject"])
+            start = max((a["id"] for a in history if a["reason"] == "first"), default=alert["id"])
+            if alert["id"] < start:
+                raise InputError(f"alert {target} belongs to an episode of {alert['subject']} that has ended; "
+                                 f"acknowledge the open one with its account or alert {start}")  # fmt: skip
         else:
             latest = store.latest_alerts(parse_subject(target, "ACCOUNT"), args.market)
         open_ = [a for a in latest if a["severity"] != "ok"]

@@ -100,3 +100,15 @@ def test_ack_by_account_and_by_alert_id(config: Path, capsys: pytest.CaptureFixt
     assert code == 0 and "acknowledged" in out
     with Store(Path(yaml.safe_load(config.read_text())["store"]["path"])) as store:
         assert store.active_acks("m")[ACCOUNT]["severity"] == "warning"
+
+
+def test_ack_of_an_alert_of_an_ended_episode_is_refused(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Store(Path(yaml.safe_load(config.read_text())["store"]["path"]), clock=lambda: T0) as store:
+        (old,) = store.record_alerts("m", 5, [], [alert(0)])
+        resolved = alert(0, "ok", reason="resolved")
+        resolved[0]["previous"] = "warning"
+        store.record_alerts("m", 6, [], [resolved])
+        (new,) = store.record_alerts("m", 7, [], [alert(0)])
+    code, _, err = run(capsys, "ack", str(old), "--config", str(config))
+    assert code == 1 and f"alert {old} belongs to an episode" in err and f"alert {new}" in err
+    assert run(capsys, "ack", str(new), "--config", str(config))[0] == 0
