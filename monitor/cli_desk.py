@@ -163,7 +163,7 @@ def history_desk(args: argparse.Namespace, config: Config) -> int:
     limit = parse_hf(args.below) if args.below is not None else None
     if at is not None and (since or until):
         raise InputError(f"{at}: give either --at (one point) or --since / --until (a range), not both")
-    with Store(config.store.path) as store:
+    with Store(config.store.path, history=config.store.history) as store:  # its bounds: store.desk
         markets = desk_markets(config, store, args.market)
         ranges = _ranges(store, markets)
         if args.portfolio:

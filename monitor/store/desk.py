@@ -10,12 +10,14 @@ HF limits compare exactly, as WAD integers.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot, Position, format_wad
 from monitor.store.base import StoreBase
+from monitor.store.history import AAVE as AAVE_PROTOCOL
 from monitor.store.history import CLOSED
 from monitor.store.queries import QueriesMixin
 from monitor.store.sql import _live
@@ -102,48 +104,110 @@ class DeskMixin(StoreBase):
     def positions_below_between(
         self, market: str, hf: float | str | Decimal, first_block: int, last_block: int
     ) -> list[dict[str, Any]]:
-        """Every account of ``market`` whose stored HF was below ``hf`` at some block of
-        [``first_block``, ``last_block``]: the row in force at ``first_block`` and every row
-        written up to ``last_block`` (between two rows the HF is the earlier one's, as in the
-        snapshots). Per account: its lowest HF and where, the first block below, and its
-        last state in the range; lowest first."""
+        """Every account of ``market`` below ``hf`` in the snapshot of some stored scan of
+        [``first_block``, ``last_block``] (first_block and last_block: scanned blocks), exactly
+        as :meth:`positions_below` at each of them would say, without rebuilding every one.
+
+        A written row holds the exact figures of its block. Between rows an Aave HF moves with
+        prices and indexes (the snapshot recomputes it), but the history policy bounds it: no row
+        means the same HF band and a move below ``hf_move`` since the row, so the HF stays above
+        max(band floor, row HF x (1 - hf_move)). Only the scans where an account's bound falls
+        under ``hf`` are rebuilt; other protocols' snapshots carry the row's HF (no rebuild).
+        Per account: its lowest HF and where, the first block below, and its state at
+        ``last_block``; lowest first."""
         limit = hf_wad(hf)
-        start = self._snapshot(market, first_block)
+        start, end = self._snapshot(market, first_block), self._snapshot(market, last_block)
         unit = start.base_currency_unit
-        walk: dict[str, list[tuple[int, int, int | None, int, int, bool]]] = {}
-        for p in start.positions:
-            walk[p.account] = [(first_block, start.timestamp, p.health_factor, p.total_collateral_base,
-                                p.total_debt_base, False)]  # fmt: skip
-        for r in self._rows(
+        lows: dict[str, dict[str, Any]] = {}
+
+        def seen(account: str, block: int, ts: int, health: int | None, coll: int, debt: int) -> None:
+            if not _has_debt(health) or int(health or 0) >= limit:
+                return
+            h = int(health or 0)
+            low = lows.get(account)
+            if low is None:
+                lows[account] = {"hf": h, "block": block, "ts": ts, "first": block, "first_ts": ts, "coll": coll,
+                                 "debt": debt}  # fmt: skip
+                return
+            if block < low["first"]:
+                low["first"], low["first_ts"] = block, ts
+            if (h, block) < (low["hf"], low["block"]):
+                low.update(hf=h, block=block, ts=ts, coll=coll, debt=debt)
+
+        def snapshot_seen(snap: MarketSnapshot) -> None:
+            for p in snap.positions:
+                seen(p.account, snap.block, snap.timestamp, p.health_factor, p.total_collateral_base,
+                     p.total_debt_base)  # fmt: skip
+
+        snapshot_seen(start)
+        rows = self._rows(
             "SELECT a.account, p.block, p.timestamp, p.health_factor, p.collateral_base, p.debt_base, p.reason"
             " FROM position_rows AS p JOIN account_ids AS a ON a.id = p.account_id"
             " WHERE a.market = ? AND p.block > ? AND p.block <= ?"
             " AND p.block NOT IN (SELECT ob.block FROM orphaned_blocks AS ob WHERE ob.market = ?)"
             " ORDER BY p.block",
             [market, first_block, last_block, market],
-        ):
-            hf_value = None if r["health_factor"] is None else int(r["health_factor"])
-            walk.setdefault(r["account"], []).append((int(r["block"]), int(r["timestamp"]), hf_value,
-                                                      int(r["collateral_base"]), int(r["debt_base"]),
-                                                      bool(r["reason"] & CLOSED)))  # fmt: skip
+        )
+        for r in rows:
+            if not r["reason"] & CLOSED:
+                seen(r["account"], int(r["block"]), int(r["timestamp"]),
+                     None if r["health_factor"] is None else int(r["health_factor"]), int(r["collateral_base"]),
+                     int(r["debt_base"]))  # fmt: skip
+        if start.protocol == AAVE_PROTOCOL:
+            for block in self._uncertain_scans(market, limit, start, rows, first_block, last_block):
+                snapshot_seen(self._snapshot(market, block))
+        snapshot_seen(end)
+        at_end = {p.account: p for p in end.positions}
         out = []
-        for account, states in walk.items():
-            below = [s for s in states if not s[5] and _has_debt(s[2]) and int(s[2] or 0) < limit]
-            if not below:
-                continue
-            low = min(below, key=lambda s: (s[2], s[0]))
-            last = states[-1]
+        for account, low in lows.items():
+            last = at_end.get(account)
             out.append({
                 "market": market, "account": account,
-                "lowest_health_factor": format_wad(int(low[2] or 0)), "lowest_hf": int(low[2] or 0) / WAD,
-                "lowest_block": low[0], "lowest_timestamp": low[1],
-                "first_below_block": below[0][0], "first_below_timestamp": below[0][1],
-                "collateral_usd": low[3] / unit, "debt_usd": low[4] / unit,
-                "last_block": last[0],
-                "last_hf": None if last[5] or not _has_debt(last[2]) else int(last[2] or 0) / WAD,
-                "closed": last[5],
+                "lowest_health_factor": format_wad(low["hf"]), "lowest_hf": low["hf"] / WAD,
+                "lowest_block": low["block"], "lowest_timestamp": low["ts"],
+                "first_below_block": low["first"], "first_below_timestamp": low["first_ts"],
+                "collateral_usd": low["coll"] / unit, "debt_usd": low["debt"] / unit, "last_block": last_block,
+                "last_hf": last.health_factor / WAD if last is not None and _has_debt(last.health_factor) else None,
+                "closed": last is None,
             })  # fmt: skip
         return sorted(out, key=lambda r: (r["lowest_hf"], r["account"]))
+
+    def _uncertain_scans(
+        self, market: str, limit: int, start: MarketSnapshot, rows: list[dict[str, Any]], first: int, last: int
+    ) -> list[int]:
+        """The scans strictly inside (first, last) where some account without a row there may
+        hold an HF below ``limit`` (its bound from the row in force is under it)."""
+        policy = self._history.policy
+        bands = sorted(policy.hf_bands)
+
+        def floor(health: int | None) -> int | None:  # the lowest HF possible until the next row
+            if not _has_debt(health):
+                return None
+            h = int(health or 0)
+            k = bisect_right(bands, h / WAD)
+            edge = hf_wad(bands[k - 1]) if k else 0
+            return max(edge, int(h * (1 - policy.hf_move)))
+
+        scans = [int(r["b"]) for r in self._rows(
+            f"SELECT DISTINCT s.block AS b FROM scans AS s WHERE s.market = ? AND s.block > ? AND s.block < ?"
+            f" AND {_live('s')} ORDER BY s.block", [market, first, last])]  # fmt: skip
+        if not scans:
+            return []
+        # per account: (from block, floor) segments, from the row in force at ``first`` on
+        segments: dict[str, list[tuple[int, int | None]]] = {
+            p.account: [(first, floor(p.health_factor))] for p in start.positions
+        }
+        for r in rows:
+            health = None if r["health_factor"] is None or r["reason"] & CLOSED else int(r["health_factor"])
+            segments.setdefault(r["account"], []).append((int(r["block"]), floor(health)))
+        need: set[int] = set()
+        for parts in segments.values():
+            for k, (begin, low) in enumerate(parts):
+                if low is None or low >= limit:
+                    continue
+                stop = parts[k + 1][0] if k + 1 < len(parts) else last
+                need.update(scans[bisect_right(scans, begin) : bisect_left(scans, stop)])
+        return sorted(need)
 
     def portfolio(self, blocks: dict[str, int], at_risk_hf: float | str | Decimal) -> dict[str, Any]:
         """Per market (the snapshot at ``blocks[market]``): positions, borrowers, collateral and
