@@ -55,6 +55,9 @@ examples:
   liqmon scan --config config.yaml
   liqmon scan --config config.yaml --json
   liqmon history --config config.yaml --account 0xAbC... --since 2024-01-01 --format csv
+  liqmon history --config config.yaml --below 1.2 --at 2026-11-20
+  liqmon history --config config.yaml --portfolio
+  liqmon stress --config config.yaml --all-markets --scenario 2022-11-ftx
   liqmon devnet up && liqmon devnet seed 50 && liqmon scan --config .liqmon-cache/devnet.yaml
   liqmon devnet price WETH 1500
 """
