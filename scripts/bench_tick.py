@@ -24,6 +24,7 @@ import numpy as np
 from monitor.alerts.pipeline import evaluate_snapshot
 from monitor.config.alerts import AlertsConfig
 from monitor.models import WAD, AssetLeg, EModeCategory, MarketSnapshot, Position, Reserve
+from monitor.positions.state import FollowedMarket
 from monitor.risk.book import book_from_snapshot
 from monitor.risk.liquidation import add_collateral_to_target
 from monitor.risk.policy import LevelCache, market_state_for
@@ -107,6 +108,35 @@ def bench_evaluation(n: int, reserve_count: int) -> None:
           f" -> {naive / np.median(times[1:]):.0f}x the whole evaluation now")  # fmt: skip
 
 
+def bench_block(n: int, reserve_count: int) -> None:
+    """The local CPU of one followed block in the daemon's tick: the followed state as a snapshot
+    (every HF computed once, exactly) + its alert evaluation, then the store write."""
+    first = snapshot_of(n, reserve_count=reserve_count)
+    followed = FollowedMarket(first)
+    cfg = AlertsConfig()
+    cache = LevelCache()
+    symbols = [r.symbol for r in first.reserves]
+    local, writes = [], []
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "t.db") as store:
+        for k in range(5):
+            block, now = 2 + k, first.timestamp + 12 * (k + 1)
+            prices = {a: r.price * (1000 - k) // 1000 for a, r in followed.reserves.items()}
+            indexes = {a: r.liquidity_index + k * 10**18 for a, r in followed.reserves.items()}
+            debts = {a: r.variable_borrow_index + k * 10**18 for a, r in followed.reserves.items()}
+            started = time.process_time()
+            followed.update_reserves(block, indexes, debts, prices)
+            snapshot = followed.snapshot("0x" + f"{block:064x}", now)
+            market = market_state_for(symbols, {}, float(now))
+            evaluate_snapshot(snapshot, store, cfg, market, now=float(now), cache=cache, observe_hours=12 / 3600)
+            local.append(time.process_time() - started)
+            started = time.perf_counter()
+            store.save_snapshot(snapshot)
+            writes.append(time.perf_counter() - started)
+    print(f"one followed block, {n} positions on {reserve_count} reserves: followed snapshot + evaluation"
+          f" {np.median(local[1:]):.3f} s CPU (first block, levels computed: {local[0]:.2f} s);"
+          f" store write {np.median(writes[1:]):.3f} s")  # fmt: skip
+
+
 def bench_window(days: list[float], price_every: float) -> None:
     base = snapshot_of(1)
     symbols = [r.symbol for r in base.reserves]
@@ -161,6 +191,8 @@ def main() -> None:
     args = parser.parse_args()
     for count in args.reserves:
         bench_evaluation(args.positions, count)
+    for count in args.reserves:
+        bench_block(args.positions, count)
     bench_window(args.days, args.price_every)
 
 
