@@ -106,7 +106,8 @@ def test_crash_walk_warns_before_liquidation_once_per_change_and_resolves(
     keys = Counter(m.text for m in telegram.messages)
     assert max(keys.values()) == 1  # no duplicate message
     # each position alert names the policy's level in force and why ("WETH/USDC, 48 h: warn at ...")
-    position_alerts = [m.plain for m in telegram.messages if " HF " in m.plain.split("\n", 1)[0]]
+    position_alerts = [m.plain for m in telegram.messages
+                       if " HF " in m.plain.split("\n", 1)[0] and not m.plain.startswith("✅")]  # resolved: no level
     assert position_alerts and all("Why this level: " in text and " h: " in text for text in position_alerts)
     # 3. recovery: every alert episode (first ... resolved) is well formed, and every position
     #    back to ok at the end got exactly one resolved message for its last episode
