@@ -69,10 +69,10 @@ class HistoryPolicy:
 class RetentionPolicy:
     """Downsampling of old rows (``store.retention`` config): rows younger than ``full_days``
     (block time) all stay; older ones are thinned to one scanned block per ``downsample_s``
-    (the last of each interval), keeping at each kept block exactly the legs, prices, indexes
-    and position row in force there, so every kept block still rebuilds exactly. Position rows
-    written for a balance change, a band crossing, a first or a closing row always stay.
-    ``full_days`` None: nothing is ever thinned."""
+    (the last of each interval), keeping at each kept block exactly the prices, indexes and
+    position row in force there, so every kept block still rebuilds exactly. Leg rows (balance
+    changes) and position rows written for a balance change, a band crossing, a first or a
+    closing row always stay. ``full_days`` None: nothing is ever thinned."""
 
     full_days: float | None = 30.0
     downsample_s: int = 3600
@@ -520,9 +520,10 @@ class History:
         drop_scans = [(market, int(b)) for b, _ in scans if int(b) not in set(kept)]
         self.db.executemany("DELETE FROM scans WHERE market = ? AND block = ?", drop_scans)
         deleted += len(drop_scans)
+        # position_legs stay: a leg row is a balance change (the account's balance history),
+        # and every slice query here is a primary-key range per key, (key, block)
         for table, key, of, reason in (
             ("position_rows", ("account_id",), _ACCOUNTS_OF, True),
-            ("position_legs", ("account_id", "asset_id"), _ACCOUNTS_OF, False),
             ("price_rows", ("asset_id",), _ASSETS_OF, False),
             ("reserve_indexes", ("asset_id",), _ASSETS_OF, False),
         ):
