@@ -24,7 +24,9 @@ commit together; a nested block is a savepoint. Every driver error becomes a
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -504,7 +506,11 @@ def _connect_postgresql(url: str) -> SqlConnection:
             f"history URL {display} needs the PostgreSQL driver: pip install 'liqmon[postgres]' (psycopg 3)"
         ) from None
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    options: dict[str, Any] = {"autocommit": True, "application_name": "liqmon"}
+    # who we are, for pg_stat_activity (and the one-writer-per-market refusal, which names it)
+    options: dict[str, Any] = {
+        "autocommit": True,
+        "application_name": f"liqmon pid {os.getpid()} on {socket.gethostname()}"[:63],
+    }
     if "connect_timeout" not in dsn:
         options["connect_timeout"] = PG_CONNECT_TIMEOUT_S
     try:

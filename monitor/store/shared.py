@@ -44,7 +44,10 @@ from monitor.store.schema import _MIGRATIONS, _migrate
 COMPANION_TABLES: Final = ("markets", "reserves", "emode_categories", "market_params", "scans", "orphaned_blocks")
 HISTORY_TABLES: Final = tuple(spec[0] for spec in history_tables.TABLES)
 META_TABLE: Final = "liqmon_meta"
-WRITER_LOCK: Final = 0x6C69_716D_6F6E  # pg_advisory_xact_lock key of the history writers ("liqmon")
+# advisory lock classes (int4), each with hashtext(the schema [+ market]) as the object: deployments
+# in other schemas of the same database never wait for each other
+WRITER_LOCK: Final = 0x6C71_6D77  # pg_advisory_xact_lock: the writers of one schema, one save at a time
+MARKET_LOCK: Final = 0x6C71_6D6E  # pg_try_advisory_lock (session): a market's one writer
 
 _SQLITE_TO_PG: Final = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "FLOAT": "DOUBLE PRECISION",
                         "TEXT": "TEXT", "BLOB": "BYTEA", "": "TEXT"}  # fmt: skip
@@ -196,7 +199,15 @@ class SharedHistory(QueriesMixin):
         self._db = cast(sqlite_utils.Database, _Database(self.conn))
         self._history = History(self.conn, policy)  # its last-written state lives as long as this object
         self._retained_at: dict[str, int] = {}  # market -> block time of the last retention pass
+        self._claimed: set[str] = set()  # markets whose writer lock this connection holds
         self._in_step: dict[str, bool] = {}  # market -> its last save here succeeded (touched= can be trusted)
+        if self.conn.dialect == "postgresql":  # the server notices a dead instance (and frees its locks) in ~1 min
+            for setting, value in (
+                ("tcp_keepalives_idle", 30),
+                ("tcp_keepalives_interval", 10),
+                ("tcp_keepalives_count", 3),
+            ):
+                self.conn.execute(f"SET {setting} = {value}")
         self._ensure_schema()
 
     def close(self) -> None:
@@ -231,7 +242,31 @@ class SharedHistory(QueriesMixin):
     def _lock(self) -> None:
         """Serialize the writers of every instance (PostgreSQL; SQLite's BEGIN IMMEDIATE does it)."""
         if self.conn.dialect == "postgresql":
-            self.conn.execute("SELECT pg_advisory_xact_lock(?)", [WRITER_LOCK])
+            self.conn.execute("SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))", [WRITER_LOCK])
+
+    def _claim(self, market: str) -> None:
+        """One writer per market: this connection takes the market's session advisory lock on
+        its first write and keeps it while it lives (a dead instance's lock goes with its
+        connection: TCP keepalives of about a minute); another instance is refused, named."""
+        if self.conn.dialect != "postgresql" or market in self._claimed:
+            return
+        key = "hashtext(current_schema() || '/' || ?)"
+        if self.conn.execute(f"SELECT pg_try_advisory_lock(?, {key})", [MARKET_LOCK, market])[0][0]:
+            self._claimed.add(market)
+            return
+        holder = self.conn.execute(
+            "SELECT a.application_name, a.client_addr::text, a.backend_start::text FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+            f" AND l.classid = ? AND l.objid = ({key})::oid LIMIT 1",
+            [MARKET_LOCK, market],
+        )
+        who = "another session"
+        if holder:
+            who = f"{holder[0][0]} from {holder[0][1] or 'a local socket'} since {holder[0][2]}"
+        raise StoreError(
+            f"market {market!r} is written into the shared history {self.display} by {who}: one writer per market"
+            " (configure each market in one instance only); nothing is written there by this one"
+        )
 
     # ----------------------------------------------------------------- reads (QueriesMixin)
 
@@ -262,6 +297,7 @@ class SharedHistory(QueriesMixin):
         if not self._in_step.get(market, False):
             touched = None
         self._in_step[market] = False
+        self._claim(market)
         with self.conn.transaction():
             self._lock()
             self._replace_orphaned(market, block)
@@ -366,6 +402,7 @@ class SharedHistory(QueriesMixin):
 
     def mark_orphaned(self, market: str, blocks: Sequence[tuple[int, str]], reason: str) -> None:
         now = self._clock()
+        self._claim(market)
         with self.conn.transaction():
             self._lock()
             self.conn.executemany(

@@ -213,3 +213,26 @@ def test_retention_thins_the_shared_rows_as_the_local_ones(postgres_url: str, tm
             mine = sorted(local.execute(f"SELECT {columns} FROM {table}"), key=repr)
             assert mine == sorted(reader.execute(f"SELECT {columns} FROM {table}"), key=repr), table
         reader.close()
+
+
+def test_one_writer_per_market_is_enforced_and_named(postgres_url: str, tmp_path: Path) -> None:
+    """A second instance configured with a market another one writes is refused there, named;
+    once the first one's connection is gone, the market can be taken over."""
+    snapshots = [op[1] for op in replay.operations(markets=("aave-a",), blocks=3, accounts=3, reorgs=False)]
+    first = SharedHistory(postgres_url, clock=clock, conn=connect(postgres_url))
+    second = SharedHistory(postgres_url, clock=clock, conn=connect(postgres_url))
+    first.save_snapshot(snapshots[0])  # type: ignore[arg-type]
+    with pytest.raises(StoreError) as info:
+        second.save_snapshot(snapshots[1])  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "market 'aave-a' is written into the shared history" in message and "one writer per market" in message
+    assert "by liqmon pid " in message and str(urlsplit(postgres_url).password) not in message
+    second.save_snapshot(replay.Replay("aave-b", seed=2, accounts=2).snapshot(replay.FIRST_BLOCK))  # another market
+    first.save_snapshot(snapshots[1])  # type: ignore[arg-type]  # the holder goes on
+    first.conn.close()
+    second.save_snapshot(snapshots[2])  # type: ignore[arg-type]  # taken over
+    assert [s["block"] for s in second.scans("aave-a")] == [
+        replay.FIRST_BLOCK,
+        replay.FIRST_BLOCK + 1,
+        replay.FIRST_BLOCK + 2,
+    ]
