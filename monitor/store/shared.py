@@ -15,10 +15,12 @@ cannot drift apart. The writes are those of the local store, in portable SQL thr
 What stays local (SQLite, per instance): the writer lease, accounts and checkpoints,
 alerts, the outbox, silences, risk runs — everything one process decides alone.
 
-Writers: one per market (each market's rows are written by the instance that follows its
-chain); the saves of all instances are serialized by one transaction-level advisory lock
-(:data:`WRITER_LOCK`), which also keeps the integer id allocation of ``account_ids`` /
-``asset_ids`` free of races. One connection per process and URL (:func:`shared_connection`).
+Writers: one per market, enforced by a session advisory lock per schema and market
+(:data:`MARKET_LOCK`, held while the writer's connection lives; another instance is refused,
+the holder named); the saves of all instances are serialized by one transaction-level advisory
+lock per schema (:data:`WRITER_LOCK`), which also keeps the integer id allocation of
+``account_ids`` / ``asset_ids`` free of races. One connection per process and URL
+(:func:`shared_connection`).
 """
 
 from __future__ import annotations
