@@ -10,7 +10,8 @@ that :mod:`monitor.store.schema` creates (types mapped by :func:`pg_column_type`
 cannot drift apart. The writes are those of the local store, in portable SQL through a
 :class:`~monitor.store.connection.SqlConnection`; the reads are the local store's own
 (:class:`~monitor.store.queries.QueriesMixin`: ``latest_positions``, ``position_history``,
-``price_history``, ``load_snapshot``, ``scans``), unchanged.
+``price_history``, ``load_snapshot``, ``scans``; :class:`~monitor.store.desk.DeskMixin`:
+``positions_below``, ``positions_below_between``, ``portfolio``), unchanged.
 
 What stays local (SQLite, per instance): the writer lease, accounts and checkpoints,
 alerts, the outbox, silences, risk runs — everything one process decides alone.
@@ -38,6 +39,7 @@ from monitor.errors import StoreError
 from monitor.models import MarketSnapshot
 from monitor.store import history as history_tables
 from monitor.store.connection import Dialect, SqlConnection, connect, upsert_sql
+from monitor.store.desk import DeskMixin
 from monitor.store.history import History, HistoryPolicy, RetentionPolicy
 from monitor.store.queries import QueriesMixin
 from monitor.store.rows import _check_pinned, _emode_row, _market_row, _params_json, _reserve_row, _scan_row
@@ -180,7 +182,7 @@ class _Database:
         return _Result(self.conn.execute(sql, params))
 
 
-class SharedHistory(QueriesMixin):
+class SharedHistory(QueriesMixin, DeskMixin):
     """The history tables in a shared database (see the module docstring)."""
 
     def __init__(

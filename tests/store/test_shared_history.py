@@ -154,3 +154,17 @@ def test_the_readme_queries_answer_the_same_on_both(both: Both) -> None:
         mine = both.local_sql.execute(sql.rstrip(";"))
         assert mine, sql
         assert mine == both.shared.conn.execute(sql.rstrip(";")), sql
+
+
+def test_the_desk_queries_are_the_same(both: Both) -> None:
+    """positions_below at a block, positions_below_between a range, the portfolio across markets."""
+    for market in MARKETS:
+        below = both.local.positions_below(market, "1.3", CRASH)
+        assert below, market
+        assert below == both.shared.positions_below(market, "1.3", CRASH)
+        start, end = replay.FIRST_BLOCK + 50, replay.FIRST_BLOCK + 70  # across the reorged blocks
+        assert both.local.positions_below_between(market, "1.3", start, end) == both.shared.positions_below_between(
+            market, "1.3", start, end
+        )
+    blocks = {m: replay.FIRST_BLOCK + 100 for m in MARKETS}
+    assert both.local.portfolio(blocks, "1.5") == both.shared.portfolio(blocks, "1.5")
