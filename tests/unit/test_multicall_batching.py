@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -21,8 +22,10 @@ from monitor.chain.multicall import (
     encode_aggregate3,
 )
 from monitor.chain.rpc import RpcClient
-from monitor.errors import RpcResponseError
+from monitor.config import Config, parse_config
+from monitor.errors import ConfigError, RpcResponseError
 from monitor.protocols import aave_v3_abi as abi
+from monitor.scan import make_reader
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -240,3 +243,29 @@ def test_run_concurrently_orders_results_and_raises_the_first_failure() -> None:
 
     assert one.run_concurrently(where, [1, 2]) == [1, 2]
     assert seen == [threading.current_thread().name] * 2  # one slot: in the caller's thread
+
+
+def batching_config(tmp_path: Path, **chain: Any) -> Config:
+    data: dict[str, Any] = {
+        "chains": {"ethereum": {"chain_id": 1, "rpc_urls": ["http://127.0.0.1:9"], **chain}},
+        "markets": [{"name": "m", "protocol": "aave_v3", "chain": "ethereum",
+                     "pool_addresses_provider": "0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e"}],
+    }  # fmt: skip
+    return parse_config(data, tmp_path / "config.yaml")
+
+
+def test_batching_keys_reach_the_reader_and_bad_values_are_named(tmp_path: Path) -> None:
+    config = batching_config(tmp_path, call_gas_budget=12_000_000, max_concurrent_requests=2, calls_per_batch=900)
+    chain = config.chains["ethereum"]
+    client = RpcClient(chain.rpc_urls, max_concurrent_requests=chain.max_concurrent_requests)
+    try:
+        reader = make_reader(client, config.markets[0], chain)
+        assert isinstance(reader.multicall, Multicall)
+        assert (reader.multicall.gas_budget, reader.multicall.calls_per_batch) == (12_000_000, 900)
+        assert client.max_concurrent_requests == 2
+    finally:
+        client.close()
+    for key, value in (("call_gas_budget", 10), ("max_concurrent_requests", 0), ("max_concurrent_requests", 65)):
+        with pytest.raises(ConfigError) as info:
+            batching_config(tmp_path, **{key: value})
+        assert f"chains.ethereum.{key}" in str(info.value) and "\n" not in str(info.value)
