@@ -79,7 +79,7 @@ def test_two_pass_read_equals_the_pool_and_its_gas_estimates_hold(wide: OriginDe
             else:  # not read: zero, and no debt there on chain either
                 assert leg.collateral == leg.variable_debt == other.variable_debt == 0, (mine.account, leg.symbol)
     # 300 accounts x 2 + ~2.6 x 2 sub-calls at 5 M gas a batch vs 300 x 123 at 30 M
-    assert requests < legacy_requests
+    assert requests <= 12 and legacy_requests >= requests + 5  # measured: 12 and 20
     assert legacy_multicall.splits == 0
 
 
