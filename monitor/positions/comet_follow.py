@@ -29,7 +29,8 @@ discovery from the market's deployment (``SupplyCollateral`` / ``TransferCollate
 follows every borrower; then the followed borrow principals sum to ``totalBorrowBase``, read
 every block. :meth:`CometFollower.start` finds out whether they do (:attr:`totals_checked`);
 while they do, a block whose sum differs reads every borrower and collateral holder at once
-(one more ``eth_call``; the differences found are returned with source ``"totals"``). When the
+(``userBasic`` only, one more ``eth_call``; the differences found are returned with source
+``"totals"``). When the
 followed set is not every borrower (an explicit account list), the check is off; it turns on at
 the first block whose followed borrow principals sum to the total (e.g. after accounts added by
 a historical discovery were read, or a full reconciliation). A transfer between two borrowers
@@ -444,11 +445,14 @@ class CometFollower:
         if not self.totals_checked:
             return []  # not every borrower is followed (yet): nothing to learn from the total
         self.sweeps += 1
+        # a base transfer moves principals only: userBasic of every account that may owe, no balances
         suspects = sorted(a for a, acct in self.book.items() if acct.principal <= 0)
-        results = self.multicall.run_groups([self._account_calls(a) for a in suspects], block)
+        results = self.multicall.run([Call(self.comet, USER_BASIC, (a,)) for a in suspects], block)
         differences: list[Difference] = []
-        for account, rows in zip(suspects, results, strict=True):
-            chain = self._chain_account(account, rows)
+        for account, row in zip(suspects, results, strict=True):
+            basic = required(row)
+            local = self.book[account]
+            chain = CometAccount(int(basic[0]), int(basic[3]), dict(local.balances))
             differences += self._note(self._compare(account, chain, block, "totals"))
             self._take(account, chain)
         self.totals_checked = self._borrows_explained()
