@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from monitor.alerts.channels import Channel
-from monitor.alerts.hysteresis import near_subjects
+from monitor.alerts.hysteresis import near_subjects, peg_near
 from monitor.alerts.outbox import DeliveryStats, deliver_due
 from monitor.alerts.pipeline import EvaluationResult, evaluate_snapshot
 from monitor.alerts.telegram_bot import with_bot_routes
@@ -185,7 +185,10 @@ class Monitor:
         # detector's clock does not go back (the observation counts as at the time last seen)
         t = max(float(snapshot.timestamp), self._seen_at.get(snapshot.market, 0.0))
         self._seen_at[snapshot.market] = t
-        return list(detector.observe(prices, t))
+        found = list(detector.observe(prices, t))
+        pegged = {s: detector.score(s, p, t) for s, p in prices.items() if detector.spec(s).kind == "pegged"}
+        self._near[snapshot.market] = peg_near(pegged, self.config.alerts.oracle)  # de-pegs within the exit band
+        return found
 
     def _feed_anomalies(self, result: ScanResult) -> list[Anomaly]:
         """Stale reference feeds, and divergence between the protocol oracle and them."""
@@ -201,7 +204,9 @@ class Monitor:
             margin_s=cfg.stale_margin_s,
         )  # fmt: skip
         reference = {s: f.price for s, f in result.feeds.items()}
-        self._near[snapshot.market] = near_subjects(protocol, reference, cfg)
+        self._near[snapshot.market] = self._near.get(snapshot.market, frozenset()) | near_subjects(
+            protocol, reference, cfg
+        )
         found += divergence(
             {s: p for s, p in protocol.items() if s in result.feeds}, reference,
             warning_bps=cfg.divergence_warning_bps, critical_bps=cfg.divergence_critical_bps,

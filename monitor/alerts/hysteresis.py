@@ -6,7 +6,8 @@ blocks 144, 145, 146). Here an active oracle alert:
 
 - escalates at once (a critical anomaly while a warning is active);
 - holds while its anomaly is seen, or is *near* (a divergence above ``(1 - exit_band)`` x its
-  warning level, :func:`near_subjects`; a jump while a sustained move of the same asset is seen
+  warning level, :func:`near_subjects`; a de-peg scoring above that share of its level,
+  :func:`peg_near`; a jump while a sustained move of the same asset is seen
   and the other way round, :func:`linked_subjects`), and for a dwell after: it resolves (or steps down to a
   milder severity still seen) only once it has been gone for ``resolve_dwell_blocks`` blocks AND
   ``resolve_dwell_s`` seconds (``alerts.oracle``);
@@ -74,6 +75,17 @@ def linked_subjects(current: Iterable[str]) -> frozenset[str]:
         if kind in MOVE_KINDS:
             out.update(f"oracle:{k}:{asset}" for k in MOVE_KINDS if k != kind)
     return frozenset(out)
+
+
+PEG_Z_WARNING = 6.0
+"""The de-peg warning level of the monitor's detector (``AnomalyDetector``'s ``peg_z_warning``)."""
+
+
+def peg_near(scores: Mapping[str, float], cfg: OracleConfig, z_warning: float = PEG_Z_WARNING) -> frozenset[str]:
+    """``oracle:depeg:SYMBOL`` for each pegged asset whose distance from its peg scores at least
+    ``(1 - exit_band) x`` the warning level (``scores``: the detector's score per pegged asset)."""
+    floor = (1.0 - cfg.exit_band) * z_warning
+    return frozenset(f"oracle:depeg:{asset}" for asset, z in scores.items() if z >= floor)
 
 
 def near_subjects(protocol: Mapping[str, float], reference: Mapping[str, float], cfg: OracleConfig) -> frozenset[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +11,13 @@ from typing import Any, cast
 
 import pytest
 
-from monitor.alerts.hysteresis import linked_subjects, near_subjects, step_oracle
+from monitor.alerts.hysteresis import PEG_Z_WARNING, linked_subjects, near_subjects, peg_near, step_oracle
 from monitor.alerts.inhibit import attach_causes
 from monitor.alerts.silences import acknowledged, matches, parse_duration, silencing
 from monitor.config.alerts import OracleConfig
 from monitor.errors import InputError
 from monitor.models import MarketSnapshot
-from monitor.risk.anomalies import Anomaly
+from monitor.risk.anomalies import Anomaly, AnomalyDetector
 from monitor.store import Store
 
 ACCOUNT = "0x00000000000000000000000000000000000000A1"
@@ -186,3 +187,9 @@ def test_an_oracle_alert_of_the_tick_becomes_the_cause_of_the_positions_holding_
     assert causes["0xA"] == causes["0xB"] == "oracle:jump:WETH"  # the most severe oracle alert on the asset
     assert causes["0xC"] is None  # a zero WETH leg: not held; a resolved WBTC check causes nothing
     assert causes["0xD"] is None  # a repeat reminder was not moved by anything
+
+
+def test_a_depeg_within_the_exit_band_is_near() -> None:
+    assert inspect.signature(AnomalyDetector).parameters["peg_z_warning"].default == PEG_Z_WARNING
+    near = peg_near({"USDC": 5.0, "DAI": 4.7, "USDT": 0.3}, OracleConfig(exit_band=0.2))
+    assert near == {"oracle:depeg:USDC"}  # 5.0 >= 0.8 x 6; DAI at 4.7 is below the band
