@@ -28,12 +28,11 @@ no one. Every borrower once held collateral (Comet checks it at each borrow), so
 discovery from the market's deployment (``SupplyCollateral`` / ``TransferCollateral`` name it)
 follows every borrower; then the followed borrow principals sum to ``totalBorrowBase``, read
 every block. :meth:`CometFollower.start` finds out whether they do (:attr:`totals_checked`);
-while they do, a block whose sum differs reads every borrower and collateral holder at once
-(``userBasic`` only, one more ``eth_call``; the differences found are returned with source
-``"totals"``). When the
-followed set is not every borrower (an explicit account list), the check is off; it turns on at
-the first block whose followed borrow principals sum to the total (e.g. after accounts added by
-a historical discovery were read, or a full reconciliation). A transfer between two borrowers
+while they do, a block whose sum differs reads every account that may owe at once (``userBasic``
+only, one more ``eth_call``; the differences found are returned with source ``"totals"``). When
+the followed set is not every borrower (an explicit account list), the check is off; it turns on
+at the first block whose followed borrow principals sum to the total (e.g. after accounts added
+by a historical discovery were read, or a full reconciliation). A transfer between two borrowers
 whose principal changes cancel exactly leaves the total unchanged: only reconciliation finds it
 (the protocol's limit).
 
@@ -437,8 +436,8 @@ class CometFollower:
     def _check_totals(self, block: int) -> list[Difference]:
         """While every borrower is followed: the followed borrow principals must sum to
         ``totalBorrowBase``; if they do not, a base transfer changed a debt without an event:
-        every borrower and collateral holder is read (one more ``eth_call``) and what differs is
-        returned (source ``"totals"``)."""
+        the ``userBasic`` of every account that may owe is read (one more ``eth_call``) and what
+        differs is returned (source ``"totals"``)."""
         if self._borrows_explained():
             self.totals_checked = True
             return []
