@@ -6,10 +6,11 @@ oracle alert followed by the positions it moved (``alerts.cause``, :mod:`monitor
 packed into as few messages as the channel's size limit (:func:`size_limit`: Telegram 4,096
 UTF-16 units of the HTML it posts, email a generous 100,000 characters) and
 ``alerts.grouping.max_per_message`` entries allow. A split never cuts an entry; a part that
-continues an oracle alert's list repeats its line. One alert alone is sent as its full message.
+continues an oracle alert's list repeats its line. One alert alone (or every alert, with
+``max_per_message: 1``) is sent as its own full message; the console and channels without a size
+limit here (PagerDuty: one incident per episode) are never grouped.
 
-Each entry is one line: :func:`entry_line`, the alert message's headline (kept small, so the
-text follows the message format of :mod:`monitor.alerts.render`).
+Each entry is one line: :func:`entry_line`, the alert's summary line (:mod:`monitor.alerts.render`).
 """
 
 from __future__ import annotations
