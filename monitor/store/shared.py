@@ -259,7 +259,7 @@ class SharedHistory(QueriesMixin, DeskMixin):
             self._claimed.add(market)
             return
         holder = self.conn.execute(
-            "SELECT a.application_name, a.client_addr::text, a.backend_start::text FROM pg_locks l"
+            "SELECT a.application_name, host(a.client_addr), a.backend_start::text FROM pg_locks l"
             " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
             f" AND l.classid = ? AND l.objid = ({key})::oid LIMIT 1",
             [MARKET_LOCK, market],
