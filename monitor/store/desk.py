@@ -11,15 +11,16 @@ HF limits compare exactly, as WAD integers.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from monitor.models import MAX_UINT256, WAD, MarketSnapshot, Position, format_wad
 from monitor.store.base import StoreBase
 from monitor.store.history import AAVE as AAVE_PROTOCOL
-from monitor.store.history import CLOSED
+from monitor.store.history import CLOSED, LEG_COLUMNS, POSITION_COLUMNS, _latest
 from monitor.store.queries import QueriesMixin
+from monitor.store.rows import _position_at, _rules
 from monitor.store.sql import _live
 
 
@@ -34,6 +35,12 @@ class StoredRange:
     last_block: int
     last_time: int
     scans: int
+
+
+_CHUNK = 5_000  # account ids per IN (...) list (SQLite allows 32,766 parameters)
+# a leg in force with any of these non-zero is held (History.legs_at's test)
+_LEG_AMOUNTS = ("scaled_collateral", "scaled_variable_debt", "stable_debt", "used_as_collateral", "collateral",
+                "variable_debt")
 
 
 def hf_wad(hf: float | str | Decimal) -> int:
@@ -154,8 +161,14 @@ class DeskMixin(StoreBase):
                      None if r["health_factor"] is None else int(r["health_factor"]), int(r["collateral_base"]),
                      int(r["debt_base"]))  # fmt: skip
         if start.protocol == AAVE_PROTOCOL:
-            for block in self._uncertain_scans(market, limit, start, rows, first_block, last_block):
-                snapshot_seen(self._snapshot(market, block))
+            uncertain = self._uncertain_scans(market, limit, start, rows, first_block, last_block)
+            if self._same_parameters(market, start, first_block, last_block):
+                for block, accounts in sorted(uncertain.items()):
+                    for p, ts in self._recomputed_at(market, start, block, accounts):
+                        seen(p.account, block, ts, p.health_factor, p.total_collateral_base, p.total_debt_base)
+            else:  # parameters or the Pool revision changed inside the range: whole snapshots
+                for block in sorted(uncertain):
+                    snapshot_seen(self._snapshot(market, block))
         snapshot_seen(end)
         at_end = {p.account: p for p in end.positions}
         out = []
@@ -174,9 +187,10 @@ class DeskMixin(StoreBase):
 
     def _uncertain_scans(
         self, market: str, limit: int, start: MarketSnapshot, rows: list[dict[str, Any]], first: int, last: int
-    ) -> list[int]:
+    ) -> dict[int, set[str]]:
         """The scans strictly inside (first, last) where some account without a row there may
-        hold an HF below ``limit`` (its bound from the row in force is under it)."""
+        hold an HF below ``limit`` (its bound from the row in force is under it), with those
+        accounts."""
         policy = self._history.policy
         bands = sorted(policy.hf_bands)
 
@@ -192,7 +206,7 @@ class DeskMixin(StoreBase):
             f"SELECT DISTINCT s.block AS b FROM scans AS s WHERE s.market = ? AND s.block > ? AND s.block < ?"
             f" AND {_live('s')} ORDER BY s.block", [market, first, last])]  # fmt: skip
         if not scans:
-            return []
+            return {}
         # per account: (from block, floor) segments, from the row in force at ``first`` on
         segments: dict[str, list[tuple[int, int | None]]] = {
             p.account: [(first, floor(p.health_factor))] for p in start.positions
@@ -200,14 +214,65 @@ class DeskMixin(StoreBase):
         for r in rows:
             health = None if r["health_factor"] is None or r["reason"] & CLOSED else int(r["health_factor"])
             segments.setdefault(r["account"], []).append((int(r["block"]), floor(health)))
-        need: set[int] = set()
-        for parts in segments.values():
+        need: dict[int, set[str]] = {}
+        for account, parts in segments.items():
             for k, (begin, low) in enumerate(parts):
                 if low is None or low >= limit:
                     continue
                 stop = parts[k + 1][0] if k + 1 < len(parts) else last
-                need.update(scans[bisect_right(scans, begin) : bisect_left(scans, stop)])
-        return sorted(need)
+                for block in scans[bisect_right(scans, begin) : bisect_left(scans, stop)]:
+                    need.setdefault(block, set()).add(account)
+        return need
+
+    def _same_parameters(self, market: str, start: MarketSnapshot, first: int, last: int) -> bool:
+        """No new market parameters and one Pool revision in (first, last]: the reserves of any
+        block there are ``start``'s with that block's prices and indexes."""
+        changed = self._rows(
+            f"SELECT count(*) AS n FROM market_params AS mp WHERE mp.market = ? AND mp.block > ? AND mp.block <= ?"
+            f" AND {_live('mp')}",
+            [market, first, last],
+        )
+        revisions = self._rows(
+            f"SELECT DISTINCT s.revision AS r FROM scans AS s WHERE s.market = ? AND s.block >= ? AND s.block <= ?"
+            f" AND {_live('s')}",
+            [market, first, last],
+        )
+        return int(changed[0]["n"]) == 0 and [int(r["r"] or 0) for r in revisions] == [start.revision or 0]
+
+    def _recomputed_at(
+        self, market: str, start: MarketSnapshot, block: int, accounts: set[str]
+    ) -> list[tuple[Position, int]]:
+        """The positions of ``accounts`` at the scanned ``block`` as its snapshot rebuilds them
+        (the same steps as :func:`monitor.store.queries.snapshot_from_rows` for these accounts
+        only: the row in force; for a row older than the block, HF and totals recomputed from the
+        legs in force and the block's prices and indexes), with the block time."""
+        from monitor.risk.health import snapshot_account_data  # the protocol's math (as queries.py); no circle
+
+        history = self._history
+        ids = {a[0]: i for i, a in history.assets(market).items()}
+        by_id = {i: a for a, i in ids.items()}
+        state = history.reserve_state_at(market, block)
+        reserves = tuple(
+            replace(r, price=int(state[ids[r.asset]]["price"]),
+                    liquidity_index=int(state[ids[r.asset]]["liquidity_index"]),
+                    variable_borrow_index=int(state[ids[r.asset]]["variable_borrow_index"]))
+            for r in start.reserves
+        )  # fmt: skip
+        ts = self.scan_time(market, block)
+        light = replace(start, block=block, timestamp=ts, reserves=reserves, positions=())
+        rules = _rules(start.revision or 0)
+        wanted = [i for a, i in self._account_ids(market).items() if a in accounts]
+        rows, legs_at = self._in_force(market, block, wanted)
+        out = []
+        for row in rows:
+            legs = {by_id[a]: leg for a, leg in legs_at.get(row["account_id"], {}).items()}
+            p = _position_at(market, block, row, reserves, legs, rules)
+            if row["block"] != block:
+                data = snapshot_account_data(light, p)
+                p = replace(p, health_factor=data.health_factor, total_collateral_base=data.total_collateral_base,
+                            total_debt_base=data.total_debt_base)  # fmt: skip
+            out.append((p, ts))
+        return out
 
     def portfolio(self, blocks: dict[str, int], at_risk_hf: float | str | Decimal) -> dict[str, Any]:
         """Per market (the snapshot at ``blocks[market]``): positions, borrowers, collateral and
@@ -251,6 +316,35 @@ class DeskMixin(StoreBase):
             })  # fmt: skip
         shared.sort(key=lambda r: (r["min_hf"] is None, r["min_hf"] or 0.0, r["account"]))
         return {"markets": markets, "totals": totals, "shared_accounts": shared}
+
+
+    def _account_ids(self, market: str) -> dict[str, int]:
+        return {str(r["account"]): int(r["id"]) for r in self._rows(
+            "SELECT id, account FROM account_ids WHERE market = ?", [market])}  # fmt: skip
+
+    def _in_force(
+        self, market: str, block: int, account_ids: list[int]
+    ) -> tuple[list[dict[str, Any]], dict[int, dict[int, dict[str, Any]]]]:
+        """``History.positions_at`` and ``History.legs_at`` for these accounts only: each one's
+        latest live row and legs at or before ``block`` (closed accounts and zero legs left out)."""
+        rows: list[dict[str, Any]] = []
+        legs: dict[int, dict[int, dict[str, Any]]] = {}
+        for k in range(0, len(account_ids), _CHUNK):
+            ids = account_ids[k : k + _CHUNK]
+            of = f"account_id IN ({', '.join('?' * len(ids))})"
+            for r in self._history.db.execute(
+                "SELECT a.account, p.* FROM (" + _latest("position_rows", "account_id", of, "<= ?")
+                + ") p JOIN account_ids a ON a.id = p.account_id", [*ids, block, market]
+            ):  # fmt: skip
+                row = dict(zip(("account", *POSITION_COLUMNS), r, strict=True))
+                if not row["reason"] & CLOSED:
+                    rows.append(row)
+            for r in self._history.db.execute(_latest("position_legs", "account_id, asset_id", of, "<= ?"),
+                                              [*ids, block, market]):  # fmt: skip
+                leg = dict(zip(LEG_COLUMNS, r, strict=True))
+                if any(leg[c] not in (None, "0", 0) for c in _LEG_AMOUNTS):
+                    legs.setdefault(leg["account_id"], {})[leg["asset_id"]] = leg
+        return rows, legs
 
 
 def position_row(snapshot: MarketSnapshot, p: Position) -> dict[str, Any]:

@@ -21,7 +21,8 @@ ZERO = "0x" + "0" * 40
 class Market:
     """Seeded Aave positions (collateral WETH-like / WBTC-like, stable debt), random-walk prices."""
 
-    def __init__(self, n: int, *, sigma: float, seed: int) -> None:
+    def __init__(self, n: int, *, sigma: float, seed: int, lt_from: int | None = None) -> None:
+        self.lt_from = lt_from  # from this block on WETH's LT is 78 % (new market parameters)
         self.rng = random.Random(seed)
         self.sigma = sigma
         self.assets = [f"0x{i + 1:040x}" for i in range(3)]
@@ -39,12 +40,15 @@ class Market:
     def _value(self, r: int, amount: int) -> int:
         return amount * self.prices[r] // 10**18
 
+    def _lt(self, r: int) -> int:
+        return 7800 if r == 0 and self.lt_from is not None and self.block >= self.lt_from else 8000
+
     def step(self) -> MarketSnapshot:
         self.block += 1
         for i in (0, 1):
             self.prices[i] = max(1, int(self.prices[i] * (1 + self.rng.gauss(-0.002, self.sigma))))
         reserves = tuple(
-            Reserve(asset, f"T{i}", 18, i, 7500, 8000, 10500, 0, True, False, True, ZERO, ZERO, ZERO, RAY, RAY,
+            Reserve(asset, f"T{i}", 18, i, 7500, self._lt(i), 10500, 0, True, False, True, ZERO, ZERO, ZERO, RAY, RAY,
                     self.prices[i])
             for i, asset in enumerate(self.assets)
         )  # fmt: skip
@@ -55,14 +59,17 @@ class Market:
             coll = sum(self._value(r, c) for r, (c, _) in self.legs[a].items())
             debt = sum(self._value(r, d) for r, (_, d) in self.legs[a].items())
             config = sum((1 << (2 * r + 1) if c else 0) | (1 << (2 * r) if d else 0) for r, (c, d) in held)
-            hf = coll * 8000 * WAD // (10_000 * debt)
+            weighted = sum(self._value(r, c) * self._lt(r) for r, (c, _) in held)
+            hf = weighted * WAD // (10_000 * debt)
             positions.append(Position(MARKET, a, self.block, hf, coll, debt, 0, 8000, 7500, 0, config, legs))
         return MarketSnapshot(MARKET, "aave_v3", 1, self.block, f"0x{self.block:064x}", 1_760_000_000 + self.block * 12,
                               10**8, reserves, (), tuple(positions), {}, 1)  # fmt: skip
 
 
-def stored(tmp_path: Path, *, sigma: float, blocks: int = 24, n: int = 150) -> tuple[Path, list[int]]:
-    market = Market(n, sigma=sigma, seed=16)
+def stored(
+    tmp_path: Path, *, sigma: float, blocks: int = 24, n: int = 150, lt_from: int | None = None
+) -> tuple[Path, list[int]]:
+    market = Market(n, sigma=sigma, seed=16, lt_from=lt_from)
     db = tmp_path / "desk.db"
     with Store(db) as store:
         for _ in range(blocks):
@@ -82,9 +89,10 @@ def union_below(store: Store, blocks: list[int], hf: str) -> dict[str, tuple[str
     return low
 
 
-@pytest.mark.parametrize("hf", ["1.2", "1.1", "1.0"])
-def test_range_equals_every_snapshot_of_it(tmp_path: Path, hf: str) -> None:
-    db, scans = stored(tmp_path, sigma=0.01)
+@pytest.mark.parametrize(("hf", "lt_from"), [("1.2", None), ("1.1", None), ("1.0", None), ("1.2", 112)])
+def test_range_equals_every_snapshot_of_it(tmp_path: Path, hf: str, lt_from: int | None) -> None:
+    """lt_from: WETH's LT changes inside the range (new parameters: whole snapshots there)."""
+    db, scans = stored(tmp_path, sigma=0.01, lt_from=lt_from)
     first, last = scans[3], scans[-2]
     span = [b for b in scans if first <= b <= last]
     with Store(db) as store:
@@ -108,19 +116,28 @@ def test_below_at_a_block_is_the_recomputed_snapshot(tmp_path: Path) -> None:
             assert got == [(a, format_wad(h)) for a, h in want]
 
 
-def test_a_calm_range_rebuilds_only_its_ends(tmp_path: Path, monkeypatch: Any) -> None:
+def test_a_range_recomputes_only_the_accounts_it_cannot_rule_out(tmp_path: Path, monkeypatch: Any) -> None:
     db, scans = stored(tmp_path, sigma=0.0005)
     with Store(db) as store:
         rebuilt: list[int] = []
-        real = store._snapshot
+        recomputed: list[tuple[int, int]] = []
+        real_snapshot, real_recomputed = store._snapshot, store._recomputed_at
 
-        def counting(market: str, block: int) -> MarketSnapshot:
+        def snapshot(market: str, block: int) -> MarketSnapshot:
             rebuilt.append(block)
-            return real(market, block)
+            return real_snapshot(market, block)
 
-        monkeypatch.setattr(store, "_snapshot", counting)
+        def recompute(market: str, start: MarketSnapshot, block: int, accounts: set[str]) -> Any:
+            recomputed.append((block, len(accounts)))
+            return real_recomputed(market, start, block, accounts)
+
+        monkeypatch.setattr(store, "_snapshot", snapshot)
+        monkeypatch.setattr(store, "_recomputed_at", recompute)
         assert store.positions_below_between(MARKET, "0.5", scans[0], scans[-1]) == []
-        assert rebuilt == [scans[0], scans[-1]]  # no HF can reach 0.5 between rows: no scan rebuilt
+        assert rebuilt == [scans[0], scans[-1]] and recomputed == []  # no HF can reach 0.5 between rows
         rebuilt.clear()
         rows = store.positions_below_between(MARKET, "1.3", scans[0], scans[-1])
-        assert rows and len(rebuilt) > 2  # positions near 1.3: the scans that may hold them are rebuilt
+        assert rows and rebuilt == [scans[0], scans[-1]]  # the ends only: inner scans per account
+        assert recomputed and all(0 < n < 150 for _, n in recomputed)
+        want = union_below(store, scans, "1.3")
+        assert {r["account"]: r["lowest_health_factor"] for r in rows} == {a: v[0] for a, v in want.items()}
