@@ -238,11 +238,6 @@ class SqlConnection:
             return not (self._raw.closed or self._raw.broken)
         return True
 
-    @property
-    def raw(self) -> Any:
-        """The driver's connection (sqlite3 or psycopg), for what this layer does not cover."""
-        return self._raw
-
     # ----------------------------------------------------------------- statements
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -414,11 +409,6 @@ class SqlConnection:
         parts.append(f"PRIMARY KEY ({', '.join(identifier(k) for k in primary_key)})")
         exists = " IF NOT EXISTS" if if_not_exists else ""
         self.execute(f"CREATE TABLE{exists} {identifier(name)} ({', '.join(parts)})")
-
-    def create_index(self, name: str, table: str, columns: Sequence[str]) -> None:
-        """``CREATE INDEX IF NOT EXISTS`` (the same text on both)."""
-        cols = ", ".join(identifier(c) for c in columns)
-        self.execute(f"CREATE INDEX IF NOT EXISTS {identifier(name)} ON {identifier(table)} ({cols})")
 
     def tables(self) -> list[str]:
         """The tables of this database (PostgreSQL: of the current schema), sorted."""
