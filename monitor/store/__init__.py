@@ -9,7 +9,9 @@ Modules: ``schema`` (tables, migrations, open), ``base`` (connection, transactio
 ``rows`` (model <-> row), ``writes`` (save_snapshot), ``queries`` (history reads, snapshot
 rebuild), ``reorg`` (orphaned blocks), ``accounts`` (accounts, checkpoints), ``lease`` (one
 writer), ``alert_log`` (alert state, log, outbox), ``runs`` (risk runs); ``core`` composes
-them into :class:`Store`.
+them into :class:`Store`. A history shared on PostgreSQL (``store.history_url``):
+``connection`` (one SQL text on SQLite and PostgreSQL), ``shared`` (the shared tables, their
+writes and the same reads), ``mirror`` (the local store's writes sent there too).
 """
 
 from monitor.errors import StoreError
