@@ -143,7 +143,7 @@ def main() -> int:
         lm, pm = statistics.median(local_ms), statistics.median(pg_ms)
         print(f"steady, median       {lm:10.1f} ms   {pm:10.1f} ms                 {pm / lm:5.2f}")
         print(f"steady, p95          {p95(local_ms):10.1f} ms   {p95(pg_ms):10.1f} ms")
-        print(f"statements a steady save on PostgreSQL: {per_save:.1f} (one round trip each)")
+        print(f"statements a steady save on PostgreSQL: {per_save:.1f} + BEGIN and COMMIT (one round trip each)")
 
         account = sim.accounts[0].address
         reads = (

@@ -123,14 +123,13 @@ class _Model:
         r = self.snapshot.reserves[j]
         if self.debt[j] <= 0 or r.price <= 0:
             return None
-        # W / (D - x p) >= T  =>  x >= (D - W / T) / p: exact for Morpho / Comet, Aave's search starts there
-        need = self.total_debt() - self.weighted() * WAD / target
-        estimate = max(0, math.ceil(need * 10**r.decimals / r.price))
         if self.rules is not None:
             units = exact_repay_to_target(self.position, self.snapshot.reserves, self.categories, r.asset, target,
-                                          rules=self.rules, guess=estimate)  # fmt: skip
-        else:
-            units = None if estimate > self.position.legs[j].debt else estimate
+                                          rules=self.rules)  # fmt: skip
+        else:  # W / (D - x p) >= T  =>  x >= (D - W / T) / p
+            need = self.total_debt() - self.weighted() * WAD / target
+            units = max(0, math.ceil(need * 10**r.decimals / r.price))
+            units = None if units > self.position.legs[j].debt else units
         return None if units is None else TokenAmount(r.symbol, units, r.decimals)
 
     def supply(self, target: int) -> TokenAmount | None:
@@ -139,14 +138,12 @@ class _Model:
             return None
         i = max(candidates, key=lambda k: self.coll[k])
         r = self.snapshot.reserves[i]
-        # (W + y p LT) / D >= T  =>  y >= (T D - W) / (p LT): exact for Morpho / Comet, Aave's search starts there
-        short = self.total_debt() * target / WAD - self.weighted()
-        estimate = max(0, math.ceil(short * 10**r.decimals / (r.price * self.lt[i])))
         if self.rules is not None:
             units = exact_supply_to_target(self.position, self.snapshot.reserves, self.categories, r.asset, target,
-                                           rules=self.rules, guess=estimate)  # fmt: skip
-        else:
-            units = estimate
+                                           rules=self.rules)  # fmt: skip
+        else:  # (W + y p LT) / D >= T  =>  y >= (T D - W) / (p LT)
+            short = self.total_debt() * target / WAD - self.weighted()
+            units = max(0, math.ceil(short * 10**r.decimals / (r.price * self.lt[i])))
         return None if units is None else TokenAmount(r.symbol, units, r.decimals)
 
     def liquidation_price(self, pegged: Callable[[str], bool]) -> LiquidationPrice | None:
@@ -168,9 +165,8 @@ class _Model:
         direction = -1 if slope > 0 else 1
         price = float((d - w + slope) / slope * r.price / self.unit)
         if self.rules is not None:
-            guess = int(price * self.unit) if math.isfinite(price) else None  # the linear closed form
             found = exact_liquidation_price(self.position, self.snapshot.reserves, self.categories, r.asset,
-                                            rules=self.rules, guess=guess)  # fmt: skip
+                                            rules=self.rules)  # fmt: skip
             if found is not None:
                 price, direction = found[0] / self.unit, found[1]
         return LiquidationPrice(r.symbol, price, r.price / self.unit, direction)

@@ -204,6 +204,7 @@ class SharedHistory(QueriesMixin, DeskMixin):
         self._history = History(self.conn, policy)  # its last-written state lives as long as this object
         self._retained_at: dict[str, int] = {}  # market -> block time of the last retention pass
         self._claimed: set[str] = set()  # markets whose writer lock this connection holds
+        self._params_cache: dict[str, tuple[int, tuple[str, str]]] = {}  # market -> (block, params) last saved
         self._in_step: dict[str, bool] = {}  # market -> its last save here succeeded (touched= can be trusted)
         if self.conn.dialect == "postgresql":  # the server notices a dead instance (and frees its locks) in ~1 min
             for setting, value in (
@@ -298,14 +299,22 @@ class SharedHistory(QueriesMixin, DeskMixin):
         once per ``downsample_s`` of block time, in the same transaction."""
         _check_pinned(snapshot)
         market, block = snapshot.market, snapshot.block
-        if not self._in_step.get(market, False):
+        in_step = self._in_step.get(market, False)  # the memory of the last save can be trusted
+        if not in_step:
             touched = None
+            self._params_cache.pop(market, None)
         self._in_step[market] = False
         self._claim(market)
         with self.conn.transaction():
-            self._lock()
-            self._replace_orphaned(market, block)
-            self._check_same_block(snapshot)
+            orphaned, other_hash = self._lock_and_check(snapshot)  # one round trip
+            if orphaned:
+                self._replace_orphaned(market, block)
+            elif other_hash is not None:
+                raise StoreError(
+                    f"{market}: block {block} is stored in the shared history {self.display} with hash"
+                    f" {other_hash[:12]}... and the node now gives {snapshot.block_hash[:12]}...: a reorg not"
+                    " proven yet, so nothing is written there"
+                )
             self._upsert_market(snapshot)
             if self._record_params(snapshot):
                 self._upsert(
@@ -348,14 +357,45 @@ class SharedHistory(QueriesMixin, DeskMixin):
         if rows:
             self.conn.executemany(upsert_sql(table, list(rows[0]), key), [list(r.values()) for r in rows])
 
+    def _lock_and_check(self, snapshot: MarketSnapshot) -> tuple[bool, str | None]:
+        """The writers' lock (PostgreSQL), whether the block is marked orphaned, and the hash of
+        a live scan of the block with another hash (a reorg not proven yet), in one statement."""
+        lock = "pg_advisory_xact_lock(?, hashtext(current_schema())), " if self.conn.dialect == "postgresql" else ""
+        row = self.conn.execute(
+            f"SELECT {lock}EXISTS (SELECT 1 FROM orphaned_blocks WHERE market = ? AND block = ?),"
+            " (SELECT block_hash FROM scans AS s WHERE market = ? AND block = ? AND block_hash != ? AND NOT EXISTS"
+            " (SELECT 1 FROM orphaned_blocks ob WHERE ob.market = s.market AND ob.block = s.block) LIMIT 1)",
+            [*([WRITER_LOCK] if lock else []), snapshot.market, snapshot.block, snapshot.market, snapshot.block,
+             snapshot.block_hash],
+        )[0]  # fmt: skip
+        orphaned, other = row[-2], row[-1]
+        return bool(orphaned), None if other is None else str(other)
+
     def _upsert_market(self, snapshot: MarketSnapshot) -> None:
-        found = self.conn.execute("SELECT last_block FROM markets WHERE name = ?", [snapshot.market])
-        last_block = snapshot.block if not found else max(snapshot.block, int(found[0][0]))
-        self._upsert("markets", [_market_row(snapshot, last_block, self._clock())], ("name",))
+        """The markets row, its ``last_block`` the highest saved (one statement)."""
+        row = _market_row(snapshot, snapshot.block, self._clock())
+        columns = list(row)
+        updates = [f"{c} = excluded.{c}" for c in columns if c not in ("name", "last_block")]
+        updates.append(
+            "last_block = CASE WHEN excluded.last_block > markets.last_block THEN excluded.last_block"
+            " ELSE markets.last_block END"
+        )
+        self.conn.execute(
+            f"INSERT INTO markets ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+            f" ON CONFLICT (name) DO UPDATE SET {', '.join(updates)}",
+            list(row.values()),
+        )
 
     def _record_params(self, snapshot: MarketSnapshot) -> bool:
-        """Change-only ``market_params`` (as the local store); True when they changed."""
-        reserves, categories = _params_json(snapshot)
+        """Change-only ``market_params`` (as the local store); True when they changed. Compared
+        in memory with the last saved block's when that save succeeded (no query then)."""
+        params = _params_json(snapshot)
+        reserves, categories = params
+        cached = self._params_cache.get(snapshot.market)
+        if cached is not None and cached[0] < snapshot.block and cached[1] == params:
+            self._params_cache[snapshot.market] = (snapshot.block, params)
+            return False
+        self._params_cache[snapshot.market] = (snapshot.block, params)
         before = self.conn.execute(
             "SELECT reserves, emode_categories FROM market_params AS mp WHERE market = ? AND block < ?"
             " AND NOT EXISTS (SELECT 1 FROM orphaned_blocks ob WHERE ob.market = mp.market AND ob.block = mp.block)"
@@ -380,19 +420,6 @@ class SharedHistory(QueriesMixin, DeskMixin):
             ("market", "block"),
         )
         return True
-
-    def _check_same_block(self, snapshot: MarketSnapshot) -> None:
-        other = self.conn.execute(
-            "SELECT block_hash FROM scans AS s WHERE market = ? AND block = ? AND block_hash != ? AND NOT EXISTS"
-            " (SELECT 1 FROM orphaned_blocks ob WHERE ob.market = s.market AND ob.block = s.block) LIMIT 1",
-            [snapshot.market, snapshot.block, snapshot.block_hash],
-        )
-        if other:
-            raise StoreError(
-                f"{snapshot.market}: block {snapshot.block} is stored in the shared history {self.display} with"
-                f" hash {str(other[0][0])[:12]}... and the node now gives {snapshot.block_hash[:12]}...: a reorg"
-                " not proven yet, so nothing is written there"
-            )
 
     def _replace_orphaned(self, market: str, block: int) -> None:
         if not self.conn.execute("SELECT 1 FROM orphaned_blocks WHERE market = ? AND block = ?", [market, block]):
