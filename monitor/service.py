@@ -68,6 +68,7 @@ class Monitor:
     tracker: PositionTracker | None = None  # default: one for ``config``, made at construction
     _windows: dict[str, PriceWindow] = field(default_factory=dict)
     _seen_at: dict[str, float] = field(default_factory=dict)  # market -> the jump detector's last time
+    _saved: dict[str, int] = field(default_factory=dict)  # market -> the block it saved last
     _near: dict[str, frozenset[str]] = field(default_factory=dict)  # oracle subjects within their exit band
 
     def __post_init__(self) -> None:
@@ -108,15 +109,25 @@ class Monitor:
     def _save(self, tracked: Tracked) -> None:
         snapshot = tracked.snapshot
         try:
-            self.store.save_snapshot(snapshot)
+            self.store.save_snapshot(snapshot, touched=self._touched(tracked))
         except StoreError as exc:
             if "not proven yet" not in str(exc):
                 raise
             log.warning("not stored: %s", exc, extra={"market": snapshot.market, "block": snapshot.block})
             return
+        self._saved[snapshot.market] = snapshot.block
         window = self._windows.get(snapshot.market)
         if window is not None:
             window.append(snapshot)
+
+    def _touched(self, tracked: Tracked) -> frozenset[str] | None:
+        """The accounts whose balances may have changed since the block saved last (the store
+        compares only their legs): the step's, when it starts right after that block; else
+        (the first block, a full read, a block not saved, an unwind, a resync) None: all."""
+        step = tracked.step
+        if step is None or step.resynced or self._saved.get(tracked.snapshot.market) != step.from_block - 1:
+            return None
+        return tracked.touched
 
     def window(self, snapshot: MarketSnapshot) -> PriceWindow:
         """The market's volatility window: the store's prices of the last ``HISTORY_DAYS``,

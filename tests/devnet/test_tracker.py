@@ -19,7 +19,7 @@ from monitor.devnet.aave_origin import FEED_SET_ANSWER, ORIGIN_EMODES, OriginDev
 from monitor.devnet.node import Tx
 from monitor.devnet.seed import seed_positions, set_answer
 from monitor.devnet.session import MARKET_NAME, devnet_config
-from monitor.models import WAD
+from monitor.models import WAD, Position
 from monitor.positions import AaveFollower
 from monitor.positions.devnet_replay import ReplayDriver
 from monitor.positions.tracker import PositionTracker
@@ -48,6 +48,10 @@ def _tick(monitor: Monitor) -> tuple[TickResult, dict[str, int]]:
     tick = monitor.tick()
     after = _requests(monitor)
     return tick, {m: after[m] - before[m] for m in after if after[m] != before[m]}
+
+
+def _held(p: Position) -> list[tuple[str, int, int]]:
+    return [(g.asset, g.collateral, g.debt) for g in p.legs if g.collateral or g.debt]
 
 
 def _follower(monitor: Monitor, market: str) -> AaveFollower:
@@ -105,6 +109,12 @@ def test_daemon_tick_follows_a_random_replay_with_hf_equal_to_the_chain(
                         p = positions[account]
                         assert (p.total_collateral_base, p.total_debt_base, p.health_factor) == (
                             chain[0], chain[1], chain[5]), account  # fmt: skip
+                    stored = {p.account: p for p in store.load_snapshot(name).positions}  # change-only rows
+                    for account, p in positions.items():
+                        if p.total_collateral_base or p.total_debt_base:
+                            q = stored[account]
+                            assert (q.health_factor, q.total_debt_base) == (p.health_factor, p.total_debt_base)
+                            assert _held(q) == _held(p), account
                     checked += 1
             finally:
                 client.request("evm_setAutomine", [True])
