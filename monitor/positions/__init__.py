@@ -15,7 +15,11 @@
 - :mod:`monitor.positions.comet_events` / :mod:`~monitor.positions.comet_follow`: Compound III's
   events (principals at the block's indices, collateral, absorbs) and :class:`CometFollower`
   (the same plan; the principal-totals check for the debts a base transfer changes unnamed);
-- :mod:`monitor.positions.devnet_activity`: random Morpho / Comet activity on the devnets.
+- :mod:`monitor.positions.devnet_activity`: random Morpho / Comet activity on the devnets;
+- :mod:`monitor.positions.tracker`: :class:`~monitor.positions.tracker.PositionTracker`, what the
+  daemon's tick (``monitor.service.Monitor``) reads: per config market a follower started by ONE
+  full read, stepped to each head, unwound on a reorg seen in the headers (imported from its
+  module: it needs ``monitor.scan``, which this package does not).
 """
 
 from monitor.positions.base import Difference, Follower, StepReport
