@@ -101,7 +101,13 @@ class _Model:
         self.coll: list[Fraction] = []  # base value counted as collateral, per reserve
         self.lt: list[Fraction] = []
         self.debt: list[Fraction] = []
+        zero = Fraction(0)
         for leg, r in zip(position.legs, snapshot.reserves, strict=True):
+            if not (leg.collateral or leg.debt):  # most of ~60 reserves: nothing held
+                self.coll.append(zero)
+                self.lt.append(zero)
+                self.debt.append(zero)
+                continue
             _ltv, lt, _bonus = (
                 effective_params(r, position.emode_category, self.categories, self.rules)
                 if self.rules is not None
@@ -113,23 +119,24 @@ class _Model:
             self.debt.append(Fraction(leg.debt * r.price, 10**r.decimals))
 
     def weighted(self) -> Fraction:
-        return sum((c * lt for c, lt in zip(self.coll, self.lt, strict=True)), Fraction(0))
+        return sum((c * lt for c, lt in zip(self.coll, self.lt, strict=True) if c), Fraction(0))
 
     def total_debt(self) -> Fraction:
-        return sum(self.debt, Fraction(0))
+        return sum((d for d in self.debt if d), Fraction(0))
 
     def repay(self, target: int) -> TokenAmount | None:
         j = max(range(len(self.debt)), key=lambda k: self.debt[k])
         r = self.snapshot.reserves[j]
         if self.debt[j] <= 0 or r.price <= 0:
             return None
+        # W / (D - x p) >= T  =>  x >= (D - W / T) / p: exact for Morpho / Comet, Aave's search starts there
+        need = self.total_debt() - self.weighted() * WAD / target
+        estimate = max(0, math.ceil(need * 10**r.decimals / r.price))
         if self.rules is not None:
             units = exact_repay_to_target(self.position, self.snapshot.reserves, self.categories, r.asset, target,
-                                          rules=self.rules)  # fmt: skip
-        else:  # W / (D - x p) >= T  =>  x >= (D - W / T) / p
-            need = self.total_debt() - self.weighted() * WAD / target
-            units = max(0, math.ceil(need * 10**r.decimals / r.price))
-            units = None if units > self.position.legs[j].debt else units
+                                          rules=self.rules, guess=estimate)  # fmt: skip
+        else:
+            units = None if estimate > self.position.legs[j].debt else estimate
         return None if units is None else TokenAmount(r.symbol, units, r.decimals)
 
     def supply(self, target: int) -> TokenAmount | None:
@@ -138,12 +145,14 @@ class _Model:
             return None
         i = max(candidates, key=lambda k: self.coll[k])
         r = self.snapshot.reserves[i]
+        # (W + y p LT) / D >= T  =>  y >= (T D - W) / (p LT): exact for Morpho / Comet, Aave's search starts there
+        short = self.total_debt() * target / WAD - self.weighted()
+        estimate = max(0, math.ceil(short * 10**r.decimals / (r.price * self.lt[i])))
         if self.rules is not None:
             units = exact_supply_to_target(self.position, self.snapshot.reserves, self.categories, r.asset, target,
-                                           rules=self.rules)  # fmt: skip
-        else:  # (W + y p LT) / D >= T  =>  y >= (T D - W) / (p LT)
-            short = self.total_debt() * target / WAD - self.weighted()
-            units = max(0, math.ceil(short * 10**r.decimals / (r.price * self.lt[i])))
+                                           rules=self.rules, guess=estimate)  # fmt: skip
+        else:
+            units = estimate
         return None if units is None else TokenAmount(r.symbol, units, r.decimals)
 
     def liquidation_price(self, pegged: Callable[[str], bool]) -> LiquidationPrice | None:
@@ -165,8 +174,9 @@ class _Model:
         direction = -1 if slope > 0 else 1
         price = float((d - w + slope) / slope * r.price / self.unit)
         if self.rules is not None:
+            guess = int(price * self.unit) if math.isfinite(price) else None  # the linear closed form
             found = exact_liquidation_price(self.position, self.snapshot.reserves, self.categories, r.asset,
-                                            rules=self.rules)  # fmt: skip
+                                            rules=self.rules, guess=guess)  # fmt: skip
             if found is not None:
                 price, direction = found[0] / self.unit, found[1]
         return LiquidationPrice(r.symbol, price, r.price / self.unit, direction)

@@ -135,6 +135,23 @@ def debt_value(debt: int, price: int, unit: int, rules: AaveRules = V30) -> int:
     return mul_div_ceil(debt, price, unit) if rules.rounding == "v35" else debt * price // unit
 
 
+def _used_columns(reserves: Sequence[Reserve], user_configuration: int) -> Sequence[int]:
+    """The columns of ``reserves`` whose configuration bits are set, in column order. A user holds
+    1-4 of ~60 reserves: walking the set bits instead of every reserve makes a recomputation ~10x
+    cheaper. Falls back to every column when the reserves are not laid out by ``reserve_id``."""
+    columns = []
+    config = user_configuration
+    n = len(reserves)
+    while config:
+        low = config & -config
+        rid = (low.bit_length() - 1) // 2
+        if rid >= n or reserves[rid].reserve_id != rid:
+            return range(n)  # not indexed by reserve id: look at every column
+        columns.append(rid)
+        config &= ~(3 << (2 * rid))
+    return columns
+
+
 def account_data(
     legs: Sequence[AssetLeg],
     reserves: Sequence[Reserve],
@@ -149,7 +166,10 @@ def account_data(
     price_map = prices if prices is not None else {r.asset: r.price for r in reserves}
     total_collateral = total_debt = weighted_ltv = weighted_lt = 0
     zero_ltv = False
-    for leg, reserve in zip(legs, reserves, strict=True):
+    if len(legs) != len(reserves):
+        raise ValueError(f"{len(legs)} legs for {len(reserves)} reserves")
+    for k in _used_columns(reserves, user_configuration):
+        leg, reserve = legs[k], reserves[k]
         collateral_bit = (user_configuration >> (2 * reserve.reserve_id + 1)) & 1
         borrow_bit = (user_configuration >> (2 * reserve.reserve_id)) & 1
         if not (collateral_bit or borrow_bit):
