@@ -36,6 +36,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from monitor.alerts.channels import Channel
 from monitor.alerts.factory import build_channels, channel_names
+from monitor.alerts.telegram_bot import start_bot
 from monitor.config import Config, redact
 from monitor.logs import error_fields, setup_logging
 from monitor.metrics import Metrics
@@ -169,9 +170,13 @@ def _run(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     keeper.start()
+    bot = start_bot(config, stop)  # alerts.telegram_bot: getUpdates in its own thread
     try:
         scheduler.start()  # blocks until shutdown
     finally:
+        stop.set()
+        if bot is not None:
+            bot.join(timeout=config.alerts.bot.poll_timeout_s + 15)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if scheduler.running:

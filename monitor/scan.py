@@ -16,6 +16,7 @@ from monitor.config import ChainConfig, Config, MarketConfig
 from monitor.errors import ConfigError, RpcError
 from monitor.metrics import NULL_METRICS, Metrics
 from monitor.models import MarketSnapshot
+from monitor.progress import BlockProgress
 from monitor.protocols.aave_v3 import DISCOVERY, AaveV3Reader, block_ref
 from monitor.protocols.base import ProtocolReader
 from monitor.protocols.compound_v3 import CompoundV3Reader
@@ -105,6 +106,7 @@ def discover_accounts(
     if start > end:
         return 0, None
     new = 0
+    bar = BlockProgress(f"{market.name}: borrowers", start, end)  # a bar on a terminal, log lines otherwise
 
     def on_chunk(chunk_from: int, chunk_to: int, borrowers: list[str]) -> None:
         nonlocal new
@@ -114,11 +116,22 @@ def discover_accounts(
                 f"{market.name}: block {chunk_to} has a different hash each time it is asked"
                 f" ({reader.client.active_endpoint.display}): the node's answers are not believed; nothing stored"
             )
-        new += store.record_discovery(market.name, DISCOVERY, chunk_to, block_hash, borrowers)
-        progress(f"{market.name}: Borrow events {chunk_from}-{chunk_to}: {len(borrowers)} borrowers")
+        added = store.record_discovery(market.name, DISCOVERY, chunk_to, block_hash, borrowers)
+        new += added
+        bar.advance(chunk_to, added)
+        progress(f"{market.name}: blocks {chunk_from:,}-{chunk_to:,}: {len(borrowers)} borrowers; {bar.summary()}")
 
-    reader.discover(start, end, on_chunk)
+    with bar:
+        reader.discover(start, end, on_chunk)
     return new, LogRange(start, end)
+
+
+def followed_accounts(store: Store, market: MarketConfig) -> list[str]:
+    """The accounts a market reads: a watch list (the config's, plus the wallets Telegram bot
+    subscribers watch), or every borrower discovery stored."""
+    if market.accounts is None:
+        return store.accounts(market.name)
+    return list(dict.fromkeys([*market.accounts, *store.bot_accounts()]))
 
 
 def undo_reorged_discovery(
@@ -228,7 +241,7 @@ def scan_market(
     head = block_ref(client, client.freshest_head())  # endpoints behind it are skipped for its reads
     _refuse_older_head(store, market.name, head.number, client)
     new, log_range = discover_accounts(reader, store, market, chain, head.number, progress)
-    accounts = market.accounts if market.accounts is not None else tuple(store.accounts(market.name))
+    accounts = followed_accounts(store, market)
     progress(f"{market.name}: reading {len(accounts)} accounts at block {head.number}")
     snapshots = reader.snapshots(list(accounts), head)
     feeds = read_feeds(reader.multicall, config.alerts.oracle.chainlink_feeds, head.number)

@@ -149,6 +149,9 @@ class TelegramServer:
         self._messages: list[TelegramMessage] = []
         self._faults: list[tuple[str, float]] = []  # ("429", retry_after) | ("status", code) | ("stall", seconds)
         self._ids = itertools.count(1)
+        self._updates: list[dict[str, Any]] = []  # getUpdates queue (push_update)
+        self._update_ids = itertools.count(1)
+        self.update_polls = 0  # getUpdates requests answered
         self._cond = threading.Condition()
         self._closing = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -260,7 +263,7 @@ class TelegramServer:
         token, method = match.groups()
         if token not in self.tokens:
             return _reply(req, 401, _error(401, "Unauthorized"))
-        if method != "sendMessage":
+        if method not in ("sendMessage", "getUpdates"):
             return _reply(req, 404, _error(404, "Not Found"))
         if req.command != "POST" and not raw:
             params: dict[str, Any] = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(req.path).query))
@@ -269,8 +272,36 @@ class TelegramServer:
                 params = _params(raw, req.headers.get("Content-Type", ""))
             except ValueError:
                 return _reply(req, 400, _error(400, "Bad Request: can't parse request JSON object"))
+        if method == "getUpdates":
+            return _reply(req, 200, self._get_updates(params))
         status, body = self._send_message(token, params)
         return _reply(req, status, body)
+
+    # ---- getUpdates (the bot side): tests push what users type
+
+    def push_update(self, chat_id: int, text: str, *, title: str | None = None) -> int:
+        """A user in ``chat_id`` sends ``text``; returns its update_id."""
+        chat: dict[str, Any] = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        if title:
+            chat["title"] = title
+        with self._cond:
+            update_id = next(self._update_ids)
+            self._updates.append({"update_id": update_id, "message": {
+                "message_id": next(self._ids), "date": int(time.time()), "chat": chat, "text": text,
+                "from": {"id": abs(chat_id), "is_bot": False, "first_name": "User"}}})  # fmt: skip
+            self._cond.notify_all()
+        return update_id
+
+    def _get_updates(self, params: dict[str, Any]) -> dict[str, Any]:
+        offset = int(params.get("offset") or 0)
+        wait = min(float(params.get("timeout") or 0), 5.0)
+        deadline = time.monotonic() + wait
+        with self._cond:
+            self.update_polls += 1
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]  # below offset: confirmed
+            while not self._updates and not self._closing.is_set() and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
+            return {"ok": True, "result": list(self._updates)}
 
     def _send_message(self, token: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         chat_id = params.get("chat_id")

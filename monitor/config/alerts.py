@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from monitor.config.bot import BotConfig, parse_bot
 from monitor.config.messages import MessageConfig, parse_messages
 from monitor.config.validate import Validator
 from monitor.errors import InputError
@@ -37,7 +38,7 @@ _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _ALERT_KEYS: Final = (
     "policy", "exit_margin", "min_dwell_s", "repeat_interval_s", "target_hf", "channels", "routes", "oracle",
     "accounts", "markets",
-    "grouping", "labels", "links", "templates",
+    "grouping", "labels", "links", "templates", "telegram_bot",
 )  # fmt: skip
 _GROUPING_KEYS: Final = ("group_wait_s", "repeat_interval_s", "max_per_message")
 # keys of the old lognormal rule: refused with what replaced them (their meaning changed)
@@ -229,6 +230,7 @@ class AlertsConfig:
     accounts: Mapping[str, AccountConfig] = field(default_factory=dict)  # lower-case address -> its entry
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
     messages: MessageConfig = field(default_factory=MessageConfig)  # alerts.labels / links / templates
+    bot: BotConfig = field(default_factory=BotConfig)  # alerts.telegram_bot: subscriptions by chat
 
     @property
     def exit_margin(self) -> float:
@@ -300,6 +302,7 @@ def parse_alerts(v: Validator, value: object, market_names: Sequence[str]) -> Al
         oracle=_oracle(v, raw.get("oracle")),
         grouping=_grouping(v, raw.get("grouping")),
         messages=parse_messages(v, raw),
+        bot=parse_bot(v, raw.get("telegram_bot"), channels),
     )
 
 

@@ -46,7 +46,7 @@ from monitor.protocols.aave_v3 import DISCOVERY, AaveV3Reader
 from monitor.protocols.base import ProtocolReader
 from monitor.protocols.compound_v3 import CompoundV3Reader
 from monitor.protocols.morpho_blue import MorphoBlueReader
-from monitor.scan import discover_accounts, drop_orphaned_scans, make_reader, open_client
+from monitor.scan import discover_accounts, drop_orphaned_scans, followed_accounts, make_reader, open_client
 from monitor.store import Store
 
 log = logging.getLogger("liqmon")
@@ -246,7 +246,7 @@ class PositionTracker:
             )  # fmt: skip
             return []
         new, _range = discover_accounts(reader, store, market, chain, head.ref.number)
-        accounts = list(market.accounts) if market.accounts is not None else store.accounts(market.name)
+        accounts = followed_accounts(store, market)
         follower = self.followers(reader, market, chain, accounts)
         tm = TrackedMarket(market, chain, client, reader, follower)
         if follower is not None and market.accounts is None and chain.confirmations:
@@ -288,10 +288,12 @@ class PositionTracker:
         ref = header.ref
         if tm.follower is None:
             new, _range = discover_accounts(tm.reader, store, tm.config, tm.chain, ref.number)
-            accounts = list(tm.config.accounts) if tm.config.accounts is not None else store.accounts(tm.config.name)
+            accounts = followed_accounts(store, tm.config)
             snapshots = tm.reader.snapshots(accounts, ref)
             tm.remember(header)
             return self._finish(store, tm, snapshots, header, None, new)
+        if tm.config.accounts is not None:  # a watch list: wallets Telegram subscribers added since
+            tm.follower.add_accounts(store.bot_accounts())
         try:
             report = tm.follower.step(ref.number)
             snapshots = tm.follower.snapshots(ref.hash, ref.timestamp)

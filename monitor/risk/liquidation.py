@@ -21,7 +21,7 @@ Revisions (``AaveRules``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -388,12 +388,40 @@ def after_supply(position: Position, reserves: Sequence[Reserve], asset: str, am
     return _replace_leg(position, i, new_leg, cfg)
 
 
+def first_true(pred: Callable[[int], bool], lo: int, hi: int, guess: int | None = None) -> int:
+    """The smallest ``x`` in ``(lo, hi]`` with ``pred(x)``, for a ``pred`` false at ``lo``, true at
+    ``hi`` and monotone between (false ... false true ... true). Without ``guess``: bisection
+    (~log2(hi - lo) calls). With a ``guess`` near the answer (a closed-form estimate): galloping
+    out from it, then bisection inside the bracket found: a few calls when the guess is close,
+    never wrong when it is not (the same answer as bisection)."""
+    if guess is not None and lo < guess < hi:
+        step = 1
+        if pred(guess):
+            hi = guess
+            while hi - step > lo and pred(hi - step):
+                hi, step = hi - step, step * 2
+            lo = max(lo, hi - step)
+        else:
+            lo = guess
+            while lo + step < hi and not pred(lo + step):
+                lo, step = lo + step, step * 2
+            hi = min(hi, lo + step)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def exact_repay_to_target(
     position: Position, reserves: Sequence[Reserve], categories: Mapping[int, EModeCategory], debt_asset: str,
-    target_hf: int, *, rules: AaveRules = V30, prices: Mapping[str, int] | None = None,
+    target_hf: int, *, rules: AaveRules = V30, prices: Mapping[str, int] | None = None, guess: int | None = None,
 ) -> int | None:  # fmt: skip
     """The smallest repay of ``debt_asset`` (its smallest units) after which the recomputed HF
-    is >= ``target_hf`` (WAD); 0 when already there; None when repaying all of it is not enough."""
+    is >= ``target_hf`` (WAD); 0 when already there; None when repaying all of it is not enough.
+    ``guess``: an estimate of the answer (e.g. the closed form) that makes the search a few steps."""
     if _hf(position, reserves, categories, prices, rules) >= target_hf:
         return 0
     i = _lookup(reserves, debt_asset)
@@ -404,44 +432,38 @@ def exact_repay_to_target(
         < target_hf
     ):
         return None
-    lo, hi = 0, owed  # HF(lo) < target <= HF(hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if (
-            _hf(after_repay(position, reserves, debt_asset, mid, rules), reserves, categories, prices, rules)
-            >= target_hf
-        ):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    def enough(amount: int) -> bool:
+        return _hf(after_repay(position, reserves, debt_asset, amount, rules), reserves, categories, prices, rules) >= (
+            target_hf
+        )
+
+    return first_true(enough, 0, owed, guess)  # HF(0) < target <= HF(owed)
 
 
 def exact_supply_to_target(
     position: Position, reserves: Sequence[Reserve], categories: Mapping[int, EModeCategory], asset: str,
-    target_hf: int, *, rules: AaveRules = V30, prices: Mapping[str, int] | None = None,
+    target_hf: int, *, rules: AaveRules = V30, prices: Mapping[str, int] | None = None, guess: int | None = None,
 ) -> int | None:  # fmt: skip
     """The smallest supply of ``asset`` as collateral (its smallest units) after which the HF is
-    >= ``target_hf`` (WAD); 0 when already there; None when no amount does it (LT 0 for the user)."""
+    >= ``target_hf`` (WAD); 0 when already there; None when no amount does it (LT 0 for the user).
+    ``guess``: an estimate of the answer that makes the search a few steps."""
     if _hf(position, reserves, categories, prices, rules) >= target_hf:
         return 0
     i = _lookup(reserves, asset)
     _ltv, lt, _bonus = effective_params(reserves[i], position.emode_category, categories, rules)
     if lt == 0:
         return None
-    hi: int = 10 ** reserves[i].decimals
-    while _hf(after_supply(position, reserves, asset, hi, rules), reserves, categories, prices, rules) < target_hf:
+    def enough(amount: int) -> bool:
+        return _hf(after_supply(position, reserves, asset, amount, rules), reserves, categories, prices, rules) >= (
+            target_hf
+        )
+
+    hi: int = max(10 ** reserves[i].decimals, 2 * guess if guess else 0)
+    while not enough(hi):
         hi *= 2
         if hi > _PRICE_CEILING:
             return None
-    lo = 0
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _hf(after_supply(position, reserves, asset, mid, rules), reserves, categories, prices, rules) >= target_hf:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return first_true(enough, 0, hi, guess)
 
 
 def exact_liquidation_price(
@@ -452,11 +474,13 @@ def exact_liquidation_price(
     *,
     rules: AaveRules = V30,
     prices: Mapping[str, int] | None = None,
+    guess: int | None = None,
 ) -> tuple[int, int] | None:
     """(price, direction) of ``asset`` in base units at which the recomputed HF first falls below
     1 with every other price fixed: direction -1 when the position is liquidatable at that price
     and BELOW (the asset is net collateral; the price is the highest such), +1 when at that price
-    and ABOVE (net debt; the lowest such). None when no price in (0, 2**128) makes HF < 1."""
+    and ABOVE (net debt; the lowest such). None when no price in (0, 2**128) makes HF < 1.
+    ``guess``: an estimate of that price (the linear closed form) that makes the search a few steps."""
     i = _lookup(reserves, asset)
     base = dict(prices) if prices is not None else {r.asset: r.price for r in reserves}
     key = reserves[i].asset
@@ -468,14 +492,8 @@ def exact_liquidation_price(
     low, high = liquidatable(0), liquidatable(_PRICE_CEILING)
     if low == high:
         return None
-    lo, hi = 0, _PRICE_CEILING
-    while hi - lo > 1:  # invariant: liquidatable(lo) == low != liquidatable(hi)
-        mid = (lo + hi) // 2
-        if liquidatable(mid) == low:
-            lo = mid
-        else:
-            hi = mid
-    return (lo, -1) if low else (hi, 1)
+    hi = first_true(lambda p: liquidatable(p) != low, 0, _PRICE_CEILING, guess)  # the first price of the other side
+    return (hi - 1, -1) if low else (hi, 1)
 
 
 # -- vectorised over a Book (floats at the numpy edge) ----------------------------------------

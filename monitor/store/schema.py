@@ -15,6 +15,7 @@ import sqlite_utils
 
 from monitor.errors import StoreError
 from monitor.store.history_migration import schema_v9_compact_history
+from monitor.store.schema_bot import schema_v10_telegram_bot
 from monitor.store.schema_silences import schema_v8_silences
 from monitor.store.views import create_views, views_current
 
@@ -334,6 +335,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
     _schema_v7_orphans_and_lease,
     schema_v8_silences,
     schema_v9_compact_history,
+    schema_v10_telegram_bot,
 )
 
 
