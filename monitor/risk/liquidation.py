@@ -388,14 +388,21 @@ def after_supply(position: Position, reserves: Sequence[Reserve], asset: str, am
     return _replace_leg(position, i, new_leg, cfg)
 
 
-def first_true(pred: Callable[[int], bool], lo: int, hi: int, guess: int | None = None) -> int:
+def _plateau(reserve: Reserve) -> int:
+    """Units of ``reserve`` worth about one base-currency unit: amounts closer than this often
+    give the same HF (values are floored to base units), so a search steps by it first."""
+    return max(1, int(10**reserve.decimals) // max(1, reserve.price))
+
+
+def first_true(pred: Callable[[int], bool], lo: int, hi: int, guess: int | None = None, step: int = 1) -> int:
     """The smallest ``x`` in ``(lo, hi]`` with ``pred(x)``, for a ``pred`` false at ``lo``, true at
     ``hi`` and monotone between (false ... false true ... true). Without ``guess``: bisection
     (~log2(hi - lo) calls). With a ``guess`` near the answer (a closed-form estimate): galloping
     out from it, then bisection inside the bracket found: a few calls when the guess is close,
-    never wrong when it is not (the same answer as bisection)."""
+    never wrong when it is not (the same answer as bisection). ``step``: the first gallop step,
+    e.g. the amount worth one base-currency unit (the width of one HF plateau)."""
     if guess is not None and lo < guess < hi:
-        step = 1
+        step = max(1, step)
         if pred(guess):
             hi = guess
             while hi - step > lo and pred(hi - step):
@@ -437,7 +444,7 @@ def exact_repay_to_target(
             target_hf
         )
 
-    return first_true(enough, 0, owed, guess)  # HF(0) < target <= HF(owed)
+    return first_true(enough, 0, owed, guess, _plateau(reserves[i]))  # HF(0) < target <= HF(owed)
 
 
 def exact_supply_to_target(
@@ -463,7 +470,7 @@ def exact_supply_to_target(
         hi *= 2
         if hi > _PRICE_CEILING:
             return None
-    return first_true(enough, 0, hi, guess)
+    return first_true(enough, 0, hi, guess, _plateau(reserves[i]))
 
 
 def exact_liquidation_price(
