@@ -37,6 +37,7 @@ from monitor.alerts.webhook import (
     USER_AGENT,
     HttpPoster,
     Pacer,
+    code_spans,
     message_fields,
     message_links,
     no_destination,
@@ -56,7 +57,6 @@ COLOURS: Final = {
     "liquidatable": 0xE74C3C, "anomaly": 0x9B59B6,
 }  # fmt: skip
 _MARKDOWN_RE: Final = re.compile(r"([\\*_~`|>#\[\]()<:@-])")
-_HEX_ID_RE: Final = re.compile(r"\b0x(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40})\b")
 
 
 def escape(text: str) -> str:
@@ -65,14 +65,8 @@ def escape(text: str) -> str:
 
 
 def markdown_line(line: str) -> str:
-    out: list[str] = []
-    pos = 0
-    for match in _HEX_ID_RE.finditer(line):
-        out.append(escape(line[pos : match.start()]))
-        out.append(f"`{match.group(0)}`")
-        pos = match.end()
-    out.append(escape(line[pos:]))
-    return "".join(out)
+    """One body line: escaped, addresses and hashes in code spans."""
+    return code_spans(line, escape)
 
 
 def cut(text: str, limit: int) -> str:

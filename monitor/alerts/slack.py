@@ -21,7 +21,6 @@ Failure classes: 429 (``Retry-After`` honoured) and 5xx retryable; 400 ``invalid
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -34,6 +33,7 @@ from monitor.alerts.webhook import (
     USER_AGENT,
     HttpPoster,
     Pacer,
+    code_spans,
     message_fields,
     message_links,
     no_destination,
@@ -45,7 +45,6 @@ TEXT_LIMIT: Final = 3000
 MAX_BLOCKS: Final = 50
 MAX_FIELDS: Final = 10  # per section block
 FIELD_LIMIT: Final = 2000
-_HEX_ID_RE: Final = re.compile(r"\b0x(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40})\b")
 
 
 def escape(text: str) -> str:
@@ -54,15 +53,8 @@ def escape(text: str) -> str:
 
 
 def mrkdwn_line(line: str) -> str:
-    """One body line as mrkdwn: escaped, addresses and hashes in code spans."""
-    out: list[str] = []
-    pos = 0
-    for match in _HEX_ID_RE.finditer(line):
-        out.append(escape(line[pos : match.start()]))
-        out.append(f"`{match.group(0)}`")
-        pos = match.end()
-    out.append(escape(line[pos:]))
-    return "".join(out)
+    """One body line: escaped, addresses and hashes in code spans."""
+    return code_spans(line, escape)
 
 
 def cut(text: str, limit: int) -> str:

@@ -39,6 +39,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import threading
 import time
 import urllib.parse
@@ -281,6 +282,22 @@ def no_destination(channel: str, service: str, destination: str) -> None:
 def message_fields(message: Message) -> dict[str, str]:
     """The message's structured fields (``account``, ``market``, ``hf``...), empty when it has none."""
     return dict(message.fields)
+
+
+_HEX_ID_RE: Final = re.compile(r"\b0x(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40})\b")
+
+
+def code_spans(line: str, escape: Callable[[str], str]) -> str:
+    """``line`` with ``escape`` applied, addresses and hashes set apart as code spans (Slack's
+    mrkdwn and Discord's markdown both read backticks)."""
+    out: list[str] = []
+    pos = 0
+    for match in _HEX_ID_RE.finditer(line):
+        out.append(escape(line[pos : match.start()]))
+        out.append(f"`{match.group(0)}`")
+        pos = match.end()
+    out.append(escape(line[pos:]))
+    return "".join(out)
 
 
 def message_links(message: Message) -> list[tuple[str, str]]:

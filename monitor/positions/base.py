@@ -21,12 +21,16 @@ configured); :meth:`Follower.reconcile` re-reads accounts on demand. Each differ
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from monitor.chain.blocks import BlockRef
 from monitor.models import MarketSnapshot
+
+log = logging.getLogger("liqmon")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +114,20 @@ class Follower(Protocol):
         """The followed state at :attr:`block` (``block_hash`` / ``timestamp`` its header's),
         one snapshot per market of the reader (Morpho: per market id)."""
         ...
+
+
+def note_differences(
+    market: str, differences: list[Difference], counts: Counter[str], kept: list[Difference]
+) -> list[Difference]:
+    """Count, log (with the account) and keep each difference a follower found between its state
+    and the chain (the chain's state is then taken); returns ``differences``."""
+    for d in differences:
+        counts[d.source] += 1
+        log.warning(
+            "%s: followed state differs from the chain: %s %s local=%d chain=%d at block %d (%s); chain's taken",
+            market, d.account, d.field, d.local, d.chain, d.block, d.source,
+            extra={"market": market, "account": d.account, "field": d.field, "block": d.block},
+        )  # fmt: skip
+    kept += differences
+    return differences
+

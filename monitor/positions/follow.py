@@ -42,7 +42,7 @@ from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcResponseError
 from monitor.models import MarketSnapshot
 from monitor.positions import aave_events as ev
-from monitor.positions.base import Difference, StepReport
+from monitor.positions.base import Difference, StepReport, note_differences
 from monitor.positions.state import ZERO, AccountState, ChainAccount, FollowedMarket
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_v3 import AaveV3Reader
@@ -379,12 +379,4 @@ class AaveFollower:
         return differences
 
     def _note(self, differences: list[Difference]) -> list[Difference]:
-        for d in differences:
-            self.difference_counts[d.source] += 1
-            log.warning(
-                "%s: followed state differs from the chain: %s %s local=%d chain=%d at block %d (%s); chain's taken",
-                self.state.market, d.account, d.field, d.local, d.chain, d.block, d.source,
-                extra={"market": self.state.market, "account": d.account, "field": d.field, "block": d.block},
-            )  # fmt: skip
-        self.differences += differences
-        return differences
+        return note_differences(self.state.market, differences, self.difference_counts, self.differences)

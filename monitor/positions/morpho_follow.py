@@ -41,7 +41,7 @@ from monitor.chain.multicall import Call
 from monitor.errors import DecodeError
 from monitor.models import MarketSnapshot, Position
 from monitor.positions import morpho_events as ev
-from monitor.positions.base import Difference, StepReport
+from monitor.positions.base import Difference, StepReport, note_differences
 from monitor.protocols.base import required
 from monitor.protocols.morpho_blue import (
     MARKET,
@@ -324,15 +324,7 @@ class MorphoFollower:
         return differences
 
     def _note(self, differences: list[Difference]) -> list[Difference]:
-        for d in differences:
-            self.difference_counts[d.source] += 1
-            log.warning(
-                "%s: followed state differs from the chain: %s %s local=%d chain=%d at block %d (%s); chain's taken",
-                self.reader.market, d.account, d.field, d.local, d.chain, d.block, d.source,
-                extra={"market": self.reader.market, "account": d.account, "field": d.field, "block": d.block},
-            )  # fmt: skip
-        self.differences += differences
-        return differences
+        return note_differences(self.reader.market, differences, self.difference_counts, self.differences)
 
     # -- reorgs ---------------------------------------------------------------------------
 
