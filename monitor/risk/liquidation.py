@@ -422,13 +422,27 @@ def first_true(pred: Callable[[int], bool], lo: int, hi: int, guess: int | None 
     return hi
 
 
+def on_grid(enough: Callable[[int], bool], hi: int, guess: int | None, step: int, quantum: int) -> int:
+    """The smallest amount in ``(0, hi]`` for which ``enough`` holds (false at 0, true at ``hi``,
+    monotone), rounded UP to a multiple of ``quantum`` (capped at ``hi``): the search runs on that
+    grid, so a coarse quantum (the precision shown to a person) takes a few evaluations."""
+    if quantum <= 1:
+        return first_true(enough, 0, hi, guess, step)
+    top = -(-hi // quantum)
+    k = first_true(lambda j: enough(min(j * quantum, hi)), 0, top, None if guess is None else guess // quantum)
+    return min(k * quantum, hi)
+
+
 def exact_repay_to_target(
     position: Position, reserves: Sequence[Reserve], categories: Mapping[int, EModeCategory], debt_asset: str,
     target_hf: int, *, rules: AaveRules = V30, prices: Mapping[str, int] | None = None, guess: int | None = None,
+    quantum: int = 1,
 ) -> int | None:  # fmt: skip
     """The smallest repay of ``debt_asset`` (its smallest units) after which the recomputed HF
     is >= ``target_hf`` (WAD); 0 when already there; None when repaying all of it is not enough.
-    ``guess``: an estimate of the answer (e.g. the closed form) that makes the search a few steps."""
+    ``guess``: an estimate of the answer (e.g. the closed form) that makes the search a few steps.
+    ``quantum``: the answer rounded UP to a multiple of it (at most the whole debt): exact at that
+    precision (e.g. the decimals a message shows) in a few HF evaluations."""
     if _hf(position, reserves, categories, prices, rules) >= target_hf:
         return 0
     i = _lookup(reserves, debt_asset)
@@ -444,16 +458,18 @@ def exact_repay_to_target(
             target_hf
         )
 
-    return first_true(enough, 0, owed, guess, _plateau(reserves[i]))  # HF(0) < target <= HF(owed)
+    return on_grid(enough, owed, guess, _plateau(reserves[i]), quantum)  # HF(0) < target <= HF(owed)
 
 
 def exact_supply_to_target(
     position: Position, reserves: Sequence[Reserve], categories: Mapping[int, EModeCategory], asset: str,
     target_hf: int, *, rules: AaveRules = V30, prices: Mapping[str, int] | None = None, guess: int | None = None,
+    quantum: int = 1,
 ) -> int | None:  # fmt: skip
     """The smallest supply of ``asset`` as collateral (its smallest units) after which the HF is
     >= ``target_hf`` (WAD); 0 when already there; None when no amount does it (LT 0 for the user).
-    ``guess``: an estimate of the answer that makes the search a few steps."""
+    ``guess``: an estimate of the answer that makes the search a few steps; ``quantum``: the answer
+    rounded UP to a multiple of it (exact at that precision)."""
     if _hf(position, reserves, categories, prices, rules) >= target_hf:
         return 0
     i = _lookup(reserves, asset)
@@ -470,7 +486,7 @@ def exact_supply_to_target(
         hi *= 2
         if hi > _PRICE_CEILING:
             return None
-    return first_true(enough, 0, hi, guess, _plateau(reserves[i]))
+    return on_grid(enough, hi, guess, _plateau(reserves[i]), quantum)
 
 
 def exact_liquidation_price(

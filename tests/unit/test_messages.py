@@ -310,8 +310,10 @@ def _shown(amount: TokenAmount) -> Decimal:
 
 
 def _check_exact(amount: TokenAmount, exact_units: int) -> None:
-    """The text is the exact integer target rounded UP to the shown decimals, and no more."""
-    assert amount.units == exact_units
+    """The text is the exact integer target rounded UP to the shown decimals, and no more (the
+    advice searches at the shown precision: its units are that rounded amount)."""
+    assert amount.places() == TokenAmount(amount.symbol, exact_units, amount.decimals).places()
+    assert amount.units >= exact_units
     with localcontext(prec=120):
         step = Decimal(1).scaleb(-amount.places())
         exact = Decimal(exact_units).scaleb(-amount.decimals)
