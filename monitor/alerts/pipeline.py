@@ -230,7 +230,7 @@ def evaluate_snapshot(
             states.append({"subject": a.account, "severity": a.severity, "since": a.since, "last_sent_at": sent_at})
     _anomaly_alerts(snapshot, cfg, previous, anomalies, now, states, alerts, reasons, frozenset(near), acks)
     attach_causes(snapshot, alerts)  # an oracle alert lists the positions it moved (alerts/inhibit.py)
-    ids = store.record_alerts(snapshot.market, snapshot.block, states, alerts) if states or alerts else []
+    ids = store.record_alerts(snapshot.market, snapshot.block, states, alerts, now) if states or alerts else []
     return EvaluationResult(tuple(assessments), reasons, tuple(ids))
 
 

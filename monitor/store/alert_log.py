@@ -24,13 +24,16 @@ class AlertLogMixin(StoreBase):
         block: int,
         states: Sequence[dict[str, Any]],
         alerts: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]]]],
+        now: float | None = None,
     ) -> list[int]:
         """ONE transaction: new alert states, alert log rows and their outbox rows.
 
         ``states``: rows of alert_state (market, subject, severity, since, last_sent_at);
         ``alerts``: (alert row, outbox rows without alert_id) pairs. Returns the alert ids.
+        ``now``: the caller's clock (the daemon's), so the outbox rows are due by the same clock
+        that delivers them; default the store's.
         """
-        now = self._clock()
+        now = self._clock() if now is None else now
         ids: list[int] = []
         with self.transaction():
             for state in states:
