@@ -38,8 +38,9 @@ def attach_causes(snapshot: MarketSnapshot, alerts: Sequence[tuple[dict[str, Any
             causes[asset] = max(causes.get(asset, found), found)
     if not causes:
         return 0
+    alerted = {row["subject"].lower() for row, _ in alerts}  # the holdings of alerted accounts only
     holdings = {p.account.lower(): {leg.symbol.upper() for leg in p.legs if leg.collateral > 0 or leg.debt > 0}
-                for p in snapshot.positions}  # fmt: skip
+                for p in snapshot.positions if p.account.lower() in alerted}  # fmt: skip
     moved = 0
     for row, _ in alerts:
         subject = row["subject"]

@@ -35,24 +35,31 @@ class AlertLogMixin(StoreBase):
         """
         now = self._clock() if now is None else now
         ids: list[int] = []
+        conn = self._db.conn  # plain statements: sqlite-utils' insert asks for the table list each row
         with self.transaction():
             for state in states:
                 row = {"market": market, "last_block": block, "updated_at": now, **state}
-                self._db.table("alert_state").upsert(row, pk=("market", "subject"))
-            for alert, deliveries in alerts:
-                alert_id = (
-                    self._db.table("alerts")
-                    .insert({"market": market, "block": block, "created_at": now, **alert})
-                    .last_pk
+                cols = list(row)
+                updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("market", "subject"))
+                conn.execute(
+                    f"INSERT INTO alert_state ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                    f" ON CONFLICT (market, subject) DO UPDATE SET {updates}",
+                    [row[c] for c in cols],
                 )
+            for alert, deliveries in alerts:
+                row = {"market": market, "block": block, "created_at": now, **alert}
+                cursor = conn.execute(
+                    f"INSERT INTO alerts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+                )
+                alert_id = cursor.lastrowid
                 if not isinstance(alert_id, int):
                     raise StoreError(f"history database {self.path} returned no id for a new alert")
                 ids.append(alert_id)
                 for delivery in deliveries:
-                    self._db.table("outbox").insert(
-                        {"alert_id": alert_id, "status": "pending", "attempts": 0, "next_attempt_at": now,
-                         "created_at": now, **delivery}
-                    )  # fmt: skip
+                    out = {"alert_id": alert_id, "status": "pending", "attempts": 0, "next_attempt_at": now,
+                           "created_at": now, **delivery}  # fmt: skip
+                    marks = ", ".join("?" * len(out))
+                    conn.execute(f"INSERT INTO outbox ({', '.join(out)}) VALUES ({marks})", list(out.values()))
         return ids
 
     def due_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
