@@ -131,3 +131,19 @@ def note_differences(
     kept += differences
     return differences
 
+
+def rotating_sample(
+    followed: Sequence[str], cursor: int, block: int, size: int, all_every: int
+) -> tuple[list[str], int]:
+    """A follower's reconciliation sample at ``block`` and the cursor after it: every account every
+    ``all_every`` blocks, else the next ``size`` accounts of the sorted list from ``cursor``
+    (wrapping), else none."""
+    ordered = sorted(followed)
+    if all_every and block % all_every == 0:
+        return ordered, cursor
+    if not size or not ordered:
+        return [], cursor
+    k = min(size, len(ordered))
+    start = cursor % len(ordered)
+    return (ordered[start:] + ordered[:start])[:k], start + k
+

@@ -42,7 +42,7 @@ from monitor.chain.rpc import RpcClient
 from monitor.errors import DecodeError, RpcResponseError
 from monitor.models import MarketSnapshot
 from monitor.positions import aave_events as ev
-from monitor.positions.base import Difference, StepReport, note_differences
+from monitor.positions.base import Difference, StepReport, note_differences, rotating_sample
 from monitor.positions.state import ZERO, AccountState, ChainAccount, FollowedMarket
 from monitor.protocols import aave_v3_abi as abi
 from monitor.protocols.aave_v3 import AaveV3Reader
@@ -334,18 +334,10 @@ class AaveFollower:
     _last_sample: Sequence[str] = ()
 
     def _sample(self, block: int) -> list[str]:
-        followed = sorted(self.state.accounts)
-        if self.reconcile_all_every and block % self.reconcile_all_every == 0:
-            sample = followed
-        elif self.reconcile_sample and followed:
-            k = min(self.reconcile_sample, len(followed))
-            start = self._cursor % len(followed)
-            sample = (followed[start:] + followed[:start])[:k]
-            self._cursor = start + k
-        else:
-            sample = []
-        self._last_sample = sample
-        return sample
+        self._last_sample, self._cursor = rotating_sample(
+            list(self.state.accounts), self._cursor, block, self.reconcile_sample, self.reconcile_all_every
+        )
+        return self._last_sample
 
     def reconcile(self, accounts: Sequence[str] | None = None, block: int | None = None) -> list[Difference]:
         """Re-read ``accounts`` (default: all followed) in full through the reader at ``block``

@@ -41,7 +41,7 @@ from monitor.chain.multicall import Call
 from monitor.errors import DecodeError
 from monitor.models import MarketSnapshot, Position
 from monitor.positions import morpho_events as ev
-from monitor.positions.base import Difference, StepReport, note_differences
+from monitor.positions.base import Difference, StepReport, note_differences, rotating_sample
 from monitor.protocols.base import required
 from monitor.protocols.morpho_blue import (
     MARKET,
@@ -301,15 +301,10 @@ class MorphoFollower:
         return out
 
     def _sample(self, block: int) -> list[str]:
-        followed = sorted(self.accounts)
-        if self.reconcile_all_every and block % self.reconcile_all_every == 0:
-            return followed
-        if not self.reconcile_sample or not followed:
-            return []
-        k = min(self.reconcile_sample, len(followed))
-        start = self._cursor % len(followed)
-        self._cursor = start + k
-        return (followed[start:] + followed[:start])[:k]
+        sample, self._cursor = rotating_sample(
+            list(self.accounts), self._cursor, block, self.reconcile_sample, self.reconcile_all_every
+        )
+        return sample
 
     def reconcile(self, accounts: Sequence[str] | None = None, block: int | None = None) -> list[Difference]:
         """Re-read ``accounts`` (default: all followed) in every followed market at ``block``
