@@ -78,7 +78,7 @@ class Advice:
 _INDEX: list[tuple[MarketSnapshot, dict[str, Position]]] = []  # the last snapshot's accounts (one entry)
 
 
-def _positions_of(snapshot: MarketSnapshot) -> dict[str, Position]:
+def positions_by_account(snapshot: MarketSnapshot) -> dict[str, Position]:
     """``snapshot``'s positions by lower-case account: built once per snapshot (a tick renders
     hundreds of alerts of one snapshot of 10,000 positions; a scan per alert cost 0.5 s)."""
     last = _INDEX[-1] if _INDEX else None  # read once: the bot's thread may replace it meanwhile
@@ -94,7 +94,7 @@ def advise(
 ) -> Advice:
     """The advice for ``account`` of ``snapshot`` to reach ``target_hf``; ``pegged`` says which
     symbols are pegged (a set of symbols or a predicate)."""
-    position = _positions_of(snapshot).get(account.lower())
+    position = positions_by_account(snapshot).get(account.lower())
     if position is None or position.total_debt_base == 0:
         return Advice(None, None, None)
     is_pegged = pegged if callable(pegged) else (lambda s, names=frozenset(pegged): s in names)

@@ -27,11 +27,12 @@ from typing import Any
 import requests
 from eth_utils import is_address, to_checksum_address
 
-from monitor.alerts.advice import advise
+from monitor.alerts.advice import advise, positions_by_account
 from monitor.alerts.render import hf_text, short_address, usd_text
 from monitor.config import Config
 from monitor.config.alerts import AlertsConfig, RouteConfig
 from monitor.errors import MonitorError
+from monitor.models import MarketSnapshot
 from monitor.store import Store
 
 log = logging.getLogger("liqmon")
@@ -227,28 +228,32 @@ class TelegramBot:
         watches = self.store.bot_watches(chat_id)
         if not watches:
             return "No wallets yet: /watch 0x... [label]"
-        lines: list[str] = []
-        for w in watches:
-            lines += self._status_lines(w["account"], w["label"])
-        return "\n".join(lines)
-
-    def _status_lines(self, account: str, label: str) -> list[str]:
-        name = f"{label} ({short_address(account)})" if label else short_address(account)
-        found: list[str] = []
+        markets = []  # each market's newest stored snapshot and alert states, read once for all wallets
         for market in self.config.markets:
             try:
                 snapshot = self.store.load_snapshot(market.name)
             except MonitorError:
                 continue  # nothing stored yet for it
-            position = next((p for p in snapshot.positions if p.account.lower() == account.lower()), None)
+            states = {k.lower(): v for k, v in self.store.alert_states(market.name).items()}
+            markets.append((market.name, snapshot, states))
+        lines: list[str] = []
+        for w in watches:
+            lines += self._status_lines(w["account"], w["label"], markets)
+        return "\n".join(lines)
+
+    def _status_lines(
+        self, account: str, label: str, markets: Sequence[tuple[str, MarketSnapshot, Mapping[str, Any]]]
+    ) -> list[str]:
+        name = f"{label} ({short_address(account)})" if label else short_address(account)
+        found: list[str] = []
+        for market, snapshot, states in markets:
+            position = positions_by_account(snapshot).get(account.lower())
             if position is None or position.total_debt_base == 0:
                 continue
             hf = position.health_factor / 1e18
-            states = {k.lower(): v for k, v in self.store.alert_states(market.name).items()}
-            state = states.get(account.lower(), {})
-            severity = str(state.get("severity") or "ok")
-            level = _level(self.store, market.name, account)
-            text = f"{name} · {market.name}: HF {hf_text(hf)}, {severity}"
+            severity = str(states.get(account.lower(), {}).get("severity") or "ok")
+            level = _level(self.store, market, account)
+            text = f"{name} · {market}: HF {hf_text(hf)}, {severity}"
             if level is not None:
                 text += f" (level {level:.2f})"
             liq = advise(snapshot, account, self.config.alerts.target_hf).liquidation
@@ -276,13 +281,16 @@ class TelegramBot:
         return bot_routes(self.config, self.store, self.clock() if now is None else now)
 
 
-def bot_routes(config: Config, store: Store, now: float) -> tuple[RouteConfig, ...]:
-    """The subscription routes without a running bot (what the daemon adds each tick)."""
+def bot_routes(
+    config: Config, store: Store, now: float, watches: Sequence[Mapping[str, Any]] | None = None
+) -> tuple[RouteConfig, ...]:
+    """The subscription routes without a running bot (what the daemon adds each tick);
+    ``watches``: ``store.bot_watches()`` when the caller has read them already."""
     if not config.alerts.bot.enabled:
         return ()
     cfg = config.alerts.bot
     by_chat: dict[str, list[str]] = {}
-    for w in store.bot_watches():
+    for w in store.bot_watches() if watches is None else watches:
         if not (w["muted_until"] and w["muted_until"] > now):
             by_chat.setdefault(w["chat_id"], []).append(to_checksum_address(w["account"]))
     return tuple(RouteConfig(cfg.channel, chat, None, tuple(a), cfg.min_severity, False) for chat, a in by_chat.items())
@@ -305,11 +313,14 @@ def _left(seconds: float) -> str:
 def with_bot_routes(config: Config, store: Store, now: float) -> AlertsConfig:
     """``config.alerts`` with the bot's subscription routes added and the labels subscribers gave
     their wallets (a label in the config wins); itself when the bot is off or nobody subscribed."""
-    extra = bot_routes(config, store, now)
+    if not config.alerts.bot.enabled:
+        return config.alerts
+    watches = store.bot_watches()  # read once a tick: the routes and the labels
+    extra = bot_routes(config, store, now, watches)
     if not extra:
         return config.alerts
     messages = config.alerts.messages
-    given = {w["account"].lower(): w["label"] for w in store.bot_watches() if w["label"]}
+    given = {w["account"].lower(): w["label"] for w in watches if w["label"]}
     labels = {**given, **messages.labels}
     return replace(config.alerts, routes=(*config.alerts.routes, *extra), messages=replace(messages, labels=labels))
 
